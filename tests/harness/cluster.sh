@@ -1,0 +1,64 @@
+#!/bin/sh
+# Starts and stops the throwaway PostgreSQL 15 cluster the integration tests run against.
+#   cluster.sh start ENVDIR   initdb as user postgres, listen on a free 127.0.0.1 port,
+#                             write the port to ENVDIR/pg.port
+#   cluster.sh stop ENVDIR    stop the cluster and remove its data
+# PostgreSQL refuses to run as root, so the cluster runs as the unprivileged user postgres
+# (created if missing) through runuser; its data lives in a fresh directory under /tmp.
+set -e
+cmd=$1
+envdir=$2
+PGBIN=/usr/lib/postgresql/15/bin
+[ -n "$cmd" ] && [ -n "$envdir" ] || { echo "usage: $0 start|stop ENVDIR" >&2; exit 2; }
+
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+    while :; do
+        port=$(( $(od -An -N2 -tu2 /dev/urandom) % 30000 + 20000 ))
+        ss -Htln "sport = :$port" | grep -q . || { echo "$port"; return; }
+    done
+}
+
+start() {
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
+    fi
+    mkdir -p "$envdir"
+    [ -f "$envdir/pg.datadir" ] && stop
+    data=$(mktemp -d /tmp/pgturbo-test.XXXXXX)
+    [ "$(id -u)" -eq 0 ] && chown postgres "$data"
+    echo "$data" > "$envdir/pg.datadir"
+    port=$(free_port)
+    as_pg "$PGBIN/initdb" -D "$data/pgdata" -U postgres -A trust --no-sync -E UTF8 >"$data/initdb.log" 2>&1 ||
+        { cat "$data/initdb.log" >&2; exit 1; }
+    cat >> "$data/pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$data'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_preload_libraries = ''
+CONF
+    as_pg "$PGBIN/pg_ctl" -D "$data/pgdata" -l "$data/postgres.log" -w -t 60 start >/dev/null
+    echo "$port" > "$envdir/pg.port"
+    echo "PostgreSQL 15 on 127.0.0.1:$port, data in $data"
+}
+
+stop() {
+    [ -f "$envdir/pg.datadir" ] || return 0
+    data=$(cat "$envdir/pg.datadir")
+    as_pg "$PGBIN/pg_ctl" -D "$data/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$data"
+    rm -f "$envdir/pg.datadir" "$envdir/pg.port"
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop ENVDIR" >&2; exit 2 ;;
+esac
