@@ -1,0 +1,389 @@
+#!/bin/bash
+# Benchmarks pgturbo against PgBouncer and direct PostgreSQL in one run and prints a Markdown
+# table: tps, pgturbo's ratios to the other two, each pooler's CPU time per transaction and
+# pgbench's average latency.
+#
+#   bench/pgbench_compare.sh PGTURBO_BIN [DURATION_SECONDS]    (default 15 s per cell)
+#
+# It starts a throwaway PostgreSQL 15 (tests/harness/cluster.sh), loads `pgbench -i -s 10`
+# into a database "bench", then starts pgturbo and PgBouncer with the same pool settings
+# (transaction mode, default_pool_size 20, max_client_conn 2000; pgturbo with 2 workers) and
+# runs every pgbench row against all three, one target after the other, so drift over the run
+# hits all of them alike. Progress goes to stderr and the report to stdout, so
+# `bench/pgbench_compare.sh build-release/pgturbo 15 > results.md` keeps a clean table.
+# Everything the script starts is stopped and removed on exit, also on failure or Ctrl-C.
+set -eu
+
+usage() {
+    echo "usage: $0 PGTURBO_BIN [DURATION_SECONDS]" >&2
+    exit 2
+}
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
+PGTURBO=$1
+DURATION=${2:-15}
+case $DURATION in '' | *[!0-9]* | 0) usage ;; esac
+case $PGTURBO in /*) ;; *) PGTURBO=$PWD/$PGTURBO ;; esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CLUSTER=$ROOT/tests/harness/cluster.sh
+POOL_SIZE=20
+MAX_CLIENT_CONN=2000
+WORKERS=2
+SCALE=10
+JOBS=2
+CLK_TCK=$(getconf CLK_TCK)
+
+WORK=$(mktemp -d /tmp/pgturbo-bench.XXXXXX)
+chmod 755 "$WORK"
+ENVDIR=$WORK/env
+TURBO_PID=""
+BOUNCER_PID=""
+PGBENCH_PID=""
+CLUSTER_STARTED=0
+
+log() { printf '%s\n' "$*" >&2; }
+
+# Stops one process we started: SIGTERM, up to 5 s of grace, then SIGKILL.
+stop_proc() {
+    pid=$1
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    set +e
+    stop_proc "$PGBENCH_PID"
+    stop_proc "$TURBO_PID"
+    stop_proc "$BOUNCER_PID"
+    [ "$CLUSTER_STARTED" -eq 1 ] && "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A random free loopback port below the ephemeral range (cluster.sh's way, but a port a client
+# socket used a moment ago, still in TIME_WAIT, cannot be bound by a listener: the -C row leaves
+# thousands of them in the ephemeral range).
+free_port() {
+    low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
+    span=$((low - 20000))
+    [ "$span" -ge 1000 ] || span=30000
+    while :; do
+        port=$(($(od -An -N2 -tu2 /dev/urandom) % span + 20000))
+        ss -Htan "sport = :$port" | grep -q . || {
+            echo "$port"
+            return
+        }
+    done
+}
+
+# cluster.sh picks PostgreSQL's port anywhere in 20000-49999, which may be held by a TIME_WAIT
+# socket, so a failed start is retried on a fresh port.
+start_cluster() {
+    for _ in 1 2 3; do
+        "$CLUSTER" start "$ENVDIR" >&2 && return 0
+        "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1 || true
+        log "PostgreSQL did not start; retrying on another port"
+    done
+    return 1
+}
+
+# Waits until PID listens on PORT and answers a query as user postgres in database bench.
+wait_ready() {
+    pid=$1
+    port=$2
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if ss -Htln "sport = :$port" | grep -q . &&
+            timeout 10 psql -h 127.0.0.1 -p "$port" -U postgres -d bench -XAtqc 'SELECT 1' \
+                >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Total CPU time (user + system, all threads) of PID in clock ticks: fields 14 and 15 of
+# /proc/PID/stat, counted after the command name, which may itself hold spaces.
+cpu_ticks() {
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    rest=${stat##*) }
+    echo "$rest" | awk '{ print $12 + $13 }'
+}
+
+start_pgturbo() {
+    for _ in 1 2 3; do
+        rc=0
+        try_start_pgturbo || rc=$?
+        [ "$rc" -eq 1 ] || return "$rc"
+    done
+    return 1
+}
+
+try_start_pgturbo() {
+    TURBO_PORT=$(free_port)
+    cat >"$WORK/pgturbo.ini" <<EOF
+[pgturbo]
+listen_addr = 127.0.0.1
+listen_port = $TURBO_PORT
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $MAX_CLIENT_CONN
+workers = $WORKERS
+
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
+EOF
+    if [ ! -x "$PGTURBO" ]; then
+        log "pgturbo: $PGTURBO is not an executable file"
+        return 2
+    fi
+    "$PGTURBO" serve "$WORK/pgturbo.ini" >>"$WORK/pgturbo.log" 2>&1 &
+    TURBO_PID=$!
+    if ! wait_ready "$TURBO_PID" "$TURBO_PORT"; then
+        log "pgturbo did not start on 127.0.0.1:$TURBO_PORT; last lines of its log:"
+        tail -n 20 "$WORK/pgturbo.log" >&2 || true
+        stop_proc "$TURBO_PID"
+        TURBO_PID=""
+        return 1
+    fi
+    log "pgturbo on 127.0.0.1:$TURBO_PORT (pid $TURBO_PID)"
+}
+
+# PgBouncer refuses to run as root, so it runs as postgres. setpriv execs it in place (runuser
+# would stay in between as its parent), so $! is PgBouncer itself, whose CPU time we read.
+# Connection logging is off: it costs PgBouncer CPU on the -C row that pgturbo does not pay.
+start_pgbouncer() {
+    for _ in 1 2 3; do try_start_pgbouncer && return 0; done
+    return 1
+}
+
+try_start_pgbouncer() {
+    BOUNCER_PORT=$(free_port)
+    mkdir -p "$WORK/pgbouncer"
+    echo '"postgres" ""' >"$WORK/pgbouncer/userlist.txt"
+    cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $MAX_CLIENT_CONN
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+logfile = $WORK/pgbouncer/pgbouncer.log
+$BOUNCER_EXTRA
+EOF
+    chown -R postgres "$WORK/pgbouncer"
+    setpriv --reuid=postgres --regid=postgres --init-groups \
+        pgbouncer "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 &
+    BOUNCER_PID=$!
+    if ! wait_ready "$BOUNCER_PID" "$BOUNCER_PORT"; then
+        log "PgBouncer did not start on 127.0.0.1:$BOUNCER_PORT; last lines of its log:"
+        tail -n 20 "$WORK/pgbouncer/pgbouncer.log" >&2 || true
+        stop_proc "$BOUNCER_PID"
+        BOUNCER_PID=""
+        return 1
+    fi
+    log "PgBouncer on 127.0.0.1:$BOUNCER_PORT (pid $BOUNCER_PID)"
+}
+
+# Runs one pgbench cell against PORT with the row's flags (CLIENTS is the row's -c, to cap -j). Sets R_TPS and R_LAT (ms), or
+# R_TPS=failed. If PID is given (a pooler), also sets R_CPU to its CPU microseconds per
+# transaction over the run.
+run_cell() {
+    port=$1
+    pid=$2
+    clients=$3
+    shift 3
+    R_TPS=failed
+    R_LAT=failed
+    R_CPU=failed
+    jobs=$JOBS
+    [ "$clients" -lt "$jobs" ] && jobs=$clients
+    t0=""
+    if [ -n "$pid" ]; then t0=$(cpu_ticks "$pid") || return 0; fi
+    out=$WORK/pgbench.out
+    # In the background, so that a signal to this script is handled at once, not after pgbench.
+    timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$port" -U postgres -n \
+        -T "$DURATION" -j "$jobs" "$@" bench >"$out" 2>&1 &
+    PGBENCH_PID=$!
+    rc=0
+    wait "$PGBENCH_PID" || rc=$?
+    PGBENCH_PID=""
+    if [ "$rc" -ne 0 ]; then
+        log "  pgbench failed:"
+        { grep -m 3 -E 'error|ERROR|FATAL|abort' "$out" || tail -n 3 "$out"; } | sed 's/^/    /' >&2
+        return 0
+    fi
+    t1=""
+    if [ -n "$pid" ]; then t1=$(cpu_ticks "$pid") || return 0; fi
+    tps=$(awk '/^tps = / { print $3; exit }' "$out")
+    lat=$(awk '/^latency average = / { print $4; exit }' "$out")
+    txn=$(awk -F': ' '/^number of transactions actually processed/ {
+        split($2, a, "/"); print a[1]; exit }' "$out")
+    case $txn in '' | *[!0-9]* | 0)
+        log "  pgbench reported no transactions"
+        return 0
+        ;;
+    esac
+    R_TPS=$(printf '%.0f' "$tps")
+    R_LAT=$(printf '%.3f' "$lat")
+    if [ -n "$pid" ]; then
+        R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txn" \
+            'BEGIN { printf "%.1f", d * 1000000 / hz / n }')
+    else
+        R_CPU=""
+    fi
+}
+
+ratio() {
+    case "$1$2" in *[!0-9]*) echo "n/a" ;; *) awk -v a="$1" -v b="$2" \
+        'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }' ;; esac
+}
+
+# PgBouncer has prepared statements in transaction mode from 1.21 on (max_prepared_statements).
+BOUNCER_VERSION=$(pgbouncer --version 2>/dev/null | awk 'NR == 1 { print $2 }')
+BOUNCER_PREPARED=0
+BOUNCER_EXTRA=""
+case $BOUNCER_VERSION in
+    1.[0-9].* | 1.1[0-9].* | 1.20.* | "") ;;
+    *)
+        BOUNCER_PREPARED=1
+        BOUNCER_EXTRA="max_prepared_statements = 200"
+        ;;
+esac
+
+hard=$(ulimit -Hn)
+want=$((MAX_CLIENT_CONN + 1000))
+[ "$hard" != unlimited ] && [ "$hard" -lt "$want" ] && want=$hard
+ulimit -n "$want"
+
+log "starting PostgreSQL 15 ..."
+CLUSTER_STARTED=1
+start_cluster
+PG_PORT=$(cat "$ENVDIR/pg.port")
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'CREATE DATABASE bench' >/dev/null
+log "loading pgbench -i -s $SCALE ..."
+pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -q -s "$SCALE" bench >"$WORK/init.log" 2>&1 ||
+    {
+        cat "$WORK/init.log" >&2
+        exit 1
+    }
+pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -S -T 2 -c 2 -j 2 bench >/dev/null 2>&1 || true
+
+start_pgbouncer || true
+start_pgturbo || true
+
+TURBO_VERSION=unknown
+if [ -x "$PGTURBO" ]; then
+    TURBO_VERSION=$(timeout 5 "$PGTURBO" version 2>/dev/null | head -n 1) || true
+    [ -n "$TURBO_VERSION" ] || TURBO_VERSION=unknown
+fi
+PG_VERSION=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench -XAtqc 'SHOW server_version')
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+
+ROWS=(
+    "-S -c 8 -M simple"
+    "-S -c 50 -M simple"
+    "-S -c 8 -M prepared"
+    "-S -c 50 -M prepared"
+    "-S -c 8 -C -M simple"
+)
+NOTES=()
+TABLE=()
+for row in "${ROWS[@]}"; do
+    read -r -a flags <<<"$row"
+    clients=${flags[2]}
+    prepared=0
+    case $row in *prepared*) prepared=1 ;; esac
+
+    log "[$row] direct PostgreSQL ..."
+    run_cell "$PG_PORT" "" "$clients" "${flags[@]}"
+    d_tps=$R_TPS d_lat=$R_LAT
+
+    if [ "$prepared" -eq 1 ] && [ "$BOUNCER_PREPARED" -eq 0 ]; then
+        b_tps="n/a (unsupported)" b_lat="n/a" b_cpu="n/a"
+    else
+        if [ -z "$BOUNCER_PID" ] || ! kill -0 "$BOUNCER_PID" 2>/dev/null; then
+            [ -n "$BOUNCER_PID" ] && NOTES+=("PgBouncer was not running before row \`$row\`; restarted.")
+            BOUNCER_PID=""
+            start_pgbouncer || true
+        fi
+        if [ -n "$BOUNCER_PID" ]; then
+            log "[$row] PgBouncer ..."
+            run_cell "$BOUNCER_PORT" "$BOUNCER_PID" "$clients" "${flags[@]}"
+            b_tps=$R_TPS b_lat=$R_LAT b_cpu=$R_CPU
+        else
+            b_tps=failed b_lat=failed b_cpu=failed
+        fi
+    fi
+
+    if [ -z "$TURBO_PID" ] || ! kill -0 "$TURBO_PID" 2>/dev/null; then
+        if [ -n "$TURBO_PID" ]; then
+            NOTES+=("pgturbo was not running before row \`$row\` (it exited); restarted.")
+            wait "$TURBO_PID" 2>/dev/null || true
+        fi
+        TURBO_PID=""
+        start_pgturbo || true
+    fi
+    if [ -n "$TURBO_PID" ]; then
+        log "[$row] pgturbo ..."
+        run_cell "$TURBO_PORT" "$TURBO_PID" "$clients" "${flags[@]}"
+        t_tps=$R_TPS t_lat=$R_LAT t_cpu=$R_CPU
+    else
+        t_tps=failed t_lat=failed t_cpu=failed
+    fi
+
+    if [ "$prepared" -eq 1 ] && [ "$BOUNCER_PREPARED" -eq 0 ]; then
+        tb="n/a, see /direct"
+    else
+        tb=$(ratio "$t_tps" "$b_tps")
+    fi
+    td=$(ratio "$t_tps" "$d_tps")
+    TABLE+=("| \`$row\` | $d_tps | $b_tps | $t_tps | $tb | $td | $b_cpu | $t_cpu | $d_lat | $b_lat | $t_lat |")
+done
+
+echo "# pgturbo vs PgBouncer vs PostgreSQL"
+echo
+echo "Command: \`$0 $*\`"
+echo
+echo "Each cell: \`pgbench -h 127.0.0.1 -p PORT -U postgres -n -T $DURATION -j $JOBS <test flags> bench\`" \
+    "(PORT: PostgreSQL, PgBouncer or pgturbo), after \`pgbench -i -s $SCALE bench\`."
+echo
+echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $(uname -sr)"
+echo "- PostgreSQL $PG_VERSION, PgBouncer $BOUNCER_VERSION, pgturbo: $TURBO_VERSION"
+echo "- Both poolers: pool_mode=transaction, default_pool_size=$POOL_SIZE," \
+    "max_client_conn=$MAX_CLIENT_CONN; pgturbo workers=$WORKERS; PgBouncer log_connections=0"
+echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction"
+echo
+echo "| test | direct tps | pgbouncer tps | pgturbo tps | pgturbo/pgbouncer | pgturbo/direct" \
+    "| pgbouncer us CPU/txn | pgturbo us CPU/txn | direct latency ms | pgbouncer latency ms" \
+    "| pgturbo latency ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${TABLE[@]}"
+if [ "$BOUNCER_PREPARED" -eq 0 ]; then
+    echo
+    echo "PgBouncer $BOUNCER_VERSION has no prepared statements in transaction mode (they came" \
+        "in 1.21), so its -M prepared cells are n/a: compare pgturbo with direct PostgreSQL there."
+fi
+if [ ${#NOTES[@]} -gt 0 ]; then
+    echo
+    for n in "${NOTES[@]}"; do echo "- $n"; done
+fi

@@ -1,0 +1,652 @@
+/*
+ * client.c
+ *    Client connections: startup, the welcome, and forwarding of the client's messages to the
+ *    server it borrows, with prepared statements mapped to server-side names in transaction
+ *    and statement mode.
+ */
+#include "client.h"
+
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+#include "worker.h"
+
+#include <ctype.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* Above this much unsent output to a server, stop reading its client until it drains. */
+#define SERVER_OUT_HIGH_WATER (512 * 1024)
+
+static _Atomic int next_client_id;
+
+static void on_io(void *arg, int events);
+static void client_process(client_t *c);
+
+static void update_watch(client_t *c)
+{
+    int mask = c->reading_paused ? 0 : LOOP_READ;
+    if (buf_len(&c->out) > 0)
+        mask |= LOOP_WRITE;
+    if (loop_watch(c->worker->loop, &c->io, mask) < 0)
+        client_close(c, NULL, "epoll_ctl failed");
+}
+
+void client_accept(worker_t *w, int fd, const char *peer)
+{
+    client_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->id = atomic_fetch_add(&next_client_id, 1) + 1;
+    c->worker = w;
+    c->fd = fd;
+    c->state = CLIENT_LOGIN;
+    c->connected_at = c->active_at = loop_now(w->loop);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    if (loop_add(w->loop, &c->io, fd, LOOP_READ, on_io, c) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    atomic_fetch_add(&total_clients, 1);
+    c->counted = true;
+    worker_add_client(w, c);
+    atomic_fetch_add_explicit(&w->stats.clients_accepted, 1, memory_order_relaxed);
+}
+
+void client_close(client_t *c, const char *sqlstate, const char *message)
+{
+    if (c->state == CLIENT_CLOSED)
+        return;
+    if (sqlstate != NULL) {
+        client_log(LOG_INFO, c, "closing: %s (%s)", message, sqlstate);
+        if (proto_build_error(&c->out, "FATAL", sqlstate, message) == 0) {
+            while (buf_len(&c->out) > 0) {
+                ssize_t n = net_write(c->fd, buf_head(&c->out), buf_len(&c->out));
+                if (n <= 0)
+                    break;
+                buf_consume(&c->out, (uint32_t)n);
+            }
+        }
+    } else {
+        client_log(LOG_DEBUG, c, "closing: %s", message);
+    }
+    if (c->state == CLIENT_WAITING)
+        pool_unqueue(c->pool, c);
+    c->state = CLIENT_CLOSED;
+    server_t *s = c->server;
+    c->server = NULL;
+    if (s != NULL) {
+        s->client = NULL;
+        server_client_left(s);
+    }
+    loop_remove(c->worker->loop, &c->io);
+    close(c->fd);
+    if (c->counted)
+        atomic_fetch_sub(&total_clients, 1);
+    worker_bury_client(c->worker, c);
+}
+
+int client_flush(client_t *c)
+{
+    while (buf_len(&c->out) > 0) {
+        ssize_t n = net_write(c->fd, buf_head(&c->out), buf_len(&c->out));
+        if (n == NET_AGAIN)
+            break;
+        if (n < 0) {
+            client_close(c, NULL, "cannot write to client");
+            return -1;
+        }
+        buf_consume(&c->out, (uint32_t)n);
+    }
+    if (buf_len(&c->out) == 0) {
+        buf_release(&c->out);
+        if (c->server != NULL && c->server->reading_paused)
+            server_pause_reading(c->server, false);
+    }
+    update_watch(c);
+    return c->state == CLIENT_CLOSED ? -1 : 0;
+}
+
+void client_pause_reading(client_t *c, bool pause)
+{
+    if (c->reading_paused == pause || c->state == CLIENT_CLOSED)
+        return;
+    c->reading_paused = pause;
+    update_watch(c);
+    if (!pause && buf_len(&c->in) > 0)
+        client_process(c);
+}
+
+/* ---- startup ---- */
+
+static int apply_startup_params(client_t *c, const proto_startup_t *st)
+{
+    char msg[128];
+    for (int i = 0; i < st->n_params; i++) {
+        const char *name = st->names[i];
+        if (strcmp(name, "user") == 0 || strcmp(name, "database") == 0)
+            continue;
+        int id = params_find(name);
+        if (id < 0) {
+            snprintf(msg, sizeof(msg), "unsupported startup parameter: %.64s", name);
+            client_close(c, "08P01", msg);
+            return -1;
+        }
+        if (!params_set(&c->params, id, st->values[i])) {
+            snprintf(msg, sizeof(msg), "value of startup parameter %s is too long", name);
+            client_close(c, "08P01", msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int start_session(client_t *c, const proto_startup_t *st)
+{
+    const char *user = proto_startup_get(st, "user");
+    const char *database = proto_startup_get(st, "database");
+    if (database == NULL || database[0] == '\0')
+        database = user;
+    if (strlen(user) >= CONFIG_NAME_LEN || strlen(database) >= CONFIG_NAME_LEN) {
+        client_close(c, "08P01", "user or database name is too long");
+        return -1;
+    }
+    snprintf(c->user, sizeof(c->user), "%s", user);
+    snprintf(c->database, sizeof(c->database), "%s", database);
+    const config_t *cfg = c->worker->cfg;
+    if (c->worker->shutting_down) {
+        client_close(c, "57P01", "pgturbo is shutting down");
+        return -1;
+    }
+    if (atomic_load(&total_clients) > cfg->max_client_conn) {
+        atomic_fetch_add_explicit(&c->worker->stats.clients_refused, 1, memory_order_relaxed);
+        client_close(c, "53300", "no more connections allowed (max_client_conn)");
+        return -1;
+    }
+    c->db = config_find_database(cfg, database);
+    if (c->db == NULL) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "no such database: %s", database);
+        client_close(c, "3D000", msg);
+        return -1;
+    }
+    if (apply_startup_params(c, st) < 0)
+        return -1;
+    c->pool = pool_get(c->db, database, user);
+    if (c->pool == NULL) {
+        client_close(c, "53200", "out of memory");
+        return -1;
+    }
+    client_log(LOG_DEBUG, c, "login");
+    if (atomic_load(&c->pool->has_welcome)) {
+        client_welcome(c);
+        return 0;
+    }
+    /* The first client of a pool waits for a server to learn what to tell it. */
+    server_t *s = pool_acquire(c->pool, c);
+    if (s != NULL && !client_take_server(c, s))
+        pool_release(s);
+    return 0;
+}
+
+/* Reads startup-phase packets; returns true when the client may go on to its messages. */
+static bool handle_startup(client_t *c)
+{
+    while (c->state == CLIENT_LOGIN) {
+        proto_msg_t m;
+        proto_frame_result_t r = proto_frame_startup(buf_head(&c->in), buf_len(&c->in), &m);
+        if (r == PROTO_FRAME_SHORT || r == PROTO_FRAME_PARTIAL)
+            return false;
+        if (r < 0) {
+            client_close(c, "08P01", "invalid startup packet length");
+            return false;
+        }
+        proto_startup_t st;
+        const char *why = NULL;
+        if (proto_parse_startup(&m, &st, &why) < 0) {
+            client_close(c, "08P01", why);
+            return false;
+        }
+        if (st.code == PROTO_SSL_REQUEST || st.code == PROTO_GSSENC_REQUEST) {
+            buf_consume(&c->in, m.len);
+            if (buf_append(&c->out, "N", 1) < 0 || client_flush(c) < 0)
+                return false;
+            continue;
+        }
+        if (st.code == PROTO_CANCEL_REQUEST) {
+            client_close(c, NULL, "cancel request (not supported yet)");
+            return false;
+        }
+        int rc = start_session(c, &st);
+        if (c->state != CLIENT_CLOSED)
+            buf_consume(&c->in, m.len);
+        if (rc < 0)
+            return false;
+    }
+    return c->state == CLIENT_IDLE;
+}
+
+void client_welcome(client_t *c)
+{
+    pool_t *pool = c->pool;
+    for (int i = 0; i < PARAM_COUNT; i++)
+        if (!(c->params.known & (1u << i)) && (pool->defaults.known & (1u << i)))
+            params_set(&c->params, i, pool->defaults.value[i]);
+    int rc = proto_build_auth_ok(&c->out);
+    proto_msg_t m;
+    const buf_t *w = &pool->welcome;
+    for (uint32_t off = 0; rc == 0 && off < buf_len(w); off += m.len) {
+        if (proto_frame(buf_head(w) + off, buf_len(w) - off, UINT32_MAX, &m) != PROTO_FRAME_COMPLETE)
+            break;
+        proto_reader_t r;
+        proto_reader_init(&r, m.body, m.body_len);
+        const char *name = proto_get_string(&r);
+        const char *value = proto_get_string(&r);
+        int id = params_find(name);
+        if (id >= 0)
+            value = c->params.value[id];
+        rc = proto_build_parameter_status(&c->out, name, value);
+    }
+    if (getrandom(&c->cancel_key, sizeof(c->cancel_key), 0) != sizeof(c->cancel_key))
+        c->cancel_key = (int32_t)(c->id * 2654435761u);
+    if (rc == 0)
+        rc = proto_build_backend_key(&c->out, c->id, c->cancel_key);
+    if (rc == 0)
+        rc = proto_build_ready(&c->out, 'I');
+    if (rc < 0) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    c->welcomed = true;
+    c->state = CLIENT_IDLE;
+    client_flush(c);
+}
+
+/* ---- prepared statements (transaction and statement mode) ---- */
+
+/* Makes sure s has stmt; a Parse sent for that is the client's own (visible) or pgturbo's. */
+static int ensure_prepared(server_t *s, const prepared_stmt_t *stmt, bool visible)
+{
+    if (s->prepared == NULL) {
+        int cap = s->worker->cfg->max_prepared_statements;
+        s->prepared = prepared_cache_create(cap > 0 ? cap : 1);
+        if (s->prepared == NULL)
+            return -1;
+    }
+    if (prepared_cache_lookup(s->prepared, stmt->hash)) {
+        if (visible && server_expect(s, PENDING_FAKE_PARSE, false, 0) < 0)
+            return -1;
+        server_pay_fakes(s);
+        return 0;
+    }
+    uint64_t evicted;
+    if (prepared_cache_add(s->prepared, stmt->hash, &evicted)) {
+        char name[PREPARED_NAME_LEN];
+        prepared_server_name(evicted, name);
+        if (proto_build_close(&s->out, 'S', name) < 0 ||
+            server_expect(s, PENDING_CLOSE, true, 0) < 0)
+            return -1;
+    }
+    uint32_t mark;
+    if (proto_begin(&s->out, 'P' /* Parse */, &mark) < 0 ||
+        proto_put_string(&s->out, stmt->server_name) < 0 ||
+        proto_put_bytes(&s->out, stmt->body, stmt->body_len) < 0)
+        return -1;
+    proto_end(&s->out, mark);
+    return server_expect(s, PENDING_PARSE, !visible, stmt->hash);
+}
+
+static int forward_parse(client_t *c, server_t *s, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    const char *name = proto_get_string(&r);
+    if (!proto_reader_ok(&r))
+        return -2;
+    if (name[0] == '\0')
+        return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0
+                   ? -1
+                   : server_expect(s, PENDING_PARSE, false, 0);
+    if (c->stmts == NULL && (c->stmts = prepared_map_create()) == NULL)
+        return -1;
+    prepared_stmt_t *stmt = prepared_map_put(c->stmts, name, m->body + r.pos, r.len - r.pos);
+    if (stmt == NULL)
+        return -1;
+    return ensure_prepared(s, stmt, true);
+}
+
+/* Bind and Describe of a named statement: prepare it if needed, use the server-side name. */
+static int forward_statement_use(client_t *c, server_t *s, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    const char *portal = NULL;
+    uint8_t kind = 'S';
+    if (m->type == 'B')
+        portal = proto_get_string(&r);
+    else
+        kind = proto_get_byte(&r);
+    const char *name = proto_get_string(&r);
+    if (!proto_reader_ok(&r))
+        return -2;
+    pending_kind_t expect = m->type == 'B' ? PENDING_BIND : PENDING_DESCRIBE;
+    prepared_stmt_t *stmt =
+        (kind == 'S' && name[0] != '\0' && c->stmts != NULL) ? prepared_map_get(c->stmts, name)
+                                                             : NULL;
+    if (stmt == NULL)
+        return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0
+                   ? -1
+                   : server_expect(s, expect, false, 0);
+    if (ensure_prepared(s, stmt, false) < 0)
+        return -1;
+    uint32_t mark;
+    int rc = proto_begin(&s->out, m->type, &mark);
+    if (rc == 0 && portal != NULL)
+        rc = proto_put_string(&s->out, portal);
+    else if (rc == 0)
+        rc = proto_put_byte(&s->out, kind);
+    if (rc == 0)
+        rc = proto_put_string(&s->out, stmt->server_name);
+    if (rc == 0)
+        rc = proto_put_bytes(&s->out, m->body + r.pos, r.len - r.pos);
+    if (rc < 0)
+        return -1;
+    proto_end(&s->out, mark);
+    return server_expect(s, expect, false, 0);
+}
+
+static int forward_close(client_t *c, server_t *s, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    uint8_t kind = proto_get_byte(&r);
+    const char *name = proto_get_string(&r);
+    if (!proto_reader_ok(&r))
+        return -2;
+    if (kind == 'S' && name[0] != '\0' && c->stmts != NULL && prepared_map_remove(c->stmts, name)) {
+        /* The statement stays prepared on the server for whoever uses the same text. */
+        if (server_expect(s, PENDING_FAKE_CLOSE, false, 0) < 0)
+            return -1;
+        server_pay_fakes(s);
+        return 0;
+    }
+    return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0
+               ? -1
+               : server_expect(s, PENDING_CLOSE, false, 0);
+}
+
+/*
+ * Recognises "DEALLOCATE [PREPARE] name|ALL" for statements the client prepared through the
+ * protocol: those exist only in pgturbo's map, so pgturbo answers. Returns true when it did.
+ */
+static bool answer_deallocate(client_t *c, const proto_msg_t *m)
+{
+    if (c->stmts == NULL || m->body_len == 0 || m->body[m->body_len - 1] != '\0')
+        return false;
+    const char *p = (const char *)m->body;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (strncasecmp(p, "deallocate", 10) != 0 || !isspace((unsigned char)p[10]))
+        return false;
+    p += 10;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (strncasecmp(p, "prepare", 7) == 0 && isspace((unsigned char)p[7]))
+        for (p += 7; isspace((unsigned char)*p); p++)
+            ;
+    char name[CONFIG_NAME_LEN];
+    size_t n = 0;
+    bool quoted = *p == '"';
+    for (p += quoted; *p && n + 1 < sizeof(name); p++) {
+        if (quoted ? *p == '"' : !(isalnum((unsigned char)*p) || *p == '_' || *p == '$'))
+            break;
+        name[n++] = quoted ? *p : (char)tolower((unsigned char)*p);
+    }
+    name[n] = '\0';
+    for (p += quoted; isspace((unsigned char)*p) || *p == ';'; p++)
+        ;
+    if (n == 0 || *p != '\0')
+        return false;
+    const char *tag = "DEALLOCATE";
+    if (!quoted && strcmp(name, "all") == 0) {
+        prepared_map_clear(c->stmts);
+        tag = "DEALLOCATE ALL";
+    } else if (!prepared_map_remove(c->stmts, name)) {
+        return false;
+    }
+    char status = c->server != NULL ? c->server->txn_status : 'I';
+    if (proto_build_command_complete(&c->out, tag) < 0 || proto_build_ready(&c->out, status) < 0)
+        client_close(c, "53200", "out of memory");
+    return true;
+}
+
+/* Sends one client message on to its server. Returns 0, -1 (out of memory), -2 (malformed). */
+static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
+{
+    bool mapped = atomic_load_explicit(&c->pool->mode, memory_order_relaxed) != POOL_MODE_SESSION;
+    const uint8_t *whole = m->body - PROTO_HEADER_LEN;
+    pending_kind_t expect;
+    switch (m->type) {
+    case 'Q': /* Query */
+    case 'F': /* FunctionCall */
+        atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+        expect = PENDING_QUERY;
+        break;
+    case 'P': /* Parse */
+        s->sync_pending = true;
+        if (mapped)
+            return forward_parse(c, s, m);
+        expect = PENDING_PARSE;
+        break;
+    case 'B': /* Bind */
+    case 'D': /* Describe */
+        s->sync_pending = true;
+        if (mapped)
+            return forward_statement_use(c, s, m);
+        expect = m->type == 'B' ? PENDING_BIND : PENDING_DESCRIBE;
+        break;
+    case 'C': /* Close */
+        s->sync_pending = true;
+        if (mapped)
+            return forward_close(c, s, m);
+        expect = PENDING_CLOSE;
+        break;
+    case 'E': /* Execute */
+        atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+        s->sync_pending = true;
+        expect = PENDING_EXECUTE;
+        break;
+    case 'S': /* Sync */
+        s->sync_pending = false;
+        expect = PENDING_SYNC;
+        break;
+    case 'H': /* Flush */
+    case 'd': /* CopyData */
+    case 'c': /* CopyDone */
+    case 'f': /* CopyFail */
+        return buf_append(&s->out, whole, m->len);
+    default:
+        return -2;
+    }
+    if (buf_append(&s->out, whole, m->len) < 0)
+        return -1;
+    return server_expect(s, expect, false, 0);
+}
+
+/* Handles the client's whole messages; a client without a server asks its pool for one. */
+static void client_process(client_t *c)
+{
+    while ((c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) && !c->reading_paused) {
+        uint32_t avail = buf_len(&c->in);
+        if (avail == 0)
+            break;
+        proto_msg_t m;
+        proto_frame_result_t r =
+            proto_frame(buf_head(&c->in), avail, (uint32_t)c->worker->cfg->max_packet_size, &m);
+        if (r == PROTO_FRAME_SHORT)
+            break;
+        if (r == PROTO_FRAME_PARTIAL) {
+            if (buf_reserve(&c->in, m.len - avail) < 0)
+                client_close(c, "53200", "out of memory");
+            break;
+        }
+        if (r < 0) {
+            client_close(c, "08P01",
+                         r == PROTO_FRAME_TOO_LARGE ? "message exceeds max_packet_size"
+                                                    : "invalid message length");
+            return;
+        }
+        if (m.type == 'X' /* Terminate */) {
+            client_close(c, NULL, "client sent Terminate");
+            return;
+        }
+        bool mapped = atomic_load_explicit(&c->pool->mode, memory_order_relaxed) !=
+                      POOL_MODE_SESSION;
+        if (m.type == 'Q' && mapped && (c->server == NULL || c->server->pend_count == 0) &&
+            answer_deallocate(c, &m)) {
+            buf_consume(&c->in, m.len);
+            continue;
+        }
+        if (c->server == NULL) {
+            server_t *s = pool_acquire(c->pool, c);
+            if (s == NULL) {
+                client_pause_reading(c, true);
+                break;
+            }
+            c->server = s;
+            c->state = CLIENT_ACTIVE;
+            if (server_link(s, c) < 0) {
+                client_close(c, "53200", "out of memory");
+                return;
+            }
+        }
+        int rc = forward_message(c, c->server, &m);
+        if (rc < 0) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "invalid frontend message type %d", m.type);
+            client_close(c, rc == -1 ? "53200" : "08P01", rc == -1 ? "out of memory" : msg);
+            return;
+        }
+        buf_consume(&c->in, m.len);
+    }
+    if (buf_len(&c->in) == 0)
+        buf_release(&c->in);
+    if (c->state == CLIENT_CLOSED)
+        return;
+    server_t *s = c->server;
+    if (s != NULL && server_flush(s) == 0 && buf_len(&s->out) > SERVER_OUT_HIGH_WATER)
+        client_pause_reading(c, true);
+    if (c->state != CLIENT_CLOSED && buf_len(&c->out) > 0)
+        client_flush(c);
+}
+
+bool client_take_server(client_t *c, server_t *s)
+{
+    if (c->state == CLIENT_CLOSED)
+        return false;
+    if (!c->welcomed) {
+        client_welcome(c);
+        if (c->state == CLIENT_CLOSED || buf_len(&c->in) == 0)
+            return false;
+    }
+    if (s == NULL) {
+        c->state = CLIENT_IDLE;
+        client_pause_reading(c, false);
+        return false;
+    }
+    c->server = s;
+    c->state = CLIENT_ACTIVE;
+    if (server_link(s, c) < 0) {
+        client_close(c, "53200", "out of memory");
+        return true;
+    }
+    c->reading_paused = false;
+    update_watch(c);
+    client_process(c);
+    return true;
+}
+
+void client_server_released(client_t *c)
+{
+    if (c->state != CLIENT_ACTIVE)
+        return;
+    c->state = CLIENT_IDLE;
+    if (c->worker->shutting_down) {
+        client_close(c, "57P01", "pgturbo is shutting down");
+        return;
+    }
+    if (buf_len(&c->in) > 0)
+        client_process(c);
+}
+
+static void client_read(client_t *c)
+{
+    if (buf_reserve(&c->in, 4096) < 0) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    ssize_t n = net_read(c->fd, buf_tail(&c->in), buf_room(&c->in));
+    if (n == NET_AGAIN)
+        return;
+    if (n <= 0) {
+        client_close(c, NULL, n == 0 ? "client closed the connection" : "cannot read from client");
+        return;
+    }
+    buf_produce(&c->in, (uint32_t)n);
+    c->active_at = loop_now(c->worker->loop);
+    if (c->state == CLIENT_LOGIN && !handle_startup(c))
+        return;
+    client_process(c);
+}
+
+static void on_io(void *arg, int events)
+{
+    client_t *c = arg;
+    if ((events & LOOP_WRITE) && client_flush(c) < 0)
+        return;
+    if ((events & LOOP_READ) && c->state != CLIENT_CLOSED)
+        client_read(c);
+}
+
+void client_check_timeouts(client_t *c, int64_t now)
+{
+    const config_t *cfg = c->worker->cfg;
+    server_t *s = c->server;
+    switch (c->state) {
+    case CLIENT_LOGIN:
+        if (cfg->client_login_timeout > 0 && now - c->connected_at > cfg->client_login_timeout)
+            client_close(c, "08P01", "client_login_timeout");
+        break;
+    case CLIENT_WAITING:
+        if (cfg->query_wait_timeout > 0 && now - c->wait_since > cfg->query_wait_timeout)
+            client_close(c, "08P01", "query_wait_timeout");
+        break;
+    case CLIENT_IDLE:
+        if (cfg->client_idle_timeout > 0 && now - c->active_at > cfg->client_idle_timeout)
+            client_close(c, "08P01", "client_idle_timeout");
+        break;
+    case CLIENT_ACTIVE:
+        if (s->pend_count > 0) {
+            if (cfg->query_timeout > 0 && now - c->active_at > cfg->query_timeout)
+                client_close(c, "57014", "query_timeout");
+        } else if (s->txn_status != 'I') {
+            if (cfg->idle_transaction_timeout > 0 &&
+                now - c->active_at > cfg->idle_transaction_timeout)
+                client_close(c, "25P03", "idle_transaction_timeout");
+        } else if (cfg->client_idle_timeout > 0 && now - c->active_at > cfg->client_idle_timeout) {
+            client_close(c, "08P01", "client_idle_timeout");
+        }
+        break;
+    case CLIENT_CLOSED:
+        break;
+    }
+}

@@ -1,0 +1,89 @@
+/*
+ * client.h
+ *    A connection from an application to pgturbo: startup, the messages it sends, and the
+ *    server connection it borrows from its pool for a transaction (or for its whole session).
+ */
+#ifndef PGTURBO_CLIENT_H
+#define PGTURBO_CLIENT_H
+
+#include "buf.h"
+#include "config.h"
+#include "loop.h"
+#include "net.h"
+#include "params.h"
+#include "prepared.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pool;
+struct server;
+struct worker;
+
+typedef enum client_state {
+    CLIENT_LOGIN,   /* reading the startup packet */
+    CLIENT_IDLE,    /* logged in; no server */
+    CLIENT_WAITING, /* queued in its pool for a server (to log in, or to run its messages) */
+    CLIENT_ACTIVE,  /* a server is linked to it */
+    CLIENT_CLOSED,  /* closed; freed after the current batch */
+} client_state_t;
+
+typedef struct client {
+    int id;
+    client_state_t state;
+    struct worker *worker;
+    struct pool *pool;
+    struct server *server;
+    const config_database_t *db; /* borrowed from the worker's config at login */
+    loop_io_t io;
+    int fd;
+    struct client *next, *prev;           /* worker's list */
+    struct client *wait_next, *wait_prev; /* pool shard's wait queue */
+    buf_t in, out;
+    params_t params;           /* session parameters the client's session has */
+    prepared_map_t *stmts;     /* its named prepared statements (transaction mode) */
+    bool welcomed;             /* got AuthenticationOk ... ReadyForQuery */
+    bool reading_paused;
+    bool counted;              /* counted in total_clients */
+    int32_t cancel_key;
+    int64_t connected_at, active_at, wait_since;
+    char user[CONFIG_NAME_LEN];
+    char database[CONFIG_NAME_LEN];
+    char peer[NET_ADDR_LEN];
+} client_t;
+
+#define client_log(level, c, fmt, ...)                                                         \
+    log_write(level, "C-%d %s@%s %s: " fmt, (c)->id, (c)->user, (c)->database, (c)->peer,    \
+              ##__VA_ARGS__)
+
+/* Takes ownership of an accepted socket and starts reading its startup packet. */
+void client_accept(struct worker *w, int fd, const char *peer);
+
+/*
+ * Closes the client. With a sqlstate, it first gets an ErrorResponse (FATAL) saying message;
+ * without, message is only logged. The server it used is cleaned for reuse or closed.
+ */
+void client_close(client_t *c, const char *sqlstate, const char *message);
+
+/*
+ * A server is available for waiting client c. Returns true when c took it; false when c only
+ * needed the pool's welcome (now sent) or is gone, and the server stays free.
+ */
+bool client_take_server(client_t *c, struct server *s);
+
+/* The server finished c's transaction and went back to the pool (transaction mode). */
+void client_server_released(client_t *c);
+
+/* Sends what it can of c->out; closes c on error. Returns 0, or -1 when c was closed. */
+int client_flush(client_t *c);
+
+/* Sends the welcome (AuthenticationOk, parameters, BackendKeyData, ReadyForQuery). */
+void client_welcome(client_t *c);
+
+/* Stops or resumes reading from the client (while its server's output is full). */
+void client_pause_reading(client_t *c, bool pause);
+
+/* Timeouts of one client, checked from the worker's tick. */
+void client_check_timeouts(client_t *c, int64_t now);
+
+#endif /* PGTURBO_CLIENT_H */

@@ -1,0 +1,40 @@
+/*
+ * main.c
+ *    The pgturbo command line: picks the subcommand and hands over; nothing else.
+ */
+#include "serve.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define PGTURBO_VERSION "0.1.0"
+
+static int usage(FILE *out, int code)
+{
+    fprintf(out, "usage: pgturbo serve [-c] CONFIG.ini   run the proxy\n"
+                 "       pgturbo version                print the version\n");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr, 2);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) {
+        int i = 2;
+        if (i < argc && strcmp(argv[i], "-c") == 0)
+            i++;
+        if (i != argc - 1)
+            return usage(stderr, 2);
+        return serve_run(argv[i]);
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("pgturbo %s\n", PGTURBO_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0)
+        return usage(stdout, 0);
+    fprintf(stderr, "pgturbo: unknown command \"%s\"\n", cmd);
+    return usage(stderr, 2);
+}

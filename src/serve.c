@@ -1,0 +1,125 @@
+/*
+ * serve.c
+ *    The daemon's main thread: starts the workers, then waits for signals. SIGHUP loads the
+ *    config again and hands it to the pools and workers (a bad file is reported and the old
+ *    one kept); SIGTERM and SIGINT stop accepting and let transactions finish, up to
+ *    shutdown_timeout.
+ */
+#include "serve.h"
+
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "worker.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Configs replaced by a reload. Connections may still point into them, so they are freed
+ * only at exit; each reload keeps one file's worth of memory. */
+typedef struct retired {
+    config_t *cfg;
+    struct retired *next;
+} retired_t;
+
+static int worker_count(const config_t *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void log_summary(void)
+{
+    uint64_t accepted = 0, transactions = 0, queries = 0, connects = 0;
+    for (int i = 0; i < n_workers; i++) {
+        accepted += atomic_load(&workers[i].stats.clients_accepted);
+        transactions += atomic_load(&workers[i].stats.transactions);
+        queries += atomic_load(&workers[i].stats.queries);
+        connects += atomic_load(&workers[i].stats.server_connects);
+    }
+    log_info("served %llu clients, %llu transactions, %llu queries with %llu server connections",
+             (unsigned long long)accepted, (unsigned long long)transactions,
+             (unsigned long long)queries, (unsigned long long)connects);
+}
+
+static config_t *reload(const char *path, config_t *current, retired_t **retired)
+{
+    char err[512];
+    config_t *next = NULL;
+    if (config_load(path, &next, err, sizeof(err)) < 0) {
+        log_error("reload failed, keeping the current config: %s", err);
+        return current;
+    }
+    retired_t *r = malloc(sizeof(*r));
+    if (r == NULL) {
+        config_free(next);
+        log_error("reload failed: out of memory");
+        return current;
+    }
+    r->cfg = current;
+    r->next = *retired;
+    *retired = r;
+    log_set_level(next->verbose ? LOG_DEBUG : LOG_INFO);
+    pool_reload_all(next);
+    worker_reload_all(next);
+    log_info("config reloaded from %s", path);
+    return next;
+}
+
+int serve_run(const char *path)
+{
+    char err[512];
+    config_t *cfg = NULL;
+    if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgturbo: %s\n", err);
+        return 2;
+    }
+    log_set_level(cfg->verbose ? LOG_DEBUG : LOG_INFO);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    int n = worker_count(cfg);
+    if (worker_start_all(cfg, n, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgturbo: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
+    log_info("pgturbo listening on %s:%d with %d workers, pool_mode %s", cfg->listen_addr,
+             cfg->listen_port, n, config_pool_mode_name(cfg->pool_mode));
+
+    retired_t *retired = NULL;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            cfg = reload(path, cfg, &retired);
+        else if (sig == SIGTERM || sig == SIGINT)
+            break;
+    }
+    log_info("shutting down: waiting up to %lld ms for transactions to finish",
+             (long long)cfg->shutdown_timeout);
+    worker_shutdown_all();
+    log_summary();
+    worker_free_all();
+    pool_free_all();
+    config_free(cfg);
+    while (retired != NULL) {
+        retired_t *next = retired->next;
+        config_free(retired->cfg);
+        free(retired);
+        retired = next;
+    }
+    log_info("stopped");
+    return 0;
+}

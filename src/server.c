@@ -1,0 +1,608 @@
+/*
+ * server.c
+ *    Server connections: login, the queue of owed responses, forwarding to the client.
+ *
+ * See server.h for the model. The invariant that keeps the response order right: the head of
+ * the pending queue is never a fake entry once a function of this file returns, because fakes
+ * are paid to the client as soon as everything before them has been answered.
+ */
+#include "server.h"
+
+#include "client.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "proto.h"
+#include "worker.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Above this much unsent output to a client, stop reading its server until it drains. */
+#define CLIENT_OUT_HIGH_WATER (512 * 1024)
+#define MAX_MESSAGE_FROM_SERVER 0x7fffffffu
+
+static _Atomic int next_server_id;
+
+static void on_io(void *arg, int events);
+
+static void update_watch(server_t *s)
+{
+    int mask = s->reading_paused ? 0 : LOOP_READ;
+    if (buf_len(&s->out) > 0 || s->state == SERVER_CONNECTING)
+        mask |= LOOP_WRITE;
+    if (loop_watch(s->worker->loop, &s->io, mask) < 0)
+        server_close(s, "epoll_ctl failed");
+}
+
+server_t *server_connect(pool_t *pool, worker_t *w)
+{
+    server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->id = atomic_fetch_add(&next_server_id, 1) + 1;
+    s->pool = pool;
+    s->worker = w;
+    s->state = SERVER_CONNECTING;
+    s->txn_status = 'I';
+    s->connected_at = loop_now(w->loop);
+    s->idle_since = s->used_at = s->connected_at;
+
+    pool_target_t t;
+    pthread_mutex_lock(&pool->lock);
+    t = pool->target;
+    pthread_mutex_unlock(&pool->lock);
+    char err[256];
+    s->fd = net_connect(t.host, t.port, err, sizeof(err));
+    if (s->fd < 0) {
+        server_log(LOG_WARNING, s, "%s", err);
+        free(s);
+        return NULL;
+    }
+    if (loop_add(w->loop, &s->io, s->fd, LOOP_READ | LOOP_WRITE, on_io, s) < 0) {
+        close(s->fd);
+        free(s);
+        return NULL;
+    }
+    worker_add_server(w, s);
+    atomic_fetch_add_explicit(&w->stats.server_connects, 1, memory_order_relaxed);
+    server_log(LOG_DEBUG, s, "connecting to %s:%d", t.host, t.port);
+    return s;
+}
+
+void server_close(server_t *s, const char *reason)
+{
+    if (s->state == SERVER_CLOSED)
+        return;
+    bool never_ready = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
+    server_log(never_ready ? LOG_WARNING : LOG_DEBUG, s, "closing: %s", reason);
+    if (never_ready && s->fail_sqlstate[0] == '\0') {
+        snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "08006");
+        snprintf(s->fail_message, sizeof(s->fail_message), "server connection failed: %s",
+                 reason);
+    }
+    if (s->state == SERVER_IDLE)
+        pool_remove_idle(s);
+    client_t *c = s->client;
+    s->client = NULL;
+    if (s->state != SERVER_MOVING)
+        loop_remove(s->worker->loop, &s->io);
+    close(s->fd);
+    s->state = SERVER_CLOSED;
+    if (c != NULL) {
+        c->server = NULL;
+        char msg[300];
+        snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
+        client_close(c, "08006", msg);
+    }
+    pool_server_gone(s, never_ready);
+    worker_bury_server(s->worker, s);
+}
+
+void server_free(server_t *s)
+{
+    buf_free(&s->in);
+    buf_free(&s->out);
+    buf_free(&s->welcome);
+    prepared_cache_free(s->prepared);
+    free(s->pending);
+    free(s);
+}
+
+int server_flush(server_t *s)
+{
+    while (buf_len(&s->out) > 0) {
+        ssize_t n = net_write(s->fd, buf_head(&s->out), buf_len(&s->out));
+        if (n == NET_AGAIN)
+            break;
+        if (n < 0) {
+            server_close(s, "cannot write to server");
+            return -1;
+        }
+        buf_consume(&s->out, (uint32_t)n);
+    }
+    if (buf_len(&s->out) == 0) {
+        buf_release(&s->out);
+        client_t *c = s->client;
+        if (c != NULL && c->reading_paused && c->state == CLIENT_ACTIVE)
+            client_pause_reading(c, false);
+    }
+    update_watch(s);
+    return s->state == SERVER_CLOSED ? -1 : 0;
+}
+
+void server_pause_reading(server_t *s, bool pause)
+{
+    if (s->reading_paused == pause || s->state == SERVER_CLOSED)
+        return;
+    s->reading_paused = pause;
+    update_watch(s);
+}
+
+/* ---- the pending queue ---- */
+
+static pending_t *pending_head(server_t *s)
+{
+    return s->pend_count > 0 ? &s->pending[s->pend_head] : NULL;
+}
+
+static void pending_pop(server_t *s)
+{
+    s->pend_head = (s->pend_head + 1) % s->pend_cap;
+    s->pend_count--;
+}
+
+int server_expect(server_t *s, pending_kind_t kind, bool swallow, uint64_t hash)
+{
+    if (s->pend_count == s->pend_cap) {
+        uint32_t cap = s->pend_cap ? s->pend_cap * 2 : 16;
+        pending_t *p = malloc(cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        for (uint32_t i = 0; i < s->pend_count; i++)
+            p[i] = s->pending[(s->pend_head + i) % s->pend_cap];
+        free(s->pending);
+        s->pending = p;
+        s->pend_cap = cap;
+        s->pend_head = 0;
+    }
+    pending_t *e = &s->pending[(s->pend_head + s->pend_count) % s->pend_cap];
+    e->kind = (uint8_t)kind;
+    e->swallow = swallow;
+    e->hash = hash;
+    s->pend_count++;
+    return 0;
+}
+
+void server_pay_fakes(server_t *s)
+{
+    pending_t *head;
+    while ((head = pending_head(s)) != NULL &&
+           (head->kind == PENDING_FAKE_PARSE || head->kind == PENDING_FAKE_CLOSE)) {
+        uint8_t type = head->kind == PENDING_FAKE_PARSE ? '1' /* ParseComplete */
+                                                        : '3' /* CloseComplete */;
+        pending_pop(s);
+        if (s->client != NULL && proto_build_empty(&s->client->out, type) < 0)
+            client_close(s->client, "53200", "out of memory");
+    }
+}
+
+int server_run_query(server_t *s, const char *sql)
+{
+    if (proto_build_query(&s->out, sql) < 0)
+        return -1;
+    return server_expect(s, PENDING_QUERY, true, 0);
+}
+
+bool server_is_idle(const server_t *s)
+{
+    return s->pend_count == 0 && !s->sync_pending && s->txn_status == 'I' && s->stream_left == 0;
+}
+
+/* ---- login ---- */
+
+static int send_startup(server_t *s)
+{
+    pool_t *pool = s->pool;
+    pthread_mutex_lock(&pool->lock);
+    const char *names[] = {"user", "database"};
+    const char *values[] = {pool->target.user[0] ? pool->target.user : pool->user,
+                            pool->target.dbname[0] ? pool->target.dbname : pool->database};
+    int rc = proto_build_startup(&s->out, names, values, 2);
+    pthread_mutex_unlock(&pool->lock);
+    if (rc < 0)
+        return -1;
+    s->state = SERVER_LOGIN;
+    return server_flush(s);
+}
+
+static void login_failed(server_t *s, const proto_msg_t *m)
+{
+    proto_error_t e;
+    if (proto_parse_error(m->body, m->body_len, &e) == 0) {
+        snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "%s", e.sqlstate);
+        snprintf(s->fail_message, sizeof(s->fail_message), "%s", e.message);
+    }
+    server_close(s, s->fail_message[0] ? s->fail_message : "login failed");
+}
+
+static void record_parameter(server_t *s, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    const char *name = proto_get_string(&r);
+    const char *value = proto_get_string(&r);
+    int id = params_find(name);
+    if (!proto_reader_ok(&r) || id < 0)
+        return;
+    params_set(&s->params, id, value);
+    if (s->client != NULL)
+        params_set(&s->client->params, id, value);
+}
+
+static void handle_login(server_t *s, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    switch (m->type) {
+    case 'R': /* Authentication* */
+        if (proto_get_int32(&r) != 0) {
+            snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "28000");
+            snprintf(s->fail_message, sizeof(s->fail_message),
+                     "server asked for password authentication, which pgturbo does not do yet");
+            server_close(s, s->fail_message);
+        }
+        break;
+    case 'S': /* ParameterStatus */
+        record_parameter(s, m);
+        if (!atomic_load(&s->pool->has_welcome) &&
+            buf_append(&s->welcome, m->body - PROTO_HEADER_LEN, m->len) < 0)
+            server_close(s, "out of memory");
+        break;
+    case 'K': /* BackendKeyData */
+        s->backend_pid = proto_get_int32(&r);
+        s->backend_key = proto_get_int32(&r);
+        break;
+    case 'E': /* ErrorResponse */
+        login_failed(s, m);
+        break;
+    case 'N': /* NoticeResponse */
+        break;
+    case 'Z': /* ReadyForQuery */
+        if (!atomic_load(&s->pool->has_welcome))
+            pool_set_welcome(s->pool, &s->welcome, &s->params);
+        buf_free(&s->welcome);
+        s->txn_status = 'I';
+        server_log(LOG_DEBUG, s, "logged in, backend pid %d", s->backend_pid);
+        pool_server_ready(s);
+        break;
+    default:
+        server_close(s, "unexpected message during login");
+    }
+}
+
+/* ---- forwarding ---- */
+
+static void to_client(server_t *s, const uint8_t *p, uint32_t n)
+{
+    client_t *c = s->client;
+    if (buf_append(&c->out, p, n) < 0) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    if (buf_len(&c->out) > CLIENT_OUT_HIGH_WATER && client_flush(c) == 0 &&
+        buf_len(&c->out) > CLIENT_OUT_HIGH_WATER)
+        server_pause_reading(s, true);
+}
+
+/* After an error, the server skips to the next Sync: so do the owed responses. */
+static void skip_to_sync(server_t *s)
+{
+    pending_t *head;
+    while ((head = pending_head(s)) != NULL && head->kind != PENDING_SYNC &&
+           head->kind != PENDING_QUERY)
+        pending_pop(s);
+}
+
+static bool is_terminal(uint8_t type, const pending_t *head)
+{
+    switch (type) {
+    case 'Z': /* ReadyForQuery */
+        return head->kind == PENDING_QUERY || head->kind == PENDING_SYNC;
+    case '1': /* ParseComplete */
+        return head->kind == PENDING_PARSE;
+    case '2': /* BindComplete */
+        return head->kind == PENDING_BIND;
+    case '3': /* CloseComplete */
+        return head->kind == PENDING_CLOSE;
+    case 'T': /* RowDescription */
+    case 'n': /* NoData */
+        return head->kind == PENDING_DESCRIBE;
+    case 'C': /* CommandComplete */
+    case 'I': /* EmptyQueryResponse */
+    case 's': /* PortalSuspended */
+        return head->kind == PENDING_EXECUTE;
+    default:
+        return false;
+    }
+}
+
+static void handle_error(server_t *s, const proto_msg_t *m, pending_t *head, bool *forward)
+{
+    if (head->kind == PENDING_PARSE && head->hash != 0 && s->prepared != NULL)
+        prepared_cache_remove(s->prepared, head->hash);
+    if (head->kind == PENDING_PARSE && s->client != NULL)
+        *forward = true; /* a Parse made for the client's Bind fails for the client */
+    if (head->swallow && !*forward && log_enabled(LOG_DEBUG)) {
+        proto_error_t e;
+        if (proto_parse_error(m->body, m->body_len, &e) == 0)
+            server_log(LOG_DEBUG, s, "own query failed: %s %s", e.sqlstate, e.message);
+    }
+}
+
+/* A response message while serving: forward or drop it, and pop what it answers. */
+static void handle_response(server_t *s, const proto_msg_t *m)
+{
+    pending_t *head = pending_head(s);
+    bool forward = s->client != NULL && (head == NULL || !head->swallow);
+    if (head == NULL) {
+        if (s->client != NULL)
+            to_client(s, m->body - PROTO_HEADER_LEN, m->len);
+        return;
+    }
+    bool error = m->type == 'E';
+    if (error)
+        handle_error(s, m, head, &forward);
+    bool terminal = is_terminal(m->type, head);
+    if (m->type == 'Z') {
+        s->txn_status = m->body_len > 0 ? (char)m->body[0] : 'I';
+        if (s->txn_status == 'I' && !head->swallow)
+            atomic_fetch_add_explicit(&s->worker->stats.transactions, 1, memory_order_relaxed);
+    }
+    if (forward)
+        to_client(s, m->body - PROTO_HEADER_LEN, m->len);
+    if (terminal)
+        pending_pop(s);
+    else if (error && head->kind != PENDING_QUERY)
+        skip_to_sync(s);
+    server_pay_fakes(s);
+}
+
+static void handle_message(server_t *s, const proto_msg_t *m)
+{
+    if (s->state == SERVER_LOGIN) {
+        handle_login(s, m);
+        return;
+    }
+    pending_t *head = pending_head(s);
+    bool swallowing = head != NULL && head->swallow;
+    switch (m->type) {
+    case 'S': /* ParameterStatus */
+        record_parameter(s, m);
+        if (s->client != NULL && !swallowing)
+            to_client(s, m->body - PROTO_HEADER_LEN, m->len);
+        return;
+    case 'N': /* NoticeResponse */
+    case 'A': /* NotificationResponse */
+        if (s->client != NULL && !swallowing)
+            to_client(s, m->body - PROTO_HEADER_LEN, m->len);
+        return;
+    default:
+        break;
+    }
+    if (s->state == SERVER_IDLE) {
+        server_close(s, "unexpected message from an idle server");
+        return;
+    }
+    handle_response(s, m);
+}
+
+/* Starts passing a long DataRow/CopyData through without holding all of it. */
+static void start_stream(server_t *s, const proto_msg_t *m, uint32_t avail)
+{
+    pending_t *head = pending_head(s);
+    s->stream_forward = s->client != NULL && (head == NULL || !head->swallow);
+    s->stream_left = m->len - avail;
+    if (s->stream_forward)
+        to_client(s, buf_head(&s->in), avail);
+    buf_consume(&s->in, avail);
+}
+
+static void continue_stream(server_t *s)
+{
+    uint32_t n = buf_len(&s->in);
+    if (n > s->stream_left)
+        n = s->stream_left;
+    if (s->stream_forward && s->client != NULL)
+        to_client(s, buf_head(&s->in), n);
+    buf_consume(&s->in, n);
+    s->stream_left -= n;
+}
+
+/* Handles every whole message in s->in; returns false when s was closed. */
+static bool process_input(server_t *s)
+{
+    while (s->state != SERVER_CLOSED && buf_len(&s->in) > 0 && !s->reading_paused) {
+        if (s->stream_left > 0) {
+            continue_stream(s);
+            continue;
+        }
+        proto_msg_t m;
+        uint32_t avail = buf_len(&s->in);
+        proto_frame_result_t r = proto_frame(buf_head(&s->in), avail, MAX_MESSAGE_FROM_SERVER, &m);
+        if (r == PROTO_FRAME_SHORT)
+            break;
+        if (r < 0) {
+            server_close(s, "invalid message length from server");
+            return false;
+        }
+        if (r == PROTO_FRAME_PARTIAL) {
+            if ((m.type == 'D' || m.type == 'd') && m.len > BUF_DEFAULT_SIZE &&
+                s->state == SERVER_ACTIVE) {
+                start_stream(s, &m, avail);
+                continue;
+            }
+            if (buf_reserve(&s->in, m.len - avail) < 0) {
+                server_close(s, "out of memory");
+                return false;
+            }
+            break;
+        }
+        handle_message(s, &m);
+        buf_consume(&s->in, m.len);
+    }
+    return s->state != SERVER_CLOSED;
+}
+
+/* After input: give the server back to the pool when the client's transaction is over. */
+static void after_input(server_t *s)
+{
+    if (s->state != SERVER_ACTIVE)
+        return;
+    client_t *c = s->client;
+    pool_mode_t mode = (pool_mode_t)atomic_load_explicit(&s->pool->mode, memory_order_relaxed);
+    if (!server_is_idle(s)) {
+        if (mode == POOL_MODE_STATEMENT && c != NULL && s->pend_count == 0 && !s->sync_pending &&
+            s->txn_status != 'I')
+            client_close(c, "25001", "transaction blocks not allowed in statement pooling mode");
+        return;
+    }
+    if (c == NULL) {
+        pool_release(s);
+        return;
+    }
+    if (mode == POOL_MODE_SESSION)
+        return;
+    c->server = NULL;
+    s->client = NULL;
+    pool_release(s);
+    client_server_released(c);
+}
+
+static void server_read(server_t *s)
+{
+    if (buf_reserve(&s->in, 4096) < 0) {
+        server_close(s, "out of memory");
+        return;
+    }
+    ssize_t n = net_read(s->fd, buf_tail(&s->in), buf_room(&s->in));
+    if (n == NET_AGAIN)
+        return;
+    if (n <= 0) {
+        server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
+        return;
+    }
+    buf_produce(&s->in, (uint32_t)n);
+    if (!process_input(s))
+        return;
+    if (buf_len(&s->in) == 0)
+        buf_release(&s->in);
+    if (s->client != NULL && client_flush(s->client) < 0 && s->state == SERVER_CLOSED)
+        return;
+    after_input(s);
+}
+
+static void finish_connect(server_t *s)
+{
+    int e = net_socket_error(s->fd);
+    if (e != 0) {
+        server_close(s, strerror(e));
+        return;
+    }
+    if (send_startup(s) < 0 && s->state != SERVER_CLOSED)
+        server_close(s, "out of memory");
+}
+
+static void on_io(void *arg, int events)
+{
+    server_t *s = arg;
+    if (s->state == SERVER_CONNECTING) {
+        finish_connect(s);
+        return;
+    }
+    if ((events & LOOP_WRITE) && server_flush(s) < 0)
+        return;
+    if (events & LOOP_READ)
+        server_read(s);
+}
+
+/* ---- serving clients ---- */
+
+static int64_t cfg_check_delay(const server_t *s)
+{
+    return s->worker->cfg->server_check_delay;
+}
+
+int server_link(server_t *s, client_t *c)
+{
+    const config_t *cfg = s->worker->cfg;
+    int64_t now = loop_now(s->worker->loop);
+    s->client = c;
+    s->state = SERVER_ACTIVE;
+    if (cfg->server_check_query[0] != '\0' && now - s->idle_since >= cfg_check_delay(s) &&
+        server_run_query(s, cfg->server_check_query) < 0)
+        return -1;
+    s->used_at = now;
+    buf_t sql = {0};
+    int n = params_build_sync(&c->params, &s->params, &sql);
+    int rc = 0;
+    if (n > 0) {
+        rc = buf_append(&sql, "", 1) < 0 ? -1 : server_run_query(s, (const char *)buf_head(&sql));
+        for (int i = 0; i < PARAM_COUNT; i++)
+            if (c->params.known & (1u << i))
+                params_set(&s->params, i, c->params.value[i]);
+    }
+    buf_free(&sql);
+    return n < 0 ? -1 : rc;
+}
+
+void server_client_left(server_t *s)
+{
+    if (s->state != SERVER_ACTIVE)
+        return;
+    if (s->pend_count > 0 || s->sync_pending || s->stream_left > 0) {
+        server_close(s, "client left in the middle of a query");
+        return;
+    }
+    const config_t *cfg = s->worker->cfg;
+    pool_mode_t mode = (pool_mode_t)atomic_load_explicit(&s->pool->mode, memory_order_relaxed);
+    int rc = 0;
+    if (s->txn_status != 'I')
+        rc = server_run_query(s, "ROLLBACK");
+    if (rc == 0 && cfg->server_reset_query[0] != '\0' &&
+        (mode == POOL_MODE_SESSION || cfg->server_reset_query_always)) {
+        rc = server_run_query(s, cfg->server_reset_query);
+        if (s->prepared != NULL) {
+            prepared_cache_free(s->prepared);
+            s->prepared = NULL;
+        }
+    }
+    if (rc < 0) {
+        server_close(s, "out of memory");
+        return;
+    }
+    if (s->pend_count == 0) {
+        pool_release(s);
+        return;
+    }
+    server_flush(s);
+}
+
+int server_attach(server_t *s, worker_t *w)
+{
+    s->worker = w;
+    s->reading_paused = false;
+    if (loop_add(w->loop, &s->io, s->fd, LOOP_READ, on_io, s) < 0)
+        return -1;
+    worker_add_server(w, s);
+    return 0;
+}
+
+void server_detach(server_t *s)
+{
+    loop_remove(s->worker->loop, &s->io);
+    s->state = SERVER_MOVING;
+}

@@ -1,0 +1,132 @@
+/*
+ * server.h
+ *    A connection from pgturbo to PostgreSQL: login, the queue of responses it still owes,
+ *    and the forwarding of its messages to the client it serves.
+ *
+ * Every request sent to the server pushes what its response will be onto a queue (a Parse
+ * expects ParseComplete, a Sync or a Query ReadyForQuery ...). Server messages pop it in
+ * order, which lets pgturbo add requests of its own (SET to bring session parameters along,
+ * a Parse on demand for a prepared statement, the check query, ROLLBACK after a client left)
+ * and drop their responses, and answer a client's Parse or Close itself while keeping every
+ * response in the order the client expects. A server is free for another client when its
+ * queue is empty, it is not inside an unfinished extended-query batch, and its last
+ * ReadyForQuery said idle.
+ */
+#ifndef PGTURBO_SERVER_H
+#define PGTURBO_SERVER_H
+
+#include "buf.h"
+#include "loop.h"
+#include "params.h"
+#include "prepared.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct pool;
+struct worker;
+
+typedef enum server_state {
+    SERVER_CONNECTING, /* TCP connect in progress */
+    SERVER_LOGIN,      /* StartupMessage sent, waiting for the first ReadyForQuery */
+    SERVER_IDLE,       /* in its pool shard's idle list */
+    SERVER_ACTIVE,     /* serving a client, or finishing pgturbo's own requests */
+    SERVER_MOVING,     /* handed to another worker, owned by no loop */
+    SERVER_CLOSED,     /* closed; freed after the current batch */
+} server_state_t;
+
+/* What a request sent to the server expects back. */
+typedef enum pending_kind {
+    PENDING_QUERY,      /* Query or FunctionCall: ends with ReadyForQuery */
+    PENDING_SYNC,       /* Sync: ReadyForQuery */
+    PENDING_PARSE,      /* Parse: ParseComplete */
+    PENDING_BIND,       /* Bind: BindComplete */
+    PENDING_CLOSE,      /* Close: CloseComplete */
+    PENDING_DESCRIBE,   /* Describe: [ParameterDescription] RowDescription or NoData */
+    PENDING_EXECUTE,    /* Execute: ends with CommandComplete, EmptyQuery or PortalSuspended */
+    PENDING_FAKE_PARSE, /* pgturbo owes the client a ParseComplete (statement already there) */
+    PENDING_FAKE_CLOSE, /* pgturbo owes the client a CloseComplete */
+} pending_kind_t;
+
+typedef struct pending {
+    uint8_t kind;   /* pending_kind_t */
+    bool swallow;   /* pgturbo's own request: the client does not see the response */
+    uint64_t hash;  /* PENDING_PARSE of a named statement: forgotten if the Parse fails */
+} pending_t;
+
+typedef struct server {
+    int id;
+    server_state_t state;
+    struct worker *worker;
+    struct pool *pool;
+    struct client *client;    /* the client served, or NULL */
+    loop_io_t io;
+    int fd;
+    struct server *next, *prev;         /* worker's list */
+    struct server *idle_next, *idle_prev; /* pool shard's idle list */
+    buf_t in, out;
+    params_t params;           /* session parameters as the server has them */
+    pending_t *pending;        /* ring of owed responses */
+    uint32_t pend_head, pend_count, pend_cap;
+    prepared_cache_t *prepared; /* statements prepared on it (transaction mode) */
+    char txn_status;           /* of the last ReadyForQuery: 'I', 'T' or 'E' */
+    bool sync_pending;         /* extended-query messages sent since the last Sync */
+    bool reading_paused;       /* the client's output is full */
+    uint32_t stream_left;      /* bytes of a long message still to pass through */
+    bool stream_forward;       /* whether those bytes go to the client */
+    int32_t backend_pid, backend_key;
+    int64_t connected_at, idle_since, used_at;
+    buf_t welcome;             /* ParameterStatus messages seen during login */
+    char fail_sqlstate[6];     /* why login failed, for the clients waiting on it */
+    char fail_message[256];
+} server_t;
+
+#define server_log(level, s, fmt, ...)                                                         \
+    log_write(level, "S-%d %s@%s: " fmt, (s)->id, (s)->pool->user, (s)->pool->database,      \
+              ##__VA_ARGS__)
+
+/* Opens a new connection for pool on worker w. NULL (and a log line) when it cannot start. */
+server_t *server_connect(struct pool *pool, struct worker *w);
+
+/*
+ * Closes the connection: the client it serves, if any, gets an ErrorResponse 08006 and is
+ * closed too; the pool is told. reason is logged.
+ */
+void server_close(server_t *s, const char *reason);
+
+/* Starts serving client c: queues the check query and SETs that c's session needs. */
+__attribute__((warn_unused_result)) int server_link(server_t *s, struct client *c);
+
+/* Sends what it can of s->out; closes s on a write error. Returns 0 or -1 (closed). */
+int server_flush(server_t *s);
+
+/* Queues an owed response; -1 when memory runs out. */
+__attribute__((warn_unused_result)) int server_expect(server_t *s, pending_kind_t kind,
+                                                     bool swallow, uint64_t hash);
+
+/* Sends one of pgturbo's own queries; its response is dropped. -1 when memory runs out. */
+__attribute__((warn_unused_result)) int server_run_query(server_t *s, const char *sql);
+
+/* Writes the ParseComplete/CloseComplete owed at the head of the queue to the client. */
+void server_pay_fakes(server_t *s);
+
+/* True when the server is between transactions and owes nothing. */
+bool server_is_idle(const server_t *s);
+
+/* The client left while s served it: make s clean for reuse, or close it. */
+void server_client_left(server_t *s);
+
+/* Stops or resumes reading from the server (when the client's output fills and drains). */
+void server_pause_reading(server_t *s, bool pause);
+
+/* Registers the server with worker w's loop (after a move). Returns 0 or -1. */
+__attribute__((warn_unused_result)) int server_attach(server_t *s, struct worker *w);
+
+/* Unregisters from the current worker's loop (before a move). */
+void server_detach(server_t *s);
+
+/* Frees a closed server's memory (after the batch that closed it). */
+void server_free(server_t *s);
+
+#endif /* PGTURBO_SERVER_H */

@@ -1,0 +1,92 @@
+/*
+ * worker.h
+ *    A worker thread: its event loop, its listening socket, the clients and server
+ *    connections it owns, and a mailbox through which other threads reach it.
+ *
+ * Workers share nothing on the per-message path. A connection belongs to exactly one worker,
+ * which alone touches it; a server connection moves to another worker only through the
+ * mailbox (see pool.h), and configuration changes arrive the same way.
+ */
+#ifndef PGTURBO_WORKER_H
+#define PGTURBO_WORKER_H
+
+#include "config.h"
+#include "loop.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+struct pool;
+
+/* Counters of one worker, summed when read. Written only by the worker's own thread. */
+typedef struct worker_stats {
+    _Atomic uint64_t clients_accepted;
+    _Atomic uint64_t clients_refused;
+    _Atomic uint64_t transactions;
+    _Atomic uint64_t queries;
+    _Atomic uint64_t server_connects;
+    _Atomic uint64_t server_connect_failures;
+} worker_stats_t;
+
+typedef struct worker {
+    int id;
+    pthread_t thread;
+    loop_t *loop;
+    int listen_fd;
+    loop_io_t listen_io;
+    int mail_fd;                 /* eventfd that wakes the loop for the mailbox */
+    loop_io_t mail_io;
+    pthread_mutex_t mail_lock;
+    struct mail *mail_head;      /* messages from other threads, under mail_lock */
+    struct mail *mail_tail;
+    const config_t *cfg;         /* the config this worker runs with */
+    struct client *clients;      /* every client of this worker (doubly linked) */
+    struct server *servers;      /* every server connection of this worker (doubly linked) */
+    struct client *dead_clients; /* closed during the current batch, freed after it */
+    struct server *dead_servers;
+    struct server *outgoing;     /* server connections to hand to other workers after the batch */
+    bool shutting_down;
+    int64_t shutdown_deadline;
+    worker_stats_t stats;
+} worker_t;
+
+/* The workers, set up by worker_start_all; indexes are worker ids. */
+extern worker_t *workers;
+extern int n_workers;
+/* Clients connected over all workers, for max_client_conn. */
+extern _Atomic int total_clients;
+
+/*
+ * Creates n workers listening on cfg's address, each with its own SO_REUSEPORT socket, and
+ * starts their threads. Returns 0, or -1 with a message in err (nothing left running).
+ */
+__attribute__((warn_unused_result)) int worker_start_all(const config_t *cfg, int n, char *err,
+                                                         size_t errlen);
+
+/* Hands a new config to every worker (borrowed: it must outlive the workers). */
+void worker_reload_all(const config_t *cfg);
+
+/* Tells every worker to stop accepting and finish; returns once all threads have ended. */
+void worker_shutdown_all(void);
+
+/* Frees the workers after worker_shutdown_all. */
+void worker_free_all(void);
+
+/* Moves server s to worker target once the current batch is done (from s's own worker). */
+void worker_send_server(worker_t *self, struct server *s, worker_t *target);
+
+/* Asks worker target to send one of pool's idle servers to worker self, if it has one. */
+void worker_request_server(worker_t *self, struct pool *pool, worker_t *target);
+
+/* Links and unlinks connections in the worker's lists. */
+void worker_add_client(worker_t *w, struct client *c);
+void worker_add_server(worker_t *w, struct server *s);
+/* Moves a closed connection to the list freed after the current batch. */
+void worker_bury_client(worker_t *w, struct client *c);
+void worker_bury_server(worker_t *w, struct server *s);
+
+#endif /* PGTURBO_WORKER_H */
