@@ -1,0 +1,100 @@
+/*
+ * harness.h
+ *    Integration-test harness: the throwaway PostgreSQL cluster that the ctest fixture
+ *    "cluster" started (tests/harness/cluster.sh), pgturbo daemons started per test on free
+ *    loopback ports, and libpq / raw-socket helpers. Tests are cmocka tests; helpers fail the
+ *    test (cmocka fail_msg) when something they need cannot be done.
+ */
+#ifndef PGTURBO_HARNESS_H
+#define PGTURBO_HARNESS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct pgturbo_proc {
+    pid_t pid;
+    int port;
+    char dir[256];      /* temp directory holding pgturbo.ini and pgturbo.log */
+    char ini[300];
+    char log[300];
+} pgturbo_proc_t;
+
+/* Port of the test cluster (user postgres, trust auth, database postgres). */
+int harness_pg_port(void);
+
+/* A free 127.0.0.1 TCP port below the ephemeral range. */
+int harness_free_port(void);
+
+/*
+ * Writes a pgturbo.ini with [databases] "postgres" and "*" entries pointing at the test
+ * cluster (plus the lines in extra_databases, may be NULL), [pgturbo] listen_addr 127.0.0.1,
+ * a free listen_port, workers = 2 (plus the lines in extra_pgturbo, e.g.
+ * "pool_mode = transaction\ndefault_pool_size = 5\n"), starts pgturbo serve on it and waits
+ * until it accepts connections. Fails the test on error.
+ */
+void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
+                           const char *extra_databases);
+
+/* Rewrites the ini with new extra lines and sends SIGHUP (the listen port stays). */
+void harness_reload_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
+                            const char *extra_databases);
+
+/* SIGTERM, waits up to timeout_s; returns the exit status (or -1 when it had to be killed).
+ * Removes the temp directory. Prints the daemon's log when it did not exit with 0. */
+int harness_stop_pgturbo(pgturbo_proc_t *p, int timeout_s);
+
+/* True while the daemon process is alive. */
+bool harness_pgturbo_alive(const pgturbo_proc_t *p);
+
+/* libpq connection to 127.0.0.1:port as user postgres; extra is appended to the conninfo
+ * (e.g. "application_name=x"). Fails the test when the connection fails. */
+PGconn *harness_connect(int port, const char *dbname, const char *extra);
+
+/* Like harness_connect but returns the failed PGconn too (caller checks PQstatus). */
+PGconn *harness_try_connect(int port, const char *dbname, const char *extra);
+
+/* Runs sql, asserts success, returns the first column of the first row as a malloc'd string
+ * (NULL for no rows or NULL value). */
+char *harness_query_value(PGconn *conn, const char *sql);
+
+/* Runs sql and asserts it succeeds (command or tuples). */
+void harness_exec_ok(PGconn *conn, const char *sql);
+
+/* Runs sql, expects an error, returns its SQLSTATE as a static string. */
+const char *harness_exec_error(PGconn *conn, const char *sql);
+
+/* Direct connection to the test cluster, bypassing pgturbo. */
+PGconn *harness_connect_direct(const char *dbname);
+
+/* Runs a shell command; captures stdout+stderr (truncated to outlen); returns exit status. */
+int harness_shell(const char *cmd, char *out, size_t outlen);
+
+/* Raw TCP connection to 127.0.0.1:port (blocking, 5 s receive timeout); fails the test. */
+int harness_raw_connect(int port);
+
+/* Sends all bytes or fails the test. */
+void harness_raw_send(int fd, const void *p, size_t n);
+
+/* Sends a v3 StartupMessage for user/database. */
+void harness_raw_startup(int fd, const char *user, const char *database);
+
+/*
+ * Reads one backend message (type, body into buf up to cap). Returns the type byte, 0 on EOF,
+ * -1 on timeout or error. *len gets the body length.
+ */
+int harness_raw_read_message(int fd, char *buf, size_t cap, size_t *len);
+
+/* Reads messages until ReadyForQuery ('Z'); returns true when it came. If an ErrorResponse
+ * came first and sqlstate is not NULL, copies its SQLSTATE (6 bytes) into sqlstate. */
+bool harness_raw_wait_ready(int fd, char *sqlstate);
+
+/* Reads messages until an ErrorResponse and returns its SQLSTATE in sqlstate (6 bytes);
+ * returns false on EOF/timeout without one. */
+bool harness_raw_expect_error(int fd, char *sqlstate);
+
+/* True when the peer has closed the connection (read returns EOF within timeout_ms). */
+bool harness_raw_closed(int fd, int timeout_ms);
+
+#endif /* PGTURBO_HARNESS_H */
