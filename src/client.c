@@ -429,6 +429,42 @@ static bool answer_deallocate(client_t *c, const proto_msg_t *m)
     return true;
 }
 
+/*
+ * A client without a server that prepares a statement the pool already knows to be valid
+ * (Parse ... Sync, as PQprepare sends) gets ParseComplete and ReadyForQuery from pgturbo: the
+ * statement is prepared on a server when the client first uses it. Besides saving a round
+ * trip, this keeps clients that prepare synchronously while every server is busy (pgbench -M
+ * prepared with fewer threads than clients) from waiting on each other. Returns true when the
+ * message was answered.
+ */
+static bool answer_locally(client_t *c, const proto_msg_t *m)
+{
+    if (m->type == 'S' /* Sync */ || m->type == 'H' /* Flush */) {
+        if (!c->parsed_locally)
+            return false;
+        c->parsed_locally = m->type == 'H';
+        if (m->type == 'S' && proto_build_ready(&c->out, 'I') < 0)
+            client_close(c, "53200", "out of memory");
+        return true;
+    }
+    if (m->type != 'P')
+        return false;
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    const char *name = proto_get_string(&r);
+    if (!proto_reader_ok(&r) || name[0] == '\0' ||
+        !pool_statement_known(c->pool, prepared_hash(m->body + r.pos, r.len - r.pos)))
+        return false;
+    if ((c->stmts == NULL && (c->stmts = prepared_map_create()) == NULL) ||
+        prepared_map_put(c->stmts, name, m->body + r.pos, r.len - r.pos) == NULL ||
+        proto_build_empty(&c->out, '1' /* ParseComplete */) < 0) {
+        client_close(c, "53200", "out of memory");
+        return true;
+    }
+    c->parsed_locally = true;
+    return true;
+}
+
 /* Sends one client message on to its server. Returns 0, -1 (out of memory), -2 (malformed). */
 static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
 {
@@ -516,7 +552,14 @@ static void client_process(client_t *c)
             buf_consume(&c->in, m.len);
             continue;
         }
+        if (c->server == NULL && mapped && answer_locally(c, &m)) {
+            if (c->state == CLIENT_CLOSED)
+                return;
+            buf_consume(&c->in, m.len);
+            continue;
+        }
         if (c->server == NULL) {
+            c->parsed_locally = false;
             server_t *s = pool_acquire(c->pool, c);
             if (s == NULL) {
                 client_pause_reading(c, true);

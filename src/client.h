@@ -45,6 +45,7 @@ typedef struct client {
     bool welcomed;             /* got AuthenticationOk ... ReadyForQuery */
     bool reading_paused;
     bool counted;              /* counted in total_clients */
+    bool parsed_locally;       /* answered a Parse without a server; its Sync is ours too */
     int32_t cancel_key;
     int64_t connected_at, active_at, wait_since;
     char user[CONFIG_NAME_LEN];

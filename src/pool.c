@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "log.h"
+#include "prepared.h"
 #include "server.h"
 #include "worker.h"
 
@@ -19,6 +20,9 @@ typedef struct db_count {
     _Atomic int n;
     struct db_count *next;
 } db_count_t;
+
+/* How many statement texts a pool remembers as known to prepare without error. */
+#define KNOWN_STATEMENTS 10000
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pool_t *pools;
@@ -69,7 +73,9 @@ pool_t *pool_get(const config_database_t *db, const char *database, const char *
     snprintf(pool->user, sizeof(pool->user), "%s", user);
     pthread_mutex_init(&pool->lock, NULL);
     pool->db_servers = db_counter(database);
-    if (pool->db_servers == NULL) {
+    pool->known = prepared_cache_create(KNOWN_STATEMENTS);
+    if (pool->db_servers == NULL || pool->known == NULL) {
+        prepared_cache_free(pool->known);
         free(pool);
         pool = NULL;
         goto done;
@@ -98,6 +104,7 @@ void pool_free_all(void)
     while (pools != NULL) {
         pool_t *next = pools->next;
         buf_free(&pools->welcome);
+        prepared_cache_free(pools->known);
         pthread_mutex_destroy(&pools->lock);
         free(pools);
         pools = next;
@@ -127,6 +134,22 @@ void pool_set_welcome(pool_t *pool, const buf_t *messages, const params_t *defau
         pool->defaults = *defaults;
         atomic_store_explicit(&pool->has_welcome, true, memory_order_release);
     }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+bool pool_statement_known(pool_t *pool, uint64_t hash)
+{
+    pthread_mutex_lock(&pool->lock);
+    bool known = prepared_cache_lookup(pool->known, hash);
+    pthread_mutex_unlock(&pool->lock);
+    return known;
+}
+
+void pool_statement_learned(pool_t *pool, uint64_t hash)
+{
+    uint64_t evicted;
+    pthread_mutex_lock(&pool->lock);
+    prepared_cache_add(pool->known, hash, &evicted);
     pthread_mutex_unlock(&pool->lock);
 }
 

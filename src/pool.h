@@ -60,6 +60,7 @@ typedef struct pool {
     _Atomic int *db_servers;        /* shared by the pools of one database */
     _Atomic bool has_welcome;
     buf_t welcome;                  /* ParameterStatus messages of a fresh server; immutable once set */
+    struct prepared_cache *known;   /* statements some server prepared without error; under lock */
     params_t defaults;              /* tracked parameters of a fresh server */
     struct pool *next;
     pool_shard_t shards[];          /* one per worker */
@@ -117,6 +118,12 @@ void pool_maintain(pool_t *pool, struct worker *w);
 
 #define pool_log(level, p, fmt, ...)                                                           \
     log_write(level, "pool %s@%s: " fmt, (p)->user, (p)->database, ##__VA_ARGS__)
+
+/* True when some server of the pool prepared the statement with this hash without error. */
+bool pool_statement_known(pool_t *pool, uint64_t hash);
+
+/* Records that a server prepared the statement with this hash without error. */
+void pool_statement_learned(pool_t *pool, uint64_t hash);
 
 /* Calls fn for every pool. */
 void pool_foreach(void (*fn)(pool_t *pool, void *arg), void *arg);

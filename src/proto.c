@@ -23,7 +23,7 @@ proto_frame_result_t proto_frame(const uint8_t *buf, size_t avail, uint32_t max_
     uint32_t field = read_u32(buf + 1);
     if (field < 4)
         return PROTO_FRAME_BAD_LENGTH;
-    if (field > max_len - 1 || field > UINT32_MAX - 1)
+    if (max_len == 0 || field > max_len - 1 || field == UINT32_MAX)
         return PROTO_FRAME_TOO_LARGE;
     msg->type = buf[0];
     msg->len = field + 1;
@@ -92,8 +92,10 @@ int32_t proto_get_int32(proto_reader_t *r)
 
 const char *proto_get_string(proto_reader_t *r)
 {
-    if (r->failed)
+    if (r->failed || r->pos >= r->len) {
+        r->failed = true;
         return "";
+    }
     const uint8_t *start = r->data + r->pos;
     const uint8_t *nul = memchr(start, 0, r->len - r->pos);
     if (nul == NULL) {

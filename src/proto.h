@@ -30,7 +30,7 @@ typedef enum proto_frame_result {
     PROTO_FRAME_COMPLETE = 0,   /* a whole message is in the buffer */
     PROTO_FRAME_PARTIAL = 1,    /* the header is in, the body is not (yet) */
     PROTO_FRAME_SHORT = 2,      /* not even the header is in */
-    PROTO_FRAME_BAD_LENGTH = -1,/* the length field is impossible (below 4) */
+    PROTO_FRAME_BAD_LENGTH = -1,/* the length field is impossible (below 4; below 8 for startup) */
     PROTO_FRAME_TOO_LARGE = -2, /* the length exceeds the limit given */
 } proto_frame_result_t;
 

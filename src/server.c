@@ -364,6 +364,8 @@ static void handle_response(server_t *s, const proto_msg_t *m)
     }
     if (forward)
         to_client(s, m->body - PROTO_HEADER_LEN, m->len);
+    if (terminal && m->type == '1' && head->hash != 0)
+        pool_statement_learned(s->pool, head->hash);
     if (terminal)
         pending_pop(s);
     else if (error && head->kind != PENDING_QUERY)

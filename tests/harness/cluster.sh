@@ -15,10 +15,13 @@ as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# A port below the ephemeral range (where no client socket can hold it, even in TIME_WAIT)
+# that no socket in any state uses.
 free_port() {
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
     while :; do
-        port=$(( $(od -An -N2 -tu2 /dev/urandom) % 30000 + 20000 ))
-        ss -Htln "sport = :$port" | grep -q . || { echo "$port"; return; }
+        port=$(( $(od -An -N2 -tu2 /dev/urandom) % (low - 15000) + 15000 ))
+        ss -Htan "sport = :$port" | grep -q . || { echo "$port"; return; }
     done
 }
 
