@@ -273,12 +273,19 @@ void client_welcome(client_t *c)
 
 /* ---- prepared statements (transaction and statement mode) ---- */
 
+/* Whether pgturbo keeps the client's named statements itself: in transaction and statement
+ * mode, unless max_prepared_statements = 0 asks for PgBouncer's old pass-through. */
+static bool maps_statements(const client_t *c)
+{
+    return atomic_load_explicit(&c->pool->mode, memory_order_relaxed) != POOL_MODE_SESSION &&
+           c->worker->cfg->max_prepared_statements > 0;
+}
+
 /* Makes sure s has stmt; a Parse sent for that is the client's own (visible) or pgturbo's. */
 static int ensure_prepared(server_t *s, const prepared_stmt_t *stmt, bool visible)
 {
     if (s->prepared == NULL) {
-        int cap = s->worker->cfg->max_prepared_statements;
-        s->prepared = prepared_cache_create(cap > 0 ? cap : 1);
+        s->prepared = prepared_cache_create(s->worker->cfg->max_prepared_statements);
         if (s->prepared == NULL)
             return -1;
     }
@@ -468,7 +475,7 @@ static bool answer_locally(client_t *c, const proto_msg_t *m)
 /* Sends one client message on to its server. Returns 0, -1 (out of memory), -2 (malformed). */
 static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
 {
-    bool mapped = atomic_load_explicit(&c->pool->mode, memory_order_relaxed) != POOL_MODE_SESSION;
+    bool mapped = maps_statements(c);
     const uint8_t *whole = m->body - PROTO_HEADER_LEN;
     pending_kind_t expect;
     switch (m->type) {
@@ -545,8 +552,7 @@ static void client_process(client_t *c)
             client_close(c, NULL, "client sent Terminate");
             return;
         }
-        bool mapped = atomic_load_explicit(&c->pool->mode, memory_order_relaxed) !=
-                      POOL_MODE_SESSION;
+        bool mapped = maps_statements(c);
         if (m.type == 'Q' && mapped && (c->server == NULL || c->server->pend_count == 0) &&
             answer_deallocate(c, &m)) {
             buf_consume(&c->in, m.len);
