@@ -4,6 +4,7 @@
 .PHONY: all deps build release test demo bench clean
 
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 
 all: build
 

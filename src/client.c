@@ -193,7 +193,9 @@ static int start_session(client_t *c, const proto_startup_t *st)
     }
     /* The first client of a pool waits for a server to learn what to tell it. */
     server_t *s = pool_acquire(c->pool, c);
-    if (s != NULL && !client_take_server(c, s))
+    if (s == NULL && c->state == CLIENT_WAITING)
+        client_pause_reading(c, true);
+    else if (s != NULL && !client_take_server(c, s))
         pool_release(s);
     return 0;
 }
@@ -604,10 +606,11 @@ bool client_take_server(client_t *c, server_t *s)
         return false;
     if (!c->welcomed) {
         client_welcome(c);
-        if (c->state == CLIENT_CLOSED || buf_len(&c->in) == 0)
+        if (c->state == CLIENT_CLOSED)
             return false;
     }
-    if (s == NULL) {
+    if (s == NULL || buf_len(&c->in) == 0) {
+        /* It waited only for the welcome: it goes on without a server. */
         c->state = CLIENT_IDLE;
         client_pause_reading(c, false);
         return false;
