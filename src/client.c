@@ -327,6 +327,18 @@ static int forward_parse(client_t *c, server_t *s, const proto_msg_t *m)
                    : server_expect(s, PENDING_PARSE, false, 0);
     if (c->stmts == NULL && (c->stmts = prepared_map_create()) == NULL)
         return -1;
+    prepared_stmt_t *old = prepared_map_get(c->stmts, name);
+    if (old != NULL) {
+        /* PostgreSQL refuses a second Parse of a name (42P05) and keeps the first statement:
+         * let it, by parsing again under the name the server has it by. */
+        uint32_t mark;
+        if (ensure_prepared(s, old, false) < 0 || proto_begin(&s->out, 'P', &mark) < 0 ||
+            proto_put_string(&s->out, old->server_name) < 0 ||
+            proto_put_bytes(&s->out, m->body + r.pos, r.len - r.pos) < 0)
+            return -1;
+        proto_end(&s->out, mark);
+        return server_expect(s, PENDING_PARSE, false, 0);
+    }
     prepared_stmt_t *stmt = prepared_map_put(c->stmts, name, m->body + r.pos, r.len - r.pos);
     if (stmt == NULL)
         return -1;
@@ -462,6 +474,7 @@ static bool answer_locally(client_t *c, const proto_msg_t *m)
     proto_reader_init(&r, m->body, m->body_len);
     const char *name = proto_get_string(&r);
     if (!proto_reader_ok(&r) || name[0] == '\0' ||
+        (c->stmts != NULL && prepared_map_get(c->stmts, name) != NULL) ||
         !pool_statement_known(c->pool, prepared_hash(m->body + r.pos, r.len - r.pos)))
         return false;
     if ((c->stmts == NULL && (c->stmts = prepared_map_create()) == NULL) ||

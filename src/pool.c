@@ -252,6 +252,36 @@ static void ask_other_workers(pool_t *pool, worker_t *w)
         }
 }
 
+typedef struct slot_search {
+    pool_t *for_pool;
+    worker_t *worker;
+    server_t *found;
+} slot_search_t;
+
+static void find_idle_of_same_database(pool_t *pool, void *arg)
+{
+    slot_search_t *q = arg;
+    if (q->found == NULL && pool != q->for_pool && pool->db_servers == q->for_pool->db_servers)
+        q->found = pool->shards[q->worker->id].idle;
+}
+
+/*
+ * When max_db_connections keeps a pool from opening a connection while another pool of the
+ * same database has one idle on this worker, closes that one to make room, as PgBouncer does.
+ */
+static bool free_database_slot(pool_t *pool, worker_t *w)
+{
+    int db_limit = atomic_load(&pool->max_db_connections);
+    if (db_limit <= 0 || atomic_load(pool->db_servers) < db_limit)
+        return false;
+    slot_search_t q = {.for_pool = pool, .worker = w};
+    pool_foreach(find_idle_of_same_database, &q);
+    if (q.found == NULL)
+        return false;
+    server_close(q.found, "max_db_connections: room for another user's pool");
+    return true;
+}
+
 /* Opens connections for the shard's waiters as far as the limits allow. */
 static void grow(pool_t *pool, worker_t *w)
 {
@@ -259,7 +289,8 @@ static void grow(pool_t *pool, worker_t *w)
     if (w->shutting_down)
         return;
     int wanted = atomic_load(&sh->n_waiting) - sh->n_connecting;
-    while (wanted > 0 && open_server(pool, w, false))
+    while (wanted > 0 && (open_server(pool, w, false) ||
+                          (free_database_slot(pool, w) && open_server(pool, w, false))))
         wanted--;
     if (wanted > 0 && sh->wait_head != NULL)
         ask_other_workers(pool, w);

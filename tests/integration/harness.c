@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,13 +37,14 @@
 #include <cmocka.h>
 
 #define MAX_DAEMONS 64
-#define PORT_LOW 15000
+#define PORT_LOW    15000
 
 /* Daemons started by this process; status is valid once reaped is set. */
 struct daemon_slot {
     pid_t pid;
     bool reaped;
     int status;
+    char dir[256];
 };
 
 static struct daemon_slot daemons[MAX_DAEMONS];
@@ -70,6 +72,11 @@ static struct daemon_slot *slot_find(pid_t pid)
     return NULL;
 }
 
+static void print_log_tail(const char *path, int lines);
+static void remove_dir(const char *dir);
+
+/* At exit: daemons a failed test left running are killed, their log tail is printed (it
+ * tells what the daemon saw of the failure) and their directory removed. */
 static void kill_all_daemons(void)
 {
     for (int i = 0; i < MAX_DAEMONS; i++) {
@@ -77,6 +84,12 @@ static void kill_all_daemons(void)
             kill(daemons[i].pid, SIGKILL);
             waitpid(daemons[i].pid, NULL, 0);
             daemons[i].reaped = true;
+            char log[300];
+            snprintf(log, sizeof(log), "%s/pgturbo.log", daemons[i].dir);
+            fprintf(stderr, "pgturbo (pid %d) was still running at exit; killed\n",
+                    (int)daemons[i].pid);
+            print_log_tail(log, 40);
+            remove_dir(daemons[i].dir);
         }
     }
 }
@@ -164,6 +177,29 @@ static bool port_is_free(int port)
     return ok;
 }
 
+/*
+ * Claims port among the test processes on this machine: pgturbo listens with SO_REUSEPORT, so
+ * two daemons given the same port by two test programs at the same moment would both start and
+ * share its connections. The claim is an flock on a file named after the port, held (fd kept
+ * open) until the process exits, when the kernel drops it.
+ */
+static bool port_claim(int port)
+{
+    const char *dir = "/tmp/pgturbo-it-ports";
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return true; /* No claims possible; the bind check alone has to do. */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%d", dir, port);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return true;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return false;
+    }
+    return true;
+}
+
 int harness_free_port(void)
 {
     static unsigned seed;
@@ -179,7 +215,7 @@ int harness_free_port(void)
         bool used = false;
         for (int i = 0; i < n_handed; i++)
             used = used || handed_out[i] == port;
-        if (used || !port_is_free(port))
+        if (used || !port_is_free(port) || !port_claim(port))
             continue;
         handed_out[n_handed++ % 256] = port;
         return port;
@@ -238,6 +274,25 @@ static void print_log(const char *path)
     fclose(f);
 }
 
+/* Prints the last lines of a log file to stderr. */
+static void print_log_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    int total = 0;
+    char line[4096];
+    while (fgets(line, sizeof(line), f) != NULL)
+        total++;
+    rewind(f);
+    fprintf(stderr, "---- last %d lines of %s ----\n", lines, path);
+    for (int n = 0; fgets(line, sizeof(line), f) != NULL; n++)
+        if (n >= total - lines)
+            fputs(line, stderr);
+    fprintf(stderr, "---- end of log ----\n");
+    fclose(f);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -245,6 +300,12 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     (void)ftw;
     remove(path);
     return 0;
+}
+
+static void remove_dir(const char *dir)
+{
+    if (dir[0] != '\0')
+        nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static pid_t spawn(const pgturbo_proc_t *p)
@@ -279,13 +340,14 @@ static pid_t spawn(const pgturbo_proc_t *p)
     return pid;
 }
 
-static struct daemon_slot *slot_add(pid_t pid)
+static struct daemon_slot *slot_add(pid_t pid, const char *dir)
 {
     for (int i = 0; i < MAX_DAEMONS; i++) {
         if (daemons[i].pid == 0 || daemons[i].reaped) {
             daemons[i].pid = pid;
             daemons[i].reaped = false;
             daemons[i].status = 0;
+            snprintf(daemons[i].dir, sizeof(daemons[i].dir), "%s", dir);
             return &daemons[i];
         }
     }
@@ -315,7 +377,7 @@ void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
         p->port = harness_free_port();
         write_ini(p, extra_pgturbo, extra_databases);
         p->pid = spawn(p);
-        struct daemon_slot *s = slot_add(p->pid);
+        struct daemon_slot *s = slot_add(p->pid, p->dir);
         long long deadline = now_ms() + 10000;
         while (now_ms() < deadline) {
             if (!slot_poll(s))
@@ -329,12 +391,14 @@ void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
             waitpid(p->pid, NULL, 0);
             s->reaped = true;
             print_log(p->log);
+            remove_dir(p->dir);
             fail_msg("pgturbo did not accept connections on port %d within 10 s", p->port);
         }
         fprintf(stderr, "pgturbo exited during start-up (status %d), attempt %d:\n",
                 status_code(s->status), attempt + 1);
         print_log(p->log);
     }
+    remove_dir(p->dir);
     fail_msg("pgturbo failed to start three times; see the logs above");
 }
 
@@ -403,7 +467,7 @@ int harness_stop_pgturbo(pgturbo_proc_t *p, int timeout_s)
     }
     if (code != 0)
         print_log(p->log);
-    nftw(p->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    remove_dir(p->dir);
     p->pid = 0;
     return code;
 }
@@ -420,8 +484,8 @@ PGconn *harness_try_connect(int port, const char *dbname, const char *extra)
 {
     char conninfo[2048];
     snprintf(conninfo, sizeof(conninfo),
-             "host=127.0.0.1 port=%d dbname=%s user=postgres connect_timeout=10 %s", port,
-             dbname, extra ? extra : "");
+             "host=127.0.0.1 port=%d dbname=%s user=postgres connect_timeout=10 %s", port, dbname,
+             extra ? extra : "");
     return PQconnectdb(conninfo);
 }
 
@@ -474,20 +538,45 @@ void harness_exec_ok(PGconn *conn, const char *sql)
     PQclear(res);
 }
 
-const char *harness_exec_error(PGconn *conn, const char *sql)
+const char *harness_exec_error_message(PGconn *conn, const char *sql, char *message, size_t len)
 {
     static __thread char sqlstate[6];
-    PGresult *res = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    if (st != PGRES_FATAL_ERROR) {
-        PQclear(res);
-        fail_msg("query \"%s\" was expected to fail but returned %s", sql, PQresStatus(st));
+    if (message != NULL && len > 0)
+        message[0] = '\0';
+    if (!PQsendQuery(conn, sql)) {
+        /* libpq could not even send it (e.g. the connection is known to be closed). */
+        if (message != NULL && len > 0)
+            snprintf(message, len, "%s", PQerrorMessage(conn));
+        sqlstate[0] = '\0';
+        return sqlstate;
     }
-    /* An error libpq made up itself (e.g. the connection was lost) has no SQLSTATE. */
-    const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    snprintf(sqlstate, sizeof(sqlstate), "%s", code ? code : "");
-    PQclear(res);
+    bool have_error = false;
+    ExecStatusType other = PGRES_EMPTY_QUERY;
+    PGresult *res;
+    while ((res = PQgetResult(conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_FATAL_ERROR && !have_error) {
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            snprintf(sqlstate, sizeof(sqlstate), "%s", code ? code : "");
+            if (message != NULL && len > 0)
+                snprintf(message, len, "%s", PQresultErrorMessage(res));
+            have_error = true;
+        } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(res);
+            fail_msg("query \"%s\" started a COPY; harness_exec_error cannot handle that", sql);
+        } else if (st != PGRES_FATAL_ERROR) {
+            other = st;
+        }
+        PQclear(res);
+    }
+    if (!have_error)
+        fail_msg("query \"%s\" was expected to fail but returned %s", sql, PQresStatus(other));
     return sqlstate;
+}
+
+const char *harness_exec_error(PGconn *conn, const char *sql)
+{
+    return harness_exec_error_message(conn, sql, NULL, 0);
 }
 
 int harness_shell(const char *cmd, char *out, size_t outlen)

@@ -62,8 +62,14 @@ char *harness_query_value(PGconn *conn, const char *sql);
 /* Runs sql and asserts it succeeds (command or tuples). */
 void harness_exec_ok(PGconn *conn, const char *sql);
 
-/* Runs sql, expects an error, returns its SQLSTATE as a static string. */
+/* Runs sql, expects an error, returns its SQLSTATE as a static string. The SQLSTATE is the
+ * one of the first error result, so a FATAL error that the proxy or server sends just before
+ * closing the connection is reported as sent (PQexec would return libpq's own "server closed
+ * the connection" error instead, which has none); "" when no error carried a SQLSTATE. */
 const char *harness_exec_error(PGconn *conn, const char *sql);
+
+/* Like harness_exec_error, and copies the first error's message (may be NULL). */
+const char *harness_exec_error_message(PGconn *conn, const char *sql, char *message, size_t len);
 
 /* Direct connection to the test cluster, bypassing pgturbo. */
 PGconn *harness_connect_direct(const char *dbname);

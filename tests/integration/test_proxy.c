@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#define TX_POOL "pool_mode = transaction\ndefault_pool_size = 5\n"
+#define TX_POOL   "pool_mode = transaction\ndefault_pool_size = 5\n"
 #define TX_POOL_1 "pool_mode = transaction\ndefault_pool_size = 1\n"
 
 static void stop_ok(pgturbo_proc_t *p)
@@ -134,7 +134,8 @@ static void test_multi_statement_query(void **state)
     /* A multi-statement string is one implicit transaction. */
     harness_exec_ok(c, "CREATE TABLE IF NOT EXISTS it_proxy_multi (v int)");
     harness_exec_ok(c, "TRUNCATE it_proxy_multi");
-    res = PQexec(c, "INSERT INTO it_proxy_multi VALUES (1); INSERT INTO it_proxy_multi VALUES (1/0)");
+    res =
+        PQexec(c, "INSERT INTO it_proxy_multi VALUES (1); INSERT INTO it_proxy_multi VALUES (1/0)");
     check_status(res, PGRES_FATAL_ERROR, "implicit transaction");
     PQclear(res);
     assert_value(c, "SELECT count(*) FROM it_proxy_multi", "0");
@@ -287,6 +288,43 @@ static void test_prepared_statements_interleaved_on_one_server(void **state)
 
     for (int i = 0; i < 3; i++)
         PQfinish(c[i]);
+    stop_ok(&p);
+}
+
+static void test_prepared_statements_beyond_server_cache(void **state)
+{
+    (void)state;
+    pgturbo_proc_t p;
+    harness_start_pgturbo(&p, TX_POOL_1 "max_prepared_statements = 2\n", NULL);
+    PGconn *a = harness_connect(p.port, "postgres", NULL);
+    PGconn *b = harness_connect(p.port, "postgres", NULL);
+
+    /* Five statements per client on one server that keeps two: each use after an eviction
+     * has to prepare it on the server again. */
+    for (int i = 0; i < 5; i++) {
+        char name[16], sql[64];
+        snprintf(name, sizeof(name), "e%d", i);
+        snprintf(sql, sizeof(sql), "SELECT 'a%d:' || $1::text", i);
+        prepare_ok(a, name, sql, 1);
+        snprintf(sql, sizeof(sql), "SELECT 'b%d:' || $1::text", i);
+        prepare_ok(b, name, sql, 1);
+    }
+    for (int round = 0; round < 6; round++) {
+        for (int i = 4; i >= 0; i--) {
+            char name[16], param[16], want[32];
+            snprintf(name, sizeof(name), "e%d", (i + round) % 5);
+            snprintf(param, sizeof(param), "%d", round);
+            snprintf(want, sizeof(want), "a%d:%d", (i + round) % 5, round);
+            exec_prepared_expect(a, name, param, want);
+            snprintf(want, sizeof(want), "b%d:%d", (i + round) % 5, round);
+            exec_prepared_expect(b, name, param, want);
+        }
+    }
+    /* The server never holds more than the cache allows. */
+    assert_value(a, "SELECT count(*) <= 2 FROM pg_prepared_statements", "t");
+
+    PQfinish(a);
+    PQfinish(b);
     stop_ok(&p);
 }
 
@@ -491,8 +529,9 @@ static void test_copy_from_stdin_and_to_stdout(void **state)
     free(expected);
 
     /* Exact COPY TO output of a small table. */
-    res = PQexec(c, "COPY (SELECT id, name FROM it_proxy_copy WHERE id IN (1, 7, 5000) ORDER BY id) "
-                    "TO STDOUT WITH (FORMAT csv, HEADER)");
+    res =
+        PQexec(c, "COPY (SELECT id, name FROM it_proxy_copy WHERE id IN (1, 7, 5000) ORDER BY id) "
+                  "TO STDOUT WITH (FORMAT csv, HEADER)");
     check_status(res, PGRES_COPY_OUT, "COPY csv");
     PQclear(res);
     char csv[256] = "";
@@ -501,8 +540,9 @@ static void test_copy_from_stdin_and_to_stdout(void **state)
         int n = PQgetCopyData(c, &buf, 0);
         if (n < 0)
             break;
-        strncat(csv, buf, (size_t)n < sizeof(csv) - strlen(csv) - 1 ? (size_t)n
-                                                                    : sizeof(csv) - strlen(csv) - 1);
+        strncat(csv, buf,
+                (size_t)n < sizeof(csv) - strlen(csv) - 1 ? (size_t)n
+                                                          : sizeof(csv) - strlen(csv) - 1);
         PQfreemem(buf);
     }
     res = PQgetResult(c);
@@ -661,8 +701,8 @@ static void test_pipeline_mode(void **state)
         char v[8];
         snprintf(v, sizeof(v), "%d", i);
         const char *params[1] = {v};
-        assert_int_equal(PQsendQueryParams(c, "SELECT $1::int * 10", 1, NULL, params, NULL, NULL, 0),
-                         1);
+        assert_int_equal(
+            PQsendQueryParams(c, "SELECT $1::int * 10", 1, NULL, params, NULL, NULL, 0), 1);
     }
     assert_int_equal(PQsendPrepare(c, "pipe_stmt", "SELECT $1::text || '!'", 1, NULL), 1);
     assert_int_equal(PQsendQueryPrepared(c, "pipe_stmt", 1, (const char *[]){"hi"}, NULL, NULL, 0),
@@ -673,9 +713,8 @@ static void test_pipeline_mode(void **state)
     assert_int_equal(PQsendQueryParams(c, "SELECT 'skipped'", 0, NULL, NULL, NULL, NULL, 0), 1);
     assert_int_equal(PQpipelineSync(c), 1);
     /* Third segment: back to normal. */
-    assert_int_equal(PQsendQueryPrepared(c, "pipe_stmt", 1, (const char *[]){"again"}, NULL, NULL,
-                                         0),
-                     1);
+    assert_int_equal(
+        PQsendQueryPrepared(c, "pipe_stmt", 1, (const char *[]){"again"}, NULL, NULL, 0), 1);
     assert_int_equal(PQpipelineSync(c), 1);
 
     /* Another client uses the pool while the pipeline's results are pending. */
@@ -833,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_multi_statement_query),
         cmocka_unit_test(test_extended_query),
         cmocka_unit_test(test_prepared_statements_interleaved_on_one_server),
+        cmocka_unit_test(test_prepared_statements_beyond_server_cache),
         cmocka_unit_test(test_describe_prepared),
         cmocka_unit_test(test_deallocate_and_reprepare),
         cmocka_unit_test(test_prepare_of_existing_name_is_an_error),
