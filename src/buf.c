@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define FREE_LIST_MAX 4096
-#define BUF_MAX_SIZE (UINT32_C(1) << 31)
+#define BUF_MAX_SIZE  (UINT32_C(1) << 31)
 
 /* Default-size blocks given back by buffers of this thread, ready for reuse. */
 static __thread uint8_t *free_list[FREE_LIST_MAX];

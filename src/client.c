@@ -247,7 +247,8 @@ void client_welcome(client_t *c)
     proto_msg_t m;
     const buf_t *w = &pool->welcome;
     for (uint32_t off = 0; rc == 0 && off < buf_len(w); off += m.len) {
-        if (proto_frame(buf_head(w) + off, buf_len(w) - off, UINT32_MAX, &m) != PROTO_FRAME_COMPLETE)
+        if (proto_frame(buf_head(w) + off, buf_len(w) - off, UINT32_MAX, &m) !=
+            PROTO_FRAME_COMPLETE)
             break;
         proto_reader_t r;
         proto_reader_init(&r, m.body, m.body_len);
@@ -360,9 +361,9 @@ static int forward_statement_use(client_t *c, server_t *s, const proto_msg_t *m)
     if (!proto_reader_ok(&r))
         return -2;
     pending_kind_t expect = m->type == 'B' ? PENDING_BIND : PENDING_DESCRIBE;
-    prepared_stmt_t *stmt =
-        (kind == 'S' && name[0] != '\0' && c->stmts != NULL) ? prepared_map_get(c->stmts, name)
-                                                             : NULL;
+    prepared_stmt_t *stmt = (kind == 'S' && name[0] != '\0' && c->stmts != NULL)
+                                ? prepared_map_get(c->stmts, name)
+                                : NULL;
     if (stmt == NULL)
         return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0
                    ? -1

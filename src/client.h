@@ -40,12 +40,12 @@ typedef struct client {
     struct client *next, *prev;           /* worker's list */
     struct client *wait_next, *wait_prev; /* pool shard's wait queue */
     buf_t in, out;
-    params_t params;           /* session parameters the client's session has */
-    prepared_map_t *stmts;     /* its named prepared statements (transaction mode) */
-    bool welcomed;             /* got AuthenticationOk ... ReadyForQuery */
+    params_t params;       /* session parameters the client's session has */
+    prepared_map_t *stmts; /* its named prepared statements (transaction mode) */
+    bool welcomed;         /* got AuthenticationOk ... ReadyForQuery */
     bool reading_paused;
-    bool counted;              /* counted in total_clients */
-    bool parsed_locally;       /* answered a Parse without a server; its Sync is ours too */
+    bool counted;        /* counted in total_clients */
+    bool parsed_locally; /* answered a Parse without a server; its Sync is ours too */
     int32_t cancel_key;
     int64_t connected_at, active_at, wait_since;
     char user[CONFIG_NAME_LEN];
@@ -53,8 +53,8 @@ typedef struct client {
     char peer[NET_ADDR_LEN];
 } client_t;
 
-#define client_log(level, c, fmt, ...)                                                         \
-    log_write(level, "C-%d %s@%s %s: " fmt, (c)->id, (c)->user, (c)->database, (c)->peer,    \
+#define client_log(level, c, fmt, ...)                                                             \
+    log_write(level, "C-%d %s@%s %s: " fmt, (c)->id, (c)->user, (c)->database, (c)->peer,          \
               ##__VA_ARGS__)
 
 /* Takes ownership of an accepted socket and starts reading its startup packet. */

@@ -17,10 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_NAME_LEN 64 /* NAMEDATALEN: identifiers, including the terminating NUL */
-#define CONFIG_HOST_LEN 256
+#define CONFIG_NAME_LEN   64 /* NAMEDATALEN: identifiers, including the terminating NUL */
+#define CONFIG_HOST_LEN   256
 #define CONFIG_SECRET_LEN 256
-#define CONFIG_QUERY_LEN 1024
+#define CONFIG_QUERY_LEN  1024
 
 typedef enum pool_mode {
     POOL_MODE_SESSION = 0,     /* a server connection for the client's whole session */
@@ -30,21 +30,21 @@ typedef enum pool_mode {
 
 /* One [databases] entry. Fields not given in the entry take the [pgturbo] default. */
 typedef struct config_database {
-    char name[CONFIG_NAME_LEN];     /* name clients ask for; "*" is the fallback entry */
-    char host[CONFIG_HOST_LEN];     /* host name, address, or a directory for a Unix socket */
-    int port;                       /* default 5432 */
-    char dbname[CONFIG_NAME_LEN];   /* real database name; empty = same as name (or client's) */
-    char user[CONFIG_NAME_LEN];     /* forced server user; empty = the client's user */
+    char name[CONFIG_NAME_LEN];   /* name clients ask for; "*" is the fallback entry */
+    char host[CONFIG_HOST_LEN];   /* host name, address, or a directory for a Unix socket */
+    int port;                     /* default 5432 */
+    char dbname[CONFIG_NAME_LEN]; /* real database name; empty = same as name (or client's) */
+    char user[CONFIG_NAME_LEN];   /* forced server user; empty = the client's user */
     char password[CONFIG_SECRET_LEN];
-    int pool_size;                  /* default_pool_size unless set */
-    int min_pool_size;              /* min_pool_size unless set */
-    int reserve_pool_size;          /* reserve_pool_size unless set */
-    int max_db_connections;         /* max_db_connections unless set; 0 = no limit */
-    pool_mode_t pool_mode;          /* pool_mode unless set */
+    int pool_size;          /* default_pool_size unless set */
+    int min_pool_size;      /* min_pool_size unless set */
+    int reserve_pool_size;  /* reserve_pool_size unless set */
+    int max_db_connections; /* max_db_connections unless set; 0 = no limit */
+    pool_mode_t pool_mode;  /* pool_mode unless set */
 } config_database_t;
 
 typedef struct config {
-    char path[4096];                /* the file it was loaded from */
+    char path[4096]; /* the file it was loaded from */
 
     /* [pgturbo] listening */
     char listen_addr[CONFIG_HOST_LEN]; /* default "127.0.0.1"; "*" = all addresses */
@@ -52,37 +52,37 @@ typedef struct config {
     int workers;                       /* default 0 = number of online CPUs */
 
     /* [pgturbo] pooling */
-    pool_mode_t pool_mode;          /* default session, as PgBouncer */
-    int default_pool_size;          /* default 20 */
-    int min_pool_size;              /* default 0 */
-    int reserve_pool_size;          /* default 0 */
-    int64_t reserve_pool_timeout;   /* ms, default 5000 */
-    int max_client_conn;            /* default 100 */
-    int max_db_connections;         /* default 0 = no limit */
-    int max_prepared_statements;    /* per server connection, default 200; 0 = off */
+    pool_mode_t pool_mode;        /* default session, as PgBouncer */
+    int default_pool_size;        /* default 20 */
+    int min_pool_size;            /* default 0 */
+    int reserve_pool_size;        /* default 0 */
+    int64_t reserve_pool_timeout; /* ms, default 5000 */
+    int max_client_conn;          /* default 100 */
+    int max_db_connections;       /* default 0 = no limit */
+    int max_prepared_statements;  /* per server connection, default 200; 0 = off */
 
     /* [pgturbo] server connections */
-    int64_t server_lifetime;        /* ms, default 3600000; 0 = no limit */
-    int64_t server_idle_timeout;    /* ms, default 600000; 0 = no limit */
-    int64_t server_connect_timeout; /* ms, default 15000 */
+    int64_t server_lifetime;                   /* ms, default 3600000; 0 = no limit */
+    int64_t server_idle_timeout;               /* ms, default 600000; 0 = no limit */
+    int64_t server_connect_timeout;            /* ms, default 15000 */
     char server_check_query[CONFIG_QUERY_LEN]; /* default "select 1"; empty = no check */
-    int64_t server_check_delay;     /* ms, default 30000 */
+    int64_t server_check_delay;                /* ms, default 30000 */
     char server_reset_query[CONFIG_QUERY_LEN]; /* default "DISCARD ALL" (session mode only) */
-    bool server_reset_query_always; /* default false: run it in transaction mode too */
+    bool server_reset_query_always;            /* default false: run it in transaction mode too */
 
     /* [pgturbo] client limits and timeouts */
-    int64_t query_timeout;          /* ms, default 0 = off */
-    int64_t query_wait_timeout;     /* ms, default 120000; 0 = wait forever */
-    int64_t client_idle_timeout;    /* ms, default 0 = off */
-    int64_t client_login_timeout;   /* ms, default 60000 */
+    int64_t query_timeout;            /* ms, default 0 = off */
+    int64_t query_wait_timeout;       /* ms, default 120000; 0 = wait forever */
+    int64_t client_idle_timeout;      /* ms, default 0 = off */
+    int64_t client_login_timeout;     /* ms, default 60000 */
     int64_t idle_transaction_timeout; /* ms, default 0 = off */
-    int64_t shutdown_timeout;       /* ms, default 30000: how long SIGTERM waits for transactions */
-    int max_packet_size;            /* bytes, default 2147483647 */
+    int64_t shutdown_timeout; /* ms, default 30000: how long SIGTERM waits for transactions */
+    int max_packet_size;      /* bytes, default 2147483647 */
 
     /* [pgturbo] logging */
-    bool verbose;                   /* default false: log every connection and disconnection */
+    bool verbose; /* default false: log every connection and disconnection */
 
-    config_database_t *databases;   /* [databases] entries in file order */
+    config_database_t *databases; /* [databases] entries in file order */
     int n_databases;
 } config_t;
 

@@ -17,9 +17,9 @@ bool log_enabled(log_level_t level);
 
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_debug(...) (log_enabled(LOG_DEBUG) ? log_write(LOG_DEBUG, __VA_ARGS__) : (void)0)
-#define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)   (log_enabled(LOG_DEBUG) ? log_write(LOG_DEBUG, __VA_ARGS__) : (void)0)
+#define log_info(...)    log_write(LOG_INFO, __VA_ARGS__)
 #define log_warning(...) log_write(LOG_WARNING, __VA_ARGS__)
-#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define log_error(...)   log_write(LOG_ERROR, __VA_ARGS__)
 
 #endif /* PGTURBO_LOG_H */

@@ -16,7 +16,7 @@
 
 typedef struct loop loop_t;
 
-#define LOOP_READ 1
+#define LOOP_READ  1
 #define LOOP_WRITE 2
 
 /* Called with the events that fired (LOOP_READ/LOOP_WRITE; errors and hangups as LOOP_READ). */

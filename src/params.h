@@ -45,8 +45,8 @@ bool params_set(params_t *p, params_id_t id, const char *value);
 
 /*
  * Appends to sql one SET per parameter whose wanted value is known and differs from the value
- * the server has (or the server's is unknown), e.g. "SET TimeZone TO E'UTC';". Returns how many it wrote, or -1 when memory
- * runs out. sql is left NUL-free; the caller terminates it.
+ * the server has (or the server's is unknown), e.g. "SET TimeZone TO E'UTC';". Returns how many it
+ * wrote, or -1 when memory runs out. sql is left NUL-free; the caller terminates it.
  */
 int params_build_sync(const params_t *want, const params_t *have, buf_t *sql);
 

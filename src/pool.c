@@ -196,7 +196,8 @@ void pool_unqueue(pool_t *pool, client_t *c)
 /* Claims a slot under the pool's (and database's) limits; false when they are reached. */
 static bool claim_slot(pool_t *pool, bool reserve)
 {
-    int limit = atomic_load(&pool->pool_size) + (reserve ? atomic_load(&pool->reserve_pool_size) : 0);
+    int limit =
+        atomic_load(&pool->pool_size) + (reserve ? atomic_load(&pool->reserve_pool_size) : 0);
     int n = atomic_load(&pool->n_servers);
     do {
         if (n >= limit)
@@ -453,8 +454,8 @@ void pool_maintain(pool_t *pool, worker_t *w)
         welcome_waiters(pool, sh);
     close_idle_servers(pool, sh, cfg, now);
     if (sh->wait_head != NULL) {
-        if (now - sh->wait_head->wait_since > cfg->reserve_pool_timeout &&
-            sh->n_connecting == 0 && open_server(pool, w, true))
+        if (now - sh->wait_head->wait_since > cfg->reserve_pool_timeout && sh->n_connecting == 0 &&
+            open_server(pool, w, true))
             pool_log(LOG_INFO, pool, "opened a reserve pool connection");
         else
             grow(pool, w);

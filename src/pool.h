@@ -28,13 +28,13 @@ struct worker;
 
 /* The part of a pool that one worker owns. */
 typedef struct pool_shard {
-    struct server *idle;        /* idle servers, most recently used first */
-    struct client *wait_head;   /* clients waiting for a server, oldest first */
+    struct server *idle;      /* idle servers, most recently used first */
+    struct client *wait_head; /* clients waiting for a server, oldest first */
     struct client *wait_tail;
-    int n_servers;              /* servers of this shard in any state */
-    int n_connecting;           /* of which still connecting or logging in */
-    _Atomic int n_idle;         /* read by other workers deciding whom to ask */
-    _Atomic int n_waiting;      /* read by other workers deciding where to send */
+    int n_servers;         /* servers of this shard in any state */
+    int n_connecting;      /* of which still connecting or logging in */
+    _Atomic int n_idle;    /* read by other workers deciding whom to ask */
+    _Atomic int n_waiting; /* read by other workers deciding where to send */
 } pool_shard_t;
 
 /* Connection settings of a pool, copied from its [databases] entry. */
@@ -55,15 +55,15 @@ typedef struct pool {
     _Atomic int min_pool_size;
     _Atomic int reserve_pool_size;
     _Atomic int max_db_connections;
-    _Atomic int mode;               /* pool_mode_t */
-    _Atomic int n_servers;          /* over all workers */
-    _Atomic int *db_servers;        /* shared by the pools of one database */
+    _Atomic int mode;        /* pool_mode_t */
+    _Atomic int n_servers;   /* over all workers */
+    _Atomic int *db_servers; /* shared by the pools of one database */
     _Atomic bool has_welcome;
-    buf_t welcome;                  /* ParameterStatus messages of a fresh server; immutable once set */
-    struct prepared_cache *known;   /* statements some server prepared without error; under lock */
-    params_t defaults;              /* tracked parameters of a fresh server */
+    buf_t welcome; /* ParameterStatus messages of a fresh server; immutable once set */
+    struct prepared_cache *known; /* statements some server prepared without error; under lock */
+    params_t defaults;            /* tracked parameters of a fresh server */
     struct pool *next;
-    pool_shard_t shards[];          /* one per worker */
+    pool_shard_t shards[]; /* one per worker */
 } pool_t;
 
 /*
@@ -116,7 +116,7 @@ void pool_server_gone(struct server *s, bool never_ready);
 /* Opens new connections while there are waiters or fewer than min_pool_size; from the tick. */
 void pool_maintain(pool_t *pool, struct worker *w);
 
-#define pool_log(level, p, fmt, ...)                                                           \
+#define pool_log(level, p, fmt, ...)                                                               \
     log_write(level, "pool %s@%s: " fmt, (p)->user, (p)->database, ##__VA_ARGS__)
 
 /* True when some server of the pool prepared the statement with this hash without error. */

@@ -22,7 +22,7 @@ typedef struct prepared_stmt {
     uint64_t hash;
     char server_name[PREPARED_NAME_LEN];
     uint32_t body_len;
-    uint8_t body[];     /* Parse body after the statement name: query, int16 n, n int32 OIDs */
+    uint8_t body[]; /* Parse body after the statement name: query, int16 n, n int32 OIDs */
 } prepared_stmt_t;
 
 typedef struct prepared_map prepared_map_t;

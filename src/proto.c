@@ -288,7 +288,8 @@ int proto_build_backend_key(buf_t *b, int32_t pid, int32_t key)
 int proto_build_ready(buf_t *b, char status)
 {
     uint32_t mark;
-    if (proto_begin(b, 'Z' /* ReadyForQuery */, &mark) < 0 || proto_put_byte(b, (uint8_t)status) < 0)
+    if (proto_begin(b, 'Z' /* ReadyForQuery */, &mark) < 0 ||
+        proto_put_byte(b, (uint8_t)status) < 0)
         return -1;
     proto_end(b, mark);
     return 0;

@@ -17,28 +17,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_HEADER_LEN 5              /* type byte + int32 length */
-#define PROTO_STARTUP_MAX 10000         /* largest startup packet accepted, as PostgreSQL */
-#define PROTO_VERSION_3 196608          /* 3.0 */
-#define PROTO_CANCEL_REQUEST 80877102   /* 1234.5678 */
-#define PROTO_SSL_REQUEST 80877103      /* 1234.5679 */
-#define PROTO_GSSENC_REQUEST 80877104   /* 1234.5680 */
+#define PROTO_HEADER_LEN         5        /* type byte + int32 length */
+#define PROTO_STARTUP_MAX        10000    /* largest startup packet accepted, as PostgreSQL */
+#define PROTO_VERSION_3          196608   /* 3.0 */
+#define PROTO_CANCEL_REQUEST     80877102 /* 1234.5678 */
+#define PROTO_SSL_REQUEST        80877103 /* 1234.5679 */
+#define PROTO_GSSENC_REQUEST     80877104 /* 1234.5680 */
 #define PROTO_MAX_STARTUP_PARAMS 32
 
 /* Results of proto_frame() and proto_frame_startup(). */
 typedef enum proto_frame_result {
-    PROTO_FRAME_COMPLETE = 0,   /* a whole message is in the buffer */
-    PROTO_FRAME_PARTIAL = 1,    /* the header is in, the body is not (yet) */
-    PROTO_FRAME_SHORT = 2,      /* not even the header is in */
-    PROTO_FRAME_BAD_LENGTH = -1,/* the length field is impossible (below 4; below 8 for startup) */
-    PROTO_FRAME_TOO_LARGE = -2, /* the length exceeds the limit given */
+    PROTO_FRAME_COMPLETE = 0,    /* a whole message is in the buffer */
+    PROTO_FRAME_PARTIAL = 1,     /* the header is in, the body is not (yet) */
+    PROTO_FRAME_SHORT = 2,       /* not even the header is in */
+    PROTO_FRAME_BAD_LENGTH = -1, /* the length field is impossible (below 4; below 8 for startup) */
+    PROTO_FRAME_TOO_LARGE = -2,  /* the length exceeds the limit given */
 } proto_frame_result_t;
 
 /* A framed message. For startup packets type is 0 and there is no type byte. */
 typedef struct proto_msg {
     uint8_t type;
-    uint32_t len;         /* whole message: type byte (if any) + length field + body */
-    const uint8_t *body;  /* body start, in the buffer framed */
+    uint32_t len;        /* whole message: type byte (if any) + length field + body */
+    const uint8_t *body; /* body start, in the buffer framed */
     uint32_t body_len;
 } proto_msg_t;
 
@@ -82,9 +82,9 @@ static inline bool proto_reader_done(const proto_reader_t *r)
 
 /* A parsed StartupMessage; strings borrowed from the packet. */
 typedef struct proto_startup {
-    int32_t code;                /* PROTO_VERSION_3 or one of the request codes */
-    int32_t cancel_pid;          /* CancelRequest only */
-    int32_t cancel_key;          /* CancelRequest only */
+    int32_t code;       /* PROTO_VERSION_3 or one of the request codes */
+    int32_t cancel_pid; /* CancelRequest only */
+    int32_t cancel_key; /* CancelRequest only */
     int n_params;
     const char *names[PROTO_MAX_STARTUP_PARAMS];
     const char *values[PROTO_MAX_STARTUP_PARAMS];
@@ -96,8 +96,7 @@ typedef struct proto_startup {
  * too many parameters, a protocol version other than 3.x, or no user.
  */
 __attribute__((warn_unused_result)) int proto_parse_startup(const proto_msg_t *msg,
-                                                            proto_startup_t *out,
-                                                            const char **why);
+                                                            proto_startup_t *out, const char **why);
 
 /* The value of a startup parameter, or NULL. */
 const char *proto_startup_get(const proto_startup_t *s, const char *name);
@@ -123,16 +122,14 @@ __attribute__((warn_unused_result)) int proto_put_bytes(buf_t *b, const void *p,
 void proto_end(buf_t *b, uint32_t mark);
 
 /* Whole messages. Each returns 0, or -1 when memory runs out. */
-__attribute__((warn_unused_result)) int proto_build_error(buf_t *b, const char *severity,
-                                                          const char *sqlstate,
-                                                          const char *message);
+__attribute__((warn_unused_result)) int
+proto_build_error(buf_t *b, const char *severity, const char *sqlstate, const char *message);
 __attribute__((warn_unused_result)) int proto_build_notice(buf_t *b, const char *sqlstate,
                                                            const char *message);
 __attribute__((warn_unused_result)) int proto_build_auth_ok(buf_t *b);
 __attribute__((warn_unused_result)) int proto_build_parameter_status(buf_t *b, const char *name,
                                                                      const char *value);
-__attribute__((warn_unused_result)) int proto_build_backend_key(buf_t *b, int32_t pid,
-                                                                int32_t key);
+__attribute__((warn_unused_result)) int proto_build_backend_key(buf_t *b, int32_t pid, int32_t key);
 __attribute__((warn_unused_result)) int proto_build_ready(buf_t *b, char status);
 __attribute__((warn_unused_result)) int proto_build_query(buf_t *b, const char *sql);
 __attribute__((warn_unused_result)) int proto_build_command_complete(buf_t *b, const char *tag);

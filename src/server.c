@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 /* Above this much unsent output to a client, stop reading its server until it drains. */
-#define CLIENT_OUT_HIGH_WATER (512 * 1024)
+#define CLIENT_OUT_HIGH_WATER   (512 * 1024)
 #define MAX_MESSAGE_FROM_SERVER 0x7fffffffu
 
 static _Atomic int next_server_id;
@@ -81,8 +81,7 @@ void server_close(server_t *s, const char *reason)
     server_log(never_ready ? LOG_WARNING : LOG_DEBUG, s, "closing: %s", reason);
     if (never_ready && s->fail_sqlstate[0] == '\0') {
         snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "08006");
-        snprintf(s->fail_message, sizeof(s->fail_message), "server connection failed: %s",
-                 reason);
+        snprintf(s->fail_message, sizeof(s->fail_message), "server connection failed: %s", reason);
     }
     if (s->state == SERVER_IDLE)
         pool_remove_idle(s);

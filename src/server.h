@@ -50,9 +50,9 @@ typedef enum pending_kind {
 } pending_kind_t;
 
 typedef struct pending {
-    uint8_t kind;   /* pending_kind_t */
-    bool swallow;   /* pgturbo's own request: the client does not see the response */
-    uint64_t hash;  /* PENDING_PARSE of a named statement: forgotten if the Parse fails */
+    uint8_t kind;  /* pending_kind_t */
+    bool swallow;  /* pgturbo's own request: the client does not see the response */
+    uint64_t hash; /* PENDING_PARSE of a named statement: forgotten if the Parse fails */
 } pending_t;
 
 typedef struct server {
@@ -60,30 +60,30 @@ typedef struct server {
     server_state_t state;
     struct worker *worker;
     struct pool *pool;
-    struct client *client;    /* the client served, or NULL */
+    struct client *client; /* the client served, or NULL */
     loop_io_t io;
     int fd;
-    struct server *next, *prev;         /* worker's list */
+    struct server *next, *prev;           /* worker's list */
     struct server *idle_next, *idle_prev; /* pool shard's idle list */
     buf_t in, out;
-    params_t params;           /* session parameters as the server has them */
-    pending_t *pending;        /* ring of owed responses */
+    params_t params;    /* session parameters as the server has them */
+    pending_t *pending; /* ring of owed responses */
     uint32_t pend_head, pend_count, pend_cap;
     prepared_cache_t *prepared; /* statements prepared on it (transaction mode) */
-    char txn_status;           /* of the last ReadyForQuery: 'I', 'T' or 'E' */
-    bool sync_pending;         /* extended-query messages sent since the last Sync */
-    bool reading_paused;       /* the client's output is full */
-    uint32_t stream_left;      /* bytes of a long message still to pass through */
-    bool stream_forward;       /* whether those bytes go to the client */
+    char txn_status;            /* of the last ReadyForQuery: 'I', 'T' or 'E' */
+    bool sync_pending;          /* extended-query messages sent since the last Sync */
+    bool reading_paused;        /* the client's output is full */
+    uint32_t stream_left;       /* bytes of a long message still to pass through */
+    bool stream_forward;        /* whether those bytes go to the client */
     int32_t backend_pid, backend_key;
     int64_t connected_at, idle_since, used_at;
-    buf_t welcome;             /* ParameterStatus messages seen during login */
-    char fail_sqlstate[6];     /* why login failed, for the clients waiting on it */
+    buf_t welcome;         /* ParameterStatus messages seen during login */
+    char fail_sqlstate[6]; /* why login failed, for the clients waiting on it */
     char fail_message[256];
 } server_t;
 
-#define server_log(level, s, fmt, ...)                                                         \
-    log_write(level, "S-%d %s@%s: " fmt, (s)->id, (s)->pool->user, (s)->pool->database,      \
+#define server_log(level, s, fmt, ...)                                                             \
+    log_write(level, "S-%d %s@%s: " fmt, (s)->id, (s)->pool->user, (s)->pool->database,            \
               ##__VA_ARGS__)
 
 /* Opens a new connection for pool on worker w. NULL (and a log line) when it cannot start. */
@@ -103,7 +103,7 @@ int server_flush(server_t *s);
 
 /* Queues an owed response; -1 when memory runs out. */
 __attribute__((warn_unused_result)) int server_expect(server_t *s, pending_kind_t kind,
-                                                     bool swallow, uint64_t hash);
+                                                      bool swallow, uint64_t hash);
 
 /* Sends one of pgturbo's own queries; its response is dropped. -1 when memory runs out. */
 __attribute__((warn_unused_result)) int server_run_query(server_t *s, const char *sql);

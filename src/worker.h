@@ -38,17 +38,17 @@ typedef struct worker {
     loop_t *loop;
     int listen_fd;
     loop_io_t listen_io;
-    int mail_fd;                 /* eventfd that wakes the loop for the mailbox */
+    int mail_fd; /* eventfd that wakes the loop for the mailbox */
     loop_io_t mail_io;
     pthread_mutex_t mail_lock;
-    struct mail *mail_head;      /* messages from other threads, under mail_lock */
+    struct mail *mail_head; /* messages from other threads, under mail_lock */
     struct mail *mail_tail;
     const config_t *cfg;         /* the config this worker runs with */
     struct client *clients;      /* every client of this worker (doubly linked) */
     struct server *servers;      /* every server connection of this worker (doubly linked) */
     struct client *dead_clients; /* closed during the current batch, freed after it */
     struct server *dead_servers;
-    struct server *outgoing;     /* server connections to hand to other workers after the batch */
+    struct server *outgoing; /* server connections to hand to other workers after the batch */
     bool shutting_down;
     int64_t shutdown_deadline;
     worker_stats_t stats;

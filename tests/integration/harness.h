@@ -16,7 +16,7 @@
 typedef struct pgturbo_proc {
     pid_t pid;
     int port;
-    char dir[256];      /* temp directory holding pgturbo.ini and pgturbo.log */
+    char dir[256]; /* temp directory holding pgturbo.ini and pgturbo.log */
     char ini[300];
     char log[300];
 } pgturbo_proc_t;

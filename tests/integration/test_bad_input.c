@@ -34,14 +34,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BASE_SETTINGS "pool_mode = transaction\ndefault_pool_size = 2\n"
-#define PROTOCOL_2_0 131072
-#define PROTOCOL_3_0 196608
-#define SSL_REQUEST_CODE 80877103
+#define BASE_SETTINGS       "pool_mode = transaction\ndefault_pool_size = 2\n"
+#define PROTOCOL_2_0        131072
+#define PROTOCOL_3_0        196608
+#define SSL_REQUEST_CODE    80877103
 #define GSSENC_REQUEST_CODE 80877104
-#define MSG_CAP 8192
-#define BAD_CLIENT_THREADS 50
-#define GOOD_QUERIES 100
+#define MSG_CAP             8192
+#define BAD_CLIENT_THREADS  50
+#define GOOD_QUERIES        100
 
 /* One test's daemon and the libpq client that is mid-transaction while the bad input comes. */
 typedef struct fixture {
@@ -222,7 +222,10 @@ static char wait_ready_status(int fd)
         }
         if (type <= 0)
             fail_msg("no ReadyForQuery (%s; messages before: \"%s\")",
-                     type == 0 ? "EOF" : errno ? strerror(errno) : "bad length field", seen);
+                     type == 0 ? "EOF"
+                     : errno   ? strerror(errno)
+                               : "bad length field",
+                     seen);
         if (n_seen + 1 < sizeof(seen))
             seen[n_seen] = (char)type;
         if (type == 'Z') {
@@ -537,7 +540,7 @@ static void startup_with_unsupported_parameter_is_refused_and_closed(void **stat
     start(f, NULL);
     witness_begin(f);
     int fd = harness_raw_connect(f->proc.port);
-    const char *const pairs[] = {"user",    "postgres", "database", "postgres",
+    const char *const pairs[] = {"user",    "postgres",        "database", "postgres",
                                  "options", "-c work_mem=1MB", NULL};
     send_startup(fd, PROTOCOL_3_0, pairs);
     expect_fatal(fd, "08P01", "unsupported startup parameter: options");
@@ -592,9 +595,8 @@ static void ssl_and_gssenc_requests_get_n_and_startup_goes_on(void **state)
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    const uint32_t codes[][2] = {{SSL_REQUEST_CODE, 0},
-                                 {GSSENC_REQUEST_CODE, 0},
-                                 {GSSENC_REQUEST_CODE, SSL_REQUEST_CODE}};
+    const uint32_t codes[][2] = {
+        {SSL_REQUEST_CODE, 0}, {GSSENC_REQUEST_CODE, 0}, {GSSENC_REQUEST_CODE, SSL_REQUEST_CODE}};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         int fd = harness_raw_connect(f->proc.port);
         for (int j = 0; j < 2 && codes[i][j] != 0; j++) {
@@ -979,6 +981,7 @@ static void *bad_client_main(void *arg)
         close(fd);
         bc->counts[o]++;
         bc->rounds++;
+        sleep_ms(10);
     } while (!atomic_load(bc->stop));
     return NULL;
 }
@@ -1008,17 +1011,18 @@ static void many_bad_clients_do_not_disturb_good_queries(void **state)
             atoi(PQgetvalue(r, 0, 0)) == i)
             ok++;
         else if (first_failure[0] == '\0')
-            snprintf(first_failure, sizeof(first_failure), "query %d: %s", i,
-                     PQerrorMessage(good));
+            snprintf(first_failure, sizeof(first_failure), "query %d: %s", i, PQerrorMessage(good));
         PQclear(r);
     }
     atomic_store(&stop, true);
     int totals[OUTCOME_NO_CONNECT + 1] = {0};
     int rounds = 0;
     const char *other = NULL;
+    int timeouts_by_kind[5] = {0};
     for (int i = 0; i < BAD_CLIENT_THREADS; i++) {
         assert_int_equal(pthread_join(bcs[i].thread, NULL), 0);
         rounds += bcs[i].rounds;
+        timeouts_by_kind[i % 5] += bcs[i].counts[OUTCOME_TIMEOUT];
         for (int o = 0; o <= OUTCOME_NO_CONNECT; o++)
             totals[o] += bcs[i].counts[o];
         if (bcs[i].last_other[0] != '\0' && other == NULL)
@@ -1029,6 +1033,10 @@ static void many_bad_clients_do_not_disturb_good_queries(void **state)
                   rounds, totals[OUTCOME_ERROR_08P01], totals[OUTCOME_OTHER_ERROR],
                   totals[OUTCOME_CLOSED], totals[OUTCOME_TIMEOUT], totals[OUTCOME_NO_LOGIN],
                   totals[OUTCOME_NO_CONNECT]);
+    print_message("timeouts by kind: startup garbage %d, unknown type %d, length 2 %d, "
+                  "over max_packet_size %d, garbage after startup %d\n",
+                  timeouts_by_kind[0], timeouts_by_kind[1], timeouts_by_kind[2],
+                  timeouts_by_kind[3], timeouts_by_kind[4]);
     if (ok != GOOD_QUERIES)
         fail_msg("%d of %d good queries succeeded; first failure %s", ok, GOOD_QUERIES,
                  first_failure);
