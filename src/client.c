@@ -28,6 +28,8 @@ static _Atomic int next_client_id;
 
 static void on_io(void *arg, int events);
 static void client_process(client_t *c);
+static int forward_deallocate(client_t *c, server_t *s, const char *query,
+                              const uint8_t *rest, uint32_t rest_len);
 
 static void update_watch(client_t *c)
 {
@@ -322,10 +324,17 @@ static int forward_parse(client_t *c, server_t *s, const proto_msg_t *m)
     const char *name = proto_get_string(&r);
     if (!proto_reader_ok(&r))
         return -2;
-    if (name[0] == '\0')
+    if (name[0] == '\0') {
+        const char *query = proto_get_string(&r);
+        int rc = proto_reader_ok(&r) ? forward_deallocate(c, s, query, m->body + r.pos,
+                                                          r.len - r.pos)
+                                     : 0;
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
         return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0
                    ? -1
                    : server_expect(s, PENDING_PARSE, false, 0);
+    }
     if (c->stmts == NULL && (c->stmts = prepared_map_create()) == NULL)
         return -1;
     prepared_stmt_t *old = prepared_map_get(c->stmts, name);
@@ -407,14 +416,11 @@ static int forward_close(client_t *c, server_t *s, const proto_msg_t *m)
 }
 
 /*
- * Recognises "DEALLOCATE [PREPARE] name|ALL" for statements the client prepared through the
- * protocol: those exist only in pgturbo's map, so pgturbo answers. Returns true when it did.
+ * Recognises "DEALLOCATE [PREPARE] name|ALL" (case-insensitive, unquoted names folded to
+ * lower case as PostgreSQL does). Returns true with the name in name (or *all set).
  */
-static bool answer_deallocate(client_t *c, const proto_msg_t *m)
+static bool parse_deallocate(const char *p, char *name, size_t len, bool *all)
 {
-    if (c->stmts == NULL || m->body_len == 0 || m->body[m->body_len - 1] != '\0')
-        return false;
-    const char *p = (const char *)m->body;
     while (isspace((unsigned char)*p))
         p++;
     if (strncasecmp(p, "deallocate", 10) != 0 || !isspace((unsigned char)p[10]))
@@ -425,10 +431,9 @@ static bool answer_deallocate(client_t *c, const proto_msg_t *m)
     if (strncasecmp(p, "prepare", 7) == 0 && isspace((unsigned char)p[7]))
         for (p += 7; isspace((unsigned char)*p); p++)
             ;
-    char name[CONFIG_NAME_LEN];
     size_t n = 0;
     bool quoted = *p == '"';
-    for (p += quoted; *p && n + 1 < sizeof(name); p++) {
+    for (p += quoted; *p && n + 1 < len; p++) {
         if (quoted ? *p == '"' : !(isalnum((unsigned char)*p) || *p == '_' || *p == '$'))
             break;
         name[n++] = quoted ? *p : (char)tolower((unsigned char)*p);
@@ -436,19 +441,65 @@ static bool answer_deallocate(client_t *c, const proto_msg_t *m)
     name[n] = '\0';
     for (p += quoted; isspace((unsigned char)*p) || *p == ';'; p++)
         ;
-    if (n == 0 || *p != '\0')
+    *all = !quoted && strcmp(name, "all") == 0;
+    return n > 0 && *p == '\0';
+}
+
+/*
+ * A simple-query DEALLOCATE of statements the client prepared through the protocol: those
+ * live in pgturbo's map, so pgturbo answers. Returns true when it did.
+ */
+static bool answer_deallocate(client_t *c, const proto_msg_t *m)
+{
+    char name[CONFIG_NAME_LEN];
+    bool all;
+    if (c->stmts == NULL || m->body_len == 0 || m->body[m->body_len - 1] != '\0' ||
+        !parse_deallocate((const char *)m->body, name, sizeof(name), &all))
         return false;
-    const char *tag = "DEALLOCATE";
-    if (!quoted && strcmp(name, "all") == 0) {
+    if (all)
         prepared_map_clear(c->stmts);
-        tag = "DEALLOCATE ALL";
-    } else if (!prepared_map_remove(c->stmts, name)) {
+    else if (!prepared_map_remove(c->stmts, name))
         return false;
-    }
     char status = c->server != NULL ? c->server->txn_status : 'I';
-    if (proto_build_command_complete(&c->out, tag) < 0 || proto_build_ready(&c->out, status) < 0)
+    if (proto_build_command_complete(&c->out, all ? "DEALLOCATE ALL" : "DEALLOCATE") < 0 ||
+        proto_build_ready(&c->out, status) < 0)
         client_close(c, "53200", "out of memory");
     return true;
+}
+
+/*
+ * An unnamed Parse of "DEALLOCATE name" (psycopg sends it so) for a statement in the
+ * client's map: the server deallocates the statement's server-side name instead, prepared
+ * first if needed, so the client gets PostgreSQL's own responses. DEALLOCATE ALL runs as is
+ * and empties the map and the server's cache. Returns 1 when handled, 0 when not, -1 on OOM.
+ */
+static int forward_deallocate(client_t *c, server_t *s, const char *query, const uint8_t *rest,
+                              uint32_t rest_len)
+{
+    char name[CONFIG_NAME_LEN];
+    bool all;
+    if (c->stmts == NULL || !parse_deallocate(query, name, sizeof(name), &all))
+        return 0;
+    if (all) {
+        prepared_map_clear(c->stmts);
+        prepared_cache_free(s->prepared);
+        s->prepared = NULL;
+        return 0;
+    }
+    prepared_stmt_t *stmt = prepared_map_get(c->stmts, name);
+    if (stmt == NULL)
+        return 0;
+    char sql[PREPARED_NAME_LEN + 16];
+    snprintf(sql, sizeof(sql), "DEALLOCATE %s", stmt->server_name);
+    uint32_t mark;
+    if (ensure_prepared(s, stmt, false) < 0 || proto_begin(&s->out, 'P', &mark) < 0 ||
+        proto_put_string(&s->out, "") < 0 || proto_put_string(&s->out, sql) < 0 ||
+        proto_put_bytes(&s->out, rest, rest_len) < 0)
+        return -1;
+    proto_end(&s->out, mark);
+    prepared_cache_remove(s->prepared, stmt->hash);
+    prepared_map_remove(c->stmts, name);
+    return server_expect(s, PENDING_PARSE, false, 0) < 0 ? -1 : 1;
 }
 
 /*
@@ -553,11 +604,8 @@ static void client_process(client_t *c)
             proto_frame(buf_head(&c->in), avail, (uint32_t)c->worker->cfg->max_packet_size, &m);
         if (r == PROTO_FRAME_SHORT)
             break;
-        if (r == PROTO_FRAME_PARTIAL) {
-            if (buf_reserve(&c->in, m.len - avail) < 0)
-                client_close(c, "53200", "out of memory");
-            break;
-        }
+        if (r == PROTO_FRAME_PARTIAL)
+            break; /* the buffer grows as the bytes come, not as the length claims */
         if (r < 0) {
             client_close(c, "08P01",
                          r == PROTO_FRAME_TOO_LARGE ? "message exceeds max_packet_size"
@@ -566,6 +614,12 @@ static void client_process(client_t *c)
         }
         if (m.type == 'X' /* Terminate */) {
             client_close(c, NULL, "client sent Terminate");
+            return;
+        }
+        if (strchr("QFPBDCESHdcf", m.type) == NULL || m.type == '\0') {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "invalid frontend message type %d", m.type);
+            client_close(c, "08P01", msg);
             return;
         }
         bool mapped = maps_statements(c);
@@ -596,9 +650,8 @@ static void client_process(client_t *c)
         }
         int rc = forward_message(c, c->server, &m);
         if (rc < 0) {
-            char msg[64];
-            snprintf(msg, sizeof(msg), "invalid frontend message type %d", m.type);
-            client_close(c, rc == -1 ? "53200" : "08P01", rc == -1 ? "out of memory" : msg);
+            client_close(c, rc == -1 ? "53200" : "08P01",
+                         rc == -1 ? "out of memory" : "malformed message");
             return;
         }
         buf_consume(&c->in, m.len);

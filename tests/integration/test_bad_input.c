@@ -49,6 +49,10 @@ typedef struct fixture {
     bool running;
     PGconn *witness;
     char witness_pid[32]; /* pg_backend_pid() of the witness's server inside its transaction */
+    int fds[16];          /* raw sockets a failed test may leave open; -1 when closed */
+    int n_fds;
+    PGconn *conns[8]; /* libpq connections likewise; NULL when closed */
+    int n_conns;
 } fixture_t;
 
 /* Fields of an ErrorResponse read from a raw socket. */
@@ -242,15 +246,63 @@ static char raw_query(int fd, const char *sql)
     return wait_ready_status(fd);
 }
 
-/* A raw connection that has logged in as postgres to database postgres. */
-static int raw_login(int port)
+/* ---- connections the teardown closes when a test fails half-way ---- */
+
+/* A raw connection to the daemon. */
+static int raw_connect(fixture_t *f)
 {
-    int fd = harness_raw_connect(port);
+    int fd = harness_raw_connect(f->proc.port);
+    int i = 0;
+    while (i < f->n_fds && f->fds[i] >= 0)
+        i++;
+    assert_true(i < (int)(sizeof(f->fds) / sizeof(f->fds[0])));
+    f->fds[i] = fd;
+    if (i == f->n_fds)
+        f->n_fds++;
+    return fd;
+}
+
+static void raw_close(fixture_t *f, int fd)
+{
+    for (int i = 0; i < f->n_fds; i++)
+        if (f->fds[i] == fd)
+            f->fds[i] = -1;
+    close(fd);
+}
+
+/* A raw connection that has logged in as postgres to database postgres. */
+static int raw_login(fixture_t *f)
+{
+    int fd = raw_connect(f);
     harness_raw_startup(fd, "postgres", "postgres");
     char sqlstate[6] = "";
     if (!harness_raw_wait_ready(fd, sqlstate))
         fail_msg("raw login failed (%s)", sqlstate[0] ? sqlstate : "no ReadyForQuery");
     return fd;
+}
+
+/* A libpq connection through the daemon, with application_name app. */
+static PGconn *pg_open(fixture_t *f, const char *app)
+{
+    char extra[64];
+    snprintf(extra, sizeof(extra), "application_name=%s", app);
+    PGconn *c = harness_connect(f->proc.port, "postgres", extra);
+    int i = 0;
+    while (i < f->n_conns && f->conns[i] != NULL)
+        i++;
+    assert_true(i < (int)(sizeof(f->conns) / sizeof(f->conns[0])));
+    f->conns[i] = c;
+    if (i == f->n_conns)
+        f->n_conns++;
+    return c;
+}
+
+static void pg_close(fixture_t *f, PGconn *c)
+{
+    for (int i = 0; i < f->n_conns; i++)
+        if (f->conns[i] == c)
+            f->conns[i] = NULL;
+    PQfinish(c);
 }
 
 /* ---- the daemon and the other clients ---- */
@@ -278,12 +330,12 @@ static void witness_begin(fixture_t *f)
 /* A new libpq client can run SELECT 1 through pgturbo. */
 static void fresh_client_works(fixture_t *f)
 {
-    PGconn *c = harness_connect(f->proc.port, "postgres", "application_name=fresh");
+    PGconn *c = pg_open(f, "fresh");
     char *v = harness_query_value(c, "SELECT 1");
     assert_non_null(v);
     assert_string_equal(v, "1");
     free(v);
-    PQfinish(c);
+    pg_close(f, c);
 }
 
 /*
@@ -341,7 +393,7 @@ static void set_row(int id, int v)
  */
 static void row_is_free_and_holds(fixture_t *f, int id, int expected)
 {
-    PGconn *c = harness_connect(f->proc.port, "postgres", "application_name=updater");
+    PGconn *c = pg_open(f, "updater");
     char sql[128];
     double t0 = now_s();
     harness_exec_ok(c, "BEGIN");
@@ -357,7 +409,7 @@ static void row_is_free_and_holds(fixture_t *f, int id, int expected)
     assert_non_null(v);
     assert_int_equal(atoi(v), expected);
     free(v);
-    PQfinish(c);
+    pg_close(f, c);
 }
 
 static int setup_table(void **state)
@@ -390,21 +442,37 @@ static int setup_fixture(void **state)
     return 0;
 }
 
-/* Shows the log of a daemon that a failed test left running, then stops it. */
+/* Prints the last lines of the daemon's log (the many-clients test writes megabytes). */
+static void print_log_tail(const char *path)
+{
+    enum { TAIL = 60 };
+    static char lines[TAIL][512];
+    FILE *log = fopen(path, "r");
+    if (log == NULL)
+        return;
+    long n = 0;
+    while (fgets(lines[n % TAIL], sizeof(lines[0]), log) != NULL)
+        n++;
+    fclose(log);
+    fprintf(stderr, "---- last lines of %s ----\n", path);
+    for (long i = n > TAIL ? n - TAIL : 0; i < n; i++)
+        fputs(lines[i % TAIL], stderr);
+}
+
+/* Closes what a failed test left open, shows the log of its daemon and stops it. */
 static int teardown_fixture(void **state)
 {
     fixture_t *f = *state;
     if (f->witness != NULL)
         PQfinish(f->witness);
+    for (int i = 0; i < f->n_conns; i++)
+        if (f->conns[i] != NULL)
+            PQfinish(f->conns[i]);
+    for (int i = 0; i < f->n_fds; i++)
+        if (f->fds[i] >= 0)
+            close(f->fds[i]);
     if (f->running) {
-        FILE *log = fopen(f->proc.log, "r");
-        if (log != NULL) {
-            char line[1024];
-            fprintf(stderr, "---- %s ----\n", f->proc.log);
-            while (fgets(line, sizeof(line), log) != NULL)
-                fputs(line, stderr);
-            fclose(log);
-        }
+        print_log_tail(f->proc.log);
         harness_stop_pgturbo(&f->proc, 20);
     }
     free(f);
@@ -420,10 +488,10 @@ static void message_length_below_four_is_refused_and_closed(void **state)
     witness_begin(f);
     const uint32_t lengths[] = {0, 2, 3};
     for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
-        int fd = raw_login(f->proc.port);
+        int fd = raw_login(f);
         send_header(fd, 'Q', lengths[i]);
         expect_fatal(fd, "08P01", NULL);
-        close(fd);
+        raw_close(f, fd);
     }
     others_unaffected(f);
     finish(f);
@@ -434,7 +502,7 @@ static void message_over_max_packet_size_is_refused_and_closed(void **state)
     fixture_t *f = *state;
     start(f, "max_packet_size = 1024\n");
     witness_begin(f);
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     /* The header and the first 5000 bytes of the query go in one write. */
     static uint8_t msg[5 + 5000];
     msg[0] = 'Q';
@@ -443,16 +511,16 @@ static void message_over_max_packet_size_is_refused_and_closed(void **state)
     memset(msg + 13, 'x', sizeof(msg) - 13);
     send_best_effort(fd, msg, sizeof(msg));
     expect_fatal(fd, "08P01", "message exceeds max_packet_size");
-    close(fd);
+    raw_close(f, fd);
 
     /* A message of exactly max_packet_size bytes still passes. */
-    fd = raw_login(f->proc.port);
+    fd = raw_login(f);
     char sql[1024 - 5];
     memset(sql, ' ', sizeof(sql) - 1);
     memcpy(sql, "SELECT 1", 8);
     sql[sizeof(sql) - 1] = '\0';
     assert_int_equal(raw_query(fd, sql), 'I');
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
     finish(f);
 }
@@ -462,21 +530,54 @@ static void unknown_message_type_is_refused_and_closed(void **state)
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     send_header(fd, 'y', 8);
     harness_raw_send(fd, "abcd", 4);
     expect_fatal(fd, "08P01", NULL);
-    close(fd);
+    raw_close(f, fd);
 
     /* The same inside a transaction: the server is rolled back, not handed out dirty. */
     set_row(4, 0);
-    fd = raw_login(f->proc.port);
+    fd = raw_login(f);
     assert_int_equal(raw_query(fd, "BEGIN"), 'T');
     assert_int_equal(raw_query(fd, "UPDATE bad_input_t SET v = v + 1 WHERE id = 4"), 'T');
     send_header(fd, 'y', 4);
     expect_fatal(fd, "08P01", NULL);
-    close(fd);
+    raw_close(f, fd);
     row_is_free_and_holds(f, 4, 10);
+    others_unaffected(f);
+    finish(f);
+}
+
+/*
+ * An unknown message type is refused at once, as PostgreSQL and PgBouncer do, even when every
+ * server connection is busy: checking it must not wait for (or use) a server.
+ */
+static void unknown_message_type_is_refused_while_all_servers_are_busy(void **state)
+{
+    fixture_t *f = *state;
+    start(f, NULL);
+    witness_begin(f);
+    PGconn *blocker = pg_open(f, "blocker");
+    harness_exec_ok(blocker, "BEGIN");
+    harness_exec_ok(blocker, "SELECT 1");
+    int fd = raw_login(f);
+    double t0 = now_s();
+    send_header(fd, 'y', 8);
+    harness_raw_send(fd, "abcd", 4);
+    raw_error_t e;
+    int rc = read_until_error(fd, &e);
+    double took = now_s() - t0;
+    if (rc != 'E')
+        fail_msg("no ErrorResponse within %.1f s (%s): the unknown message waits for a server",
+                 took, rc == 0 ? "EOF" : "timeout");
+    assert_string_equal(e.sqlstate, "08P01");
+    if (took >= 1.0)
+        fail_msg("refused only after %.2f s (%s)", took, e.message);
+    assert_true(harness_raw_closed(fd, 2000));
+    raw_close(f, fd);
+    harness_exec_ok(blocker, "COMMIT");
+    pg_close(f, blocker);
     others_unaffected(f);
     finish(f);
 }
@@ -490,13 +591,13 @@ static void startup_length_out_of_bounds_is_refused_and_closed(void **state)
     witness_begin(f);
     const uint32_t lengths[] = {10001, 100000, 0x7fffffff, 0xffffffff, 7, 4, 0};
     for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
-        int fd = harness_raw_connect(f->proc.port);
+        int fd = raw_connect(f);
         uint8_t pkt[8];
         put32(pkt, lengths[i]);
         put32(pkt + 4, PROTOCOL_3_0);
         send_best_effort(fd, pkt, sizeof(pkt));
         expect_fatal(fd, "08P01", NULL);
-        close(fd);
+        raw_close(f, fd);
     }
     others_unaffected(f);
     finish(f);
@@ -507,11 +608,11 @@ static void startup_with_protocol_2_is_refused_and_closed(void **state)
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    int fd = harness_raw_connect(f->proc.port);
+    int fd = raw_connect(f);
     const char *const pairs[] = {"user", "postgres", "database", "postgres", NULL};
     send_startup(fd, PROTOCOL_2_0, pairs);
     expect_fatal(fd, "08P01", NULL);
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
     finish(f);
 }
@@ -525,10 +626,10 @@ static void startup_without_user_is_refused_and_closed(void **state)
     const char *const empty_user[] = {"user", "", "database", "postgres", NULL};
     const char *const *cases[] = {no_user, empty_user};
     for (size_t i = 0; i < 2; i++) {
-        int fd = harness_raw_connect(f->proc.port);
+        int fd = raw_connect(f);
         send_startup(fd, PROTOCOL_3_0, cases[i]);
         expect_fatal(fd, "08P01", "no PostgreSQL user name specified in startup packet");
-        close(fd);
+        raw_close(f, fd);
     }
     others_unaffected(f);
     finish(f);
@@ -539,12 +640,12 @@ static void startup_with_unsupported_parameter_is_refused_and_closed(void **stat
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    int fd = harness_raw_connect(f->proc.port);
+    int fd = raw_connect(f);
     const char *const pairs[] = {"user",    "postgres",        "database", "postgres",
                                  "options", "-c work_mem=1MB", NULL};
     send_startup(fd, PROTOCOL_3_0, pairs);
     expect_fatal(fd, "08P01", "unsupported startup parameter: options");
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
     finish(f);
 }
@@ -554,10 +655,10 @@ static void startup_for_unknown_database_gets_3d000(void **state)
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    int fd = harness_raw_connect(f->proc.port);
+    int fd = raw_connect(f);
     harness_raw_startup(fd, "postgres", "bad_input_no_such_db");
     expect_fatal(fd, "3D000", NULL);
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
     finish(f);
 }
@@ -598,18 +699,16 @@ static void ssl_and_gssenc_requests_get_n_and_startup_goes_on(void **state)
     const uint32_t codes[][2] = {
         {SSL_REQUEST_CODE, 0}, {GSSENC_REQUEST_CODE, 0}, {GSSENC_REQUEST_CODE, SSL_REQUEST_CODE}};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        int fd = harness_raw_connect(f->proc.port);
+        int fd = raw_connect(f);
         for (int j = 0; j < 2 && codes[i][j] != 0; j++) {
-            print_message("case %zu: request %d\n", i, j);
             send_startup(fd, codes[i][j], NULL);
             assert_int_equal(read_one_byte(fd), 'N');
             nothing_pending(fd);
         }
         harness_raw_startup(fd, "postgres", "postgres");
-        print_message("case %zu: startup sent\n", i);
         assert_int_equal(wait_ready_status(fd), 'I');
         assert_int_equal(raw_query(fd, "SELECT 1"), 'I');
-        close(fd);
+        raw_close(f, fd);
     }
     others_unaffected(f);
     finish(f);
@@ -620,7 +719,7 @@ static void startup_that_never_completes_is_closed_by_login_timeout(void **state
     fixture_t *f = *state;
     start(f, "client_login_timeout = 1\n");
     witness_begin(f);
-    int fd = harness_raw_connect(f->proc.port);
+    int fd = raw_connect(f);
     uint8_t half[4];
     put32(half, 8 + 9); /* a startup packet of 17 bytes, of which only the length comes */
     double t0 = now_s();
@@ -638,7 +737,7 @@ static void startup_that_never_completes_is_closed_by_login_timeout(void **state
     double took = now_s() - t0;
     if (took > 3.0 || took < 0.9)
         fail_msg("closed after %.2f s, expected about 1 s", took);
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
     finish(f);
 }
@@ -650,25 +749,25 @@ static void truncated_message_blocks_no_one(void **state)
     fixture_t *f = *state;
     start(f, NULL);
     witness_begin(f);
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     send_header(fd, 'Q', 100);
     harness_raw_send(fd, "SELECT 1; ", 10);
     /* With the socket open, the client waits for the rest and others go on. */
     fresh_client_works(f);
     fresh_client_works(f);
     assert_false(harness_raw_closed(fd, 300));
-    close(fd);
+    raw_close(f, fd);
     others_unaffected(f);
 
     /* A truncated message inside a transaction: the server must be rolled back. */
     set_row(2, 0);
-    fd = raw_login(f->proc.port);
+    fd = raw_login(f);
     assert_int_equal(raw_query(fd, "BEGIN"), 'T');
     assert_int_equal(raw_query(fd, "UPDATE bad_input_t SET v = v + 1 WHERE id = 2"), 'T');
     send_header(fd, 'Q', 100);
     harness_raw_send(fd, "COMMIT; --", 10);
     fresh_client_works(f);
-    close(fd);
+    raw_close(f, fd);
     row_is_free_and_holds(f, 2, 10);
     assert_true(harness_pgturbo_alive(&f->proc));
     finish(f);
@@ -680,10 +779,10 @@ static void client_gone_mid_transaction_is_rolled_back(void **state)
     start(f, NULL);
     witness_begin(f);
     set_row(1, 0);
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     assert_int_equal(raw_query(fd, "BEGIN"), 'T');
     assert_int_equal(raw_query(fd, "UPDATE bad_input_t SET v = v + 1 WHERE id = 1"), 'T');
-    close(fd);
+    raw_close(f, fd);
     row_is_free_and_holds(f, 1, 10);
     others_unaffected(f);
     finish(f);
@@ -693,12 +792,12 @@ static void client_gone_mid_query_frees_the_only_server(void **state)
 {
     fixture_t *f = *state;
     start(f, "default_pool_size = 1\n");
-    PGconn *idle = harness_connect(f->proc.port, "postgres", "application_name=idle");
+    PGconn *idle = pg_open(f, "idle");
     harness_exec_ok(idle, "SELECT 1");
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     send_query(fd, "SELECT pg_sleep(3)");
     sleep_ms(200);
-    close(fd);
+    raw_close(f, fd);
     double t0 = now_s();
     fresh_client_works(f);
     char *v = harness_query_value(idle, "SELECT 2");
@@ -708,7 +807,7 @@ static void client_gone_mid_query_frees_the_only_server(void **state)
     double took = now_s() - t0;
     if (took >= 2.0)
         fail_msg("the next queries waited %.2f s for the server", took);
-    PQfinish(idle);
+    pg_close(f, idle);
     others_unaffected(f);
     finish(f);
 }
@@ -721,19 +820,19 @@ static void terminate_closes_without_error(void **state)
     char body[MSG_CAP];
     size_t len;
 
-    int fd = raw_login(f->proc.port);
+    int fd = raw_login(f);
     send_header(fd, 'X', 4);
     assert_int_equal(harness_raw_read_message(fd, body, sizeof(body), &len), 0);
-    close(fd);
+    raw_close(f, fd);
 
     /* Terminate inside a transaction: closed without error, the transaction rolled back. */
     set_row(3, 0);
-    fd = raw_login(f->proc.port);
+    fd = raw_login(f);
     assert_int_equal(raw_query(fd, "BEGIN"), 'T');
     assert_int_equal(raw_query(fd, "UPDATE bad_input_t SET v = v + 1 WHERE id = 3"), 'T');
     send_header(fd, 'X', 4);
     assert_int_equal(harness_raw_read_message(fd, body, sizeof(body), &len), 0);
-    close(fd);
+    raw_close(f, fd);
     row_is_free_and_holds(f, 3, 10);
     others_unaffected(f);
     finish(f);
@@ -765,7 +864,7 @@ static void garbage_instead_of_startup_is_refused(void **state)
     for (uint32_t seed = 1; seed <= 20; seed++) {
         uint8_t junk[4096];
         fill_garbage(junk, sizeof(junk), seed);
-        int fd = harness_raw_connect(f->proc.port);
+        int fd = raw_connect(f);
         send_best_effort(fd, junk, sizeof(junk));
         raw_error_t e;
         int rc = read_until_error(fd, &e);
@@ -776,7 +875,7 @@ static void garbage_instead_of_startup_is_refused(void **state)
         } else if (rc != 0) {
             fail_msg("seed %u: neither an error nor a close within the timeout", seed);
         }
-        close(fd);
+        raw_close(f, fd);
     }
     others_unaffected(f);
     finish(f);
@@ -792,18 +891,18 @@ static void client_over_max_client_conn_gets_53300(void **state)
     sleep_ms(300);
     int fds[3];
     for (int i = 0; i < 3; i++)
-        fds[i] = raw_login(f->proc.port);
-    int extra = harness_raw_connect(f->proc.port);
+        fds[i] = raw_login(f);
+    int extra = raw_connect(f);
     harness_raw_startup(extra, "postgres", "postgres");
     expect_fatal(extra, "53300", NULL);
-    close(extra);
+    raw_close(f, extra);
     for (int i = 0; i < 3; i++)
         assert_int_equal(raw_query(fds[i], "SELECT 1"), 'I');
 
     /* Once one leaves, a libpq client gets in (allow for the close to be seen). */
     send_header(fds[0], 'X', 4);
     assert_true(harness_raw_closed(fds[0], 2000));
-    close(fds[0]);
+    raw_close(f, fds[0]);
     PGconn *c = NULL;
     for (int tries = 0; tries < 20; tries++) {
         c = harness_try_connect(f->proc.port, "postgres", NULL);
@@ -820,7 +919,7 @@ static void client_over_max_client_conn_gets_53300(void **state)
     PQfinish(c);
     for (int i = 1; i < 3; i++) {
         assert_int_equal(raw_query(fds[i], "SELECT 1"), 'I');
-        close(fds[i]);
+        raw_close(f, fds[i]);
     }
     assert_true(harness_pgturbo_alive(&f->proc));
     finish(f);
@@ -940,7 +1039,8 @@ static bool thread_login(int fd)
 /*
  * Each round, one kind of bad input by index: garbage instead of a startup packet; after a
  * proper startup, an unknown message type, a length below 4, or a message over
- * max_packet_size; or garbage after a proper startup.
+ * max_packet_size; or garbage after a proper startup. Rounds are 10 ms apart; with
+ * BAD_INPUT_HAMMER set in the environment they follow each other without a pause.
  */
 static void *bad_client_main(void *arg)
 {
@@ -981,7 +1081,8 @@ static void *bad_client_main(void *arg)
         close(fd);
         bc->counts[o]++;
         bc->rounds++;
-        sleep_ms(10);
+        if (getenv("BAD_INPUT_HAMMER") == NULL)
+            sleep_ms(10);
     } while (!atomic_load(bc->stop));
     return NULL;
 }
@@ -991,7 +1092,7 @@ static void many_bad_clients_do_not_disturb_good_queries(void **state)
     fixture_t *f = *state;
     start(f, "max_packet_size = 1024\nmax_client_conn = 200\n");
     witness_begin(f);
-    PGconn *good = harness_connect(f->proc.port, "postgres", "application_name=good");
+    PGconn *good = pg_open(f, "good");
     atomic_bool stop = false;
     static bad_client_t bcs[BAD_CLIENT_THREADS];
     memset(bcs, 0, sizeof(bcs));
@@ -1046,7 +1147,7 @@ static void many_bad_clients_do_not_disturb_good_queries(void **state)
     assert_int_equal(totals[OUTCOME_NO_LOGIN], 0);
     assert_int_equal(totals[OUTCOME_NO_CONNECT], 0);
     assert_true(rounds >= BAD_CLIENT_THREADS);
-    PQfinish(good);
+    pg_close(f, good);
     others_unaffected(f);
     finish(f);
 }
@@ -1059,6 +1160,7 @@ int main(void)
         BAD_INPUT_TEST(message_length_below_four_is_refused_and_closed),
         BAD_INPUT_TEST(message_over_max_packet_size_is_refused_and_closed),
         BAD_INPUT_TEST(unknown_message_type_is_refused_and_closed),
+        BAD_INPUT_TEST(unknown_message_type_is_refused_while_all_servers_are_busy),
         BAD_INPUT_TEST(startup_length_out_of_bounds_is_refused_and_closed),
         BAD_INPUT_TEST(startup_with_protocol_2_is_refused_and_closed),
         BAD_INPUT_TEST(startup_without_user_is_refused_and_closed),
