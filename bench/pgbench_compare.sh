@@ -112,12 +112,12 @@ wait_ready() {
     return 1
 }
 
-# Total CPU time (user + system, all threads) of PID in clock ticks: fields 14 and 15 of
-# /proc/PID/stat, counted after the command name, which may itself hold spaces.
+# User and system CPU time (all threads) of PID in clock ticks, as "user system": fields 14
+# and 15 of /proc/PID/stat, counted after the command name, which may itself hold spaces.
 cpu_ticks() {
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     rest=${stat##*) }
-    echo "$rest" | awk '{ print $12 + $13 }'
+    echo "$rest" | awk '{ print $12, $13 }'
 }
 
 start_pgturbo() {
@@ -246,8 +246,9 @@ run_cell() {
     R_TPS=$(printf '%.0f' "$tps")
     R_LAT=$(printf '%.3f' "$lat")
     if [ -n "$pid" ]; then
-        R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txn" \
-            'BEGIN { printf "%.1f", d * 1000000 / hz / n }')
+        R_CPU=$(echo "$t0 $t1" | awk -v hz="$CLK_TCK" -v n="$txn" '{
+            u = ($3 - $1) * 1000000 / hz / n; s = ($4 - $2) * 1000000 / hz / n
+            printf "%.1f (user %.1f)", u + s, u }')
     else
         R_CPU=""
     fi
@@ -371,7 +372,7 @@ echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $(uname -sr)"
 echo "- PostgreSQL $PG_VERSION, PgBouncer $BOUNCER_VERSION, pgturbo: $TURBO_VERSION"
 echo "- Both poolers: pool_mode=transaction, default_pool_size=$POOL_SIZE," \
     "max_client_conn=$MAX_CLIENT_CONN; pgturbo workers=$WORKERS; PgBouncer log_connections=0"
-echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction"
+echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction; in brackets the user-space part, the pooler's own code (the rest is the kernel's TCP and scheduling)"
 echo
 echo "| test | direct tps | pgbouncer tps | pgturbo tps | pgturbo/pgbouncer | pgturbo/direct" \
     "| pgbouncer us CPU/txn | pgturbo us CPU/txn | direct latency ms | pgbouncer latency ms" \

@@ -31,6 +31,23 @@ static void client_process(client_t *c);
 static int forward_deallocate(client_t *c, server_t *s, const char *query,
                               const uint8_t *rest, uint32_t rest_len);
 
+/*
+ * The next cancel key of this thread: xorshift64*, seeded once per thread from getrandom, so
+ * that a login costs no system call for it. Keys are unguessable enough for the purpose
+ * PostgreSQL gives them (a random 32-bit secret per connection).
+ */
+static uint32_t cancel_key_next(void)
+{
+    static __thread uint64_t state;
+    while (state == 0)
+        if (getrandom(&state, sizeof(state), 0) != sizeof(state))
+            state = (uint64_t)loop_clock_ms() * 0x9E3779B97F4A7C15ull;
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return (uint32_t)((state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
 static void update_watch(client_t *c)
 {
     int mask = c->reading_paused ? 0 : LOOP_READ;
@@ -90,7 +107,7 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
         s->client = NULL;
         server_client_left(s);
     }
-    loop_remove(c->worker->loop, &c->io);
+    loop_forget(&c->io);
     close(c->fd);
     if (c->counted)
         atomic_fetch_sub(&total_clients, 1);
@@ -261,8 +278,7 @@ void client_welcome(client_t *c)
             value = c->params.value[id];
         rc = proto_build_parameter_status(&c->out, name, value);
     }
-    if (getrandom(&c->cancel_key, sizeof(c->cancel_key), 0) != sizeof(c->cancel_key))
-        c->cancel_key = (int32_t)(c->id * 2654435761u);
+    c->cancel_key = (int32_t)cancel_key_next();
     if (rc == 0)
         rc = proto_build_backend_key(&c->out, c->id, c->cancel_key);
     if (rc == 0)

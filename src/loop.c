@@ -92,6 +92,11 @@ void loop_remove(loop_t *loop, loop_io_t *io)
     io->mask = 0;
 }
 
+void loop_forget(loop_io_t *io)
+{
+    io->mask = 0;
+}
+
 void loop_set_tick(loop_t *loop, int period_ms, loop_tick_fn fn, void *arg)
 {
     loop->tick_period = period_ms;

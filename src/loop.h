@@ -44,6 +44,12 @@ __attribute__((warn_unused_result)) int loop_watch(loop_t *loop, loop_io_t *io, 
 /* Unregisters (the fd stays open, the caller closes it). */
 void loop_remove(loop_t *loop, loop_io_t *io);
 
+/*
+ * Forgets io without a system call, for a caller about to close its fd (closing removes it
+ * from epoll). Events already fetched for it in this batch are skipped, as after loop_remove.
+ */
+void loop_forget(loop_io_t *io);
+
 /* Sets the tick: fn(arg) every period_ms while the loop runs. One tick per loop. */
 void loop_set_tick(loop_t *loop, int period_ms, loop_tick_fn fn, void *arg);
 

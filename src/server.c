@@ -87,8 +87,7 @@ void server_close(server_t *s, const char *reason)
         pool_remove_idle(s);
     client_t *c = s->client;
     s->client = NULL;
-    if (s->state != SERVER_MOVING)
-        loop_remove(s->worker->loop, &s->io);
+    loop_forget(&s->io);
     close(s->fd);
     s->state = SERVER_CLOSED;
     if (c != NULL) {

@@ -50,14 +50,14 @@ struct daemon_slot {
 static struct daemon_slot daemons[MAX_DAEMONS];
 static bool atexit_registered;
 
-static long long now_ms(void)
+long long harness_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void harness_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -206,7 +206,7 @@ int harness_free_port(void)
     static int handed_out[256];
     static int n_handed;
     if (seed == 0)
-        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+        seed = (unsigned)getpid() ^ (unsigned)harness_now_ms();
     int low = ephemeral_low();
     for (int attempt = 0; attempt < 1000; attempt++) {
         int port = PORT_LOW + (int)(rand_r(&seed) % (unsigned)(low - PORT_LOW));
@@ -378,13 +378,13 @@ void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
         write_ini(p, extra_pgturbo, extra_databases);
         p->pid = spawn(p);
         struct daemon_slot *s = slot_add(p->pid, p->dir);
-        long long deadline = now_ms() + 10000;
-        while (now_ms() < deadline) {
+        long long deadline = harness_now_ms() + 10000;
+        while (harness_now_ms() < deadline) {
             if (!slot_poll(s))
                 break;
             if (tcp_accepts(p->port))
                 return;
-            sleep_ms(20);
+            harness_sleep_ms(20);
         }
         if (slot_poll(s)) {
             kill(p->pid, SIGKILL);
@@ -425,15 +425,15 @@ void harness_reload_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
     if (kill(p->pid, SIGHUP) != 0)
         fail_msg("kill(SIGHUP, %d): %s", (int)p->pid, strerror(errno));
     /* Waits for the daemon to say it has applied (or refused) the new file. */
-    long long deadline = now_ms() + 5000;
-    while (now_ms() < deadline) {
+    long long deadline = harness_now_ms() + 5000;
+    while (harness_now_ms() < deadline) {
         if (count_in_file(p->log, "config reloaded") > done_before)
             return;
         if (count_in_file(p->log, "reload failed") > failed_before) {
             print_log(p->log);
             fail_msg("pgturbo refused the reloaded config");
         }
-        sleep_ms(20);
+        harness_sleep_ms(20);
     }
     print_log(p->log);
     fail_msg("pgturbo did not log a reload within 5 s");
@@ -450,9 +450,9 @@ int harness_stop_pgturbo(pgturbo_proc_t *p, int timeout_s)
     } else {
         if (slot_poll(s))
             kill(p->pid, SIGTERM);
-        long long deadline = now_ms() + (long long)timeout_s * 1000;
-        while (slot_poll(s) && now_ms() < deadline)
-            sleep_ms(20);
+        long long deadline = harness_now_ms() + (long long)timeout_s * 1000;
+        while (slot_poll(s) && harness_now_ms() < deadline)
+            harness_sleep_ms(20);
         if (slot_poll(s)) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, NULL, 0);
@@ -771,10 +771,10 @@ bool harness_raw_expect_error(int fd, char *sqlstate)
 
 bool harness_raw_closed(int fd, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = harness_now_ms() + timeout_ms;
     char sink[4096];
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - harness_now_ms();
         if (left < 0)
             left = 0;
         struct pollfd pfd = {fd, POLLIN, 0};
@@ -790,4 +790,47 @@ bool harness_raw_closed(int fd, int timeout_ms)
             return true;
         /* Data before the close (e.g. an ErrorResponse) is dropped. */
     }
+}
+
+static void ignore_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+void harness_silence_notices(PGconn *conn)
+{
+    PQsetNoticeReceiver(conn, ignore_notice, NULL);
+}
+
+void harness_drop_database(const char *name)
+{
+    char sql[256];
+    PGconn *c = harness_connect_direct("postgres");
+    harness_silence_notices(c);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    harness_exec_ok(c, sql);
+    PQfinish(c);
+}
+
+void harness_create_database(const char *name)
+{
+    char sql[256];
+    harness_drop_database(name);
+    PGconn *c = harness_connect_direct("postgres");
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+    harness_exec_ok(c, sql);
+    PQfinish(c);
+}
+
+void harness_pgbench_init(const char *name, int scale)
+{
+    static char out[65536];
+    char cmd[512];
+    harness_create_database(name);
+    snprintf(cmd, sizeof(cmd), "pgbench -i -s %d -q -h 127.0.0.1 -p %d -U postgres %s", scale,
+             harness_pg_port(), name);
+    int rc = harness_shell(cmd, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("pgbench -i failed (%d):\n%s", rc, out);
 }

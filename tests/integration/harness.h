@@ -103,4 +103,22 @@ bool harness_raw_expect_error(int fd, char *sqlstate);
 /* True when the peer has closed the connection (read returns EOF within timeout_ms). */
 bool harness_raw_closed(int fd, int timeout_ms);
 
+/* Monotonic milliseconds. */
+long long harness_now_ms(void);
+
+/* Sleeps ms milliseconds (through signals). */
+void harness_sleep_ms(int ms);
+
+/* Drops NOTICEs on conn (such as "does not exist, skipping"). */
+void harness_silence_notices(PGconn *conn);
+
+/* Drops (with FORCE) and creates database name on the test cluster, directly. */
+void harness_create_database(const char *name);
+
+/* Drops database name (with FORCE) on the test cluster, directly. */
+void harness_drop_database(const char *name);
+
+/* Creates database name and fills it with pgbench -i -s scale; fails the test on error. */
+void harness_pgbench_init(const char *name, int scale);
+
 #endif /* PGTURBO_HARNESS_H */

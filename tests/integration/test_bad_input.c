@@ -71,12 +71,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- writing protocol bytes by hand ---- */
 
 static void put32(uint8_t *p, uint32_t v)
@@ -796,7 +790,7 @@ static void client_gone_mid_query_frees_the_only_server(void **state)
     harness_exec_ok(idle, "SELECT 1");
     int fd = raw_login(f);
     send_query(fd, "SELECT pg_sleep(3)");
-    sleep_ms(200);
+    harness_sleep_ms(200);
     raw_close(f, fd);
     double t0 = now_s();
     fresh_client_works(f);
@@ -888,7 +882,7 @@ static void client_over_max_client_conn_gets_53300(void **state)
     fixture_t *f = *state;
     start(f, "max_client_conn = 3\n");
     /* Let the daemon see the end of the harness's readiness probe. */
-    sleep_ms(300);
+    harness_sleep_ms(300);
     int fds[3];
     for (int i = 0; i < 3; i++)
         fds[i] = raw_login(f);
@@ -910,7 +904,7 @@ static void client_over_max_client_conn_gets_53300(void **state)
             break;
         PQfinish(c);
         c = NULL;
-        sleep_ms(100);
+        harness_sleep_ms(100);
     }
     assert_non_null(c);
     char *v = harness_query_value(c, "SELECT 1");
@@ -1082,7 +1076,7 @@ static void *bad_client_main(void *arg)
         bc->counts[o]++;
         bc->rounds++;
         if (getenv("BAD_INPUT_HAMMER") == NULL)
-            sleep_ms(10);
+            harness_sleep_ms(10);
     } while (!atomic_load(bc->stop));
     return NULL;
 }

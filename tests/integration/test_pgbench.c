@@ -21,35 +21,17 @@
 
 static char out[OUT_LEN];
 
-static void silent_notice(void *arg, const PGresult *res)
-{
-    (void)arg;
-    (void)res;
-}
-
 static int setup(void **state)
 {
     (void)state;
-    PGconn *c = harness_connect_direct("postgres");
-    PQsetNoticeReceiver(c, silent_notice, NULL);
-    harness_exec_ok(c, "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
-    harness_exec_ok(c, "CREATE DATABASE " DB);
-    PQfinish(c);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "pgbench -i -s 1 -q -h 127.0.0.1 -p %d -U postgres " DB,
-             harness_pg_port());
-    int rc = harness_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("pgbench -i failed (%d):\n%s", rc, out);
+    harness_pgbench_init(DB, 1);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    PGconn *c = harness_connect_direct("postgres");
-    harness_exec_ok(c, "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
-    PQfinish(c);
+    harness_drop_database(DB);
     return 0;
 }
 

@@ -33,25 +33,6 @@ static const char *const databases[] = {
 };
 #define N_DATABASES (sizeof(databases) / sizeof(databases[0]))
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void silent_notice(void *arg, const PGresult *res)
-{
-    (void)arg;
-    (void)res;
-}
-
 /* Direct connections are named so that backend counts leave them out. */
 static PGconn *direct_connect(const char *db)
 {
@@ -62,7 +43,7 @@ static int setup_databases(void **state)
 {
     (void)state;
     PGconn *c = direct_connect("postgres");
-    PQsetNoticeReceiver(c, silent_notice, NULL);
+    harness_silence_notices(c);
     harness_exec_ok(c, "DROP ROLE IF EXISTS it_pool_user2");
     harness_exec_ok(c, "CREATE ROLE it_pool_user2 LOGIN SUPERUSER");
     for (size_t i = 0; i < N_DATABASES; i++) {
@@ -80,7 +61,7 @@ static int teardown_databases(void **state)
 {
     (void)state;
     PGconn *c = direct_connect("postgres");
-    PQsetNoticeReceiver(c, silent_notice, NULL);
+    harness_silence_notices(c);
     for (size_t i = 0; i < N_DATABASES; i++) {
         char sql[256];
         snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", databases[i]);
@@ -108,10 +89,10 @@ static int backends(PGconn *direct, const char *db)
 /* Waits up to timeout_ms for the backend count of db to become want; returns the last count. */
 static int wait_backends(PGconn *direct, const char *db, int want, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = harness_now_ms() + timeout_ms;
     int n;
-    while ((n = backends(direct, db)) != want && now_ms() < deadline)
-        sleep_ms(50);
+    while ((n = backends(direct, db)) != want && harness_now_ms() < deadline)
+        harness_sleep_ms(50);
     return n;
 }
 
@@ -194,7 +175,7 @@ static void *monitor_main(void *arg)
             m->samples++;
         }
         PQclear(res);
-        sleep_ms(5);
+        harness_sleep_ms(5);
     }
     return NULL;
 }
@@ -321,7 +302,7 @@ static void test_session_state_follows_client_across_servers(void **state)
     PGconn *c[4];
     for (int i = 0; i < 4; i++) {
         c[i] = harness_connect(p.port, db, NULL);
-        PQsetNoticeReceiver(c[i], silent_notice, NULL);
+        harness_silence_notices(c[i]);
         harness_exec_ok(c[i], client_states[i].set_sql);
         assert_string_equal(PQparameterStatus(c[i], "client_encoding"), client_states[i].encoding);
         assert_string_equal(PQparameterStatus(c[i], "application_name"), client_states[i].app);
@@ -503,10 +484,10 @@ static void test_query_wait_timeout(void **state)
     harness_exec_ok(a, "BEGIN");
     assert_value(a, "SELECT 'holding'", "holding");
 
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     char msg[256];
     const char *code = harness_exec_error_message(b, "SELECT 'waiting'", msg, sizeof(msg));
-    long long elapsed = now_ms() - t0;
+    long long elapsed = harness_now_ms() - t0;
     assert_string_equal(code, "08P01");
     assert_non_null(strstr(msg, "query_wait_timeout"));
     fprintf(stderr, "query_wait_timeout fired after %lld ms\n", elapsed);
@@ -539,9 +520,9 @@ static void test_idle_transaction_timeout(void **state)
     harness_exec_ok(a, "INSERT INTO t VALUES (1)");
 
     /* b waits for the only server, which a gives up when its idle transaction times out. */
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     assert_value(b, "SELECT 'b got the server'", "b got the server");
-    long long waited = now_ms() - t0;
+    long long waited = harness_now_ms() - t0;
     fprintf(stderr, "b waited %lld ms\n", waited);
     assert_true(waited >= 800 && waited < 3000);
 
@@ -574,17 +555,17 @@ static void test_client_idle_timeout(void **state)
     char sqlstate[6] = "";
     assert_true(harness_raw_wait_ready(fd, sqlstate));
     assert_string_equal(sqlstate, "");
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
 
     /* A client that keeps talking stays connected past the timeout. */
     PGconn *busy = harness_connect(p.port, db, NULL);
     for (int i = 0; i < 8; i++) {
         assert_value(busy, "SELECT 'alive'", "alive");
-        sleep_ms(300);
+        harness_sleep_ms(300);
     }
 
     assert_true(harness_raw_closed(fd, 3000));
-    long long elapsed = now_ms() - t0;
+    long long elapsed = harness_now_ms() - t0;
     fprintf(stderr, "idle client closed after %lld ms\n", elapsed);
     assert_true(elapsed >= 900 && elapsed < 4000);
     close(fd);
@@ -602,20 +583,20 @@ static void test_query_timeout(void **state)
     harness_start_pgturbo(&p, "pool_mode = transaction\ndefault_pool_size = 1\nquery_timeout = 1\n",
                           NULL);
     PGconn *a = harness_connect(p.port, db, NULL);
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     char msg[256];
     const char *code = harness_exec_error_message(a, "SELECT pg_sleep(5)", msg, sizeof(msg));
-    long long elapsed = now_ms() - t0;
+    long long elapsed = harness_now_ms() - t0;
     fprintf(stderr, "after %lld ms: %s", elapsed, msg);
     assert_string_equal(code, "57014");
     assert_true(elapsed >= 900 && elapsed < 3000);
     PQfinish(a);
 
     /* The pool still works, without waiting for the sleeping query. */
-    t0 = now_ms();
+    t0 = harness_now_ms();
     PGconn *b = harness_connect(p.port, db, NULL);
     assert_value(b, "SELECT 'pool works'", "pool works");
-    assert_true(now_ms() - t0 < 2500);
+    assert_true(harness_now_ms() - t0 < 2500);
     for (int i = 0; i < 5; i++)
         assert_value(b, "SELECT 1", "1");
     PQfinish(b);
@@ -642,13 +623,13 @@ static void test_server_idle_timeout_keeps_min_pool_size(void **state)
     for (int i = 0; i < 5; i++)
         harness_exec_ok(c[i], "COMMIT");
 
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     int n = wait_backends(direct, db, 1, 6000);
-    fprintf(stderr, "%d backends after %lld ms\n", n, now_ms() - t0);
+    fprintf(stderr, "%d backends after %lld ms\n", n, harness_now_ms() - t0);
     assert_int_equal(n, 1);
-    assert_true(now_ms() - t0 >= 800);
+    assert_true(harness_now_ms() - t0 >= 800);
     /* It stays at min_pool_size. */
-    sleep_ms(1500);
+    harness_sleep_ms(1500);
     assert_int_equal(backends(direct, db), 1);
     /* The clients are still connected and get a server again. */
     for (int i = 0; i < 5; i++) {
@@ -674,7 +655,7 @@ static void test_min_pool_size_opens_servers_ahead(void **state)
     /* No more than min_pool_size while one client is served. */
     for (int i = 0; i < 10; i++)
         assert_value(c, "SELECT 2", "2");
-    sleep_ms(300);
+    harness_sleep_ms(300);
     assert_int_equal(backends(direct, db), 3);
     PQfinish(c);
     stop_ok(&p);
@@ -710,13 +691,13 @@ static void test_max_client_conn(void **state)
 
     /* A slot frees when a client leaves. */
     PQfinish(c[0]);
-    long long deadline = now_ms() + 3000;
+    long long deadline = harness_now_ms() + 3000;
     for (;;) {
         extra = harness_try_connect(p.port, db, NULL);
-        if (PQstatus(extra) == CONNECTION_OK || now_ms() > deadline)
+        if (PQstatus(extra) == CONNECTION_OK || harness_now_ms() > deadline)
             break;
         PQfinish(extra);
-        sleep_ms(50);
+        harness_sleep_ms(50);
     }
     assert_int_equal(PQstatus(extra), CONNECTION_OK);
     assert_value(extra, "SELECT 'in'", "in");
@@ -828,7 +809,7 @@ static void test_max_db_connections_shared_by_pools_of_two_users(void **state)
     for (int i = 0; i < 2; i++)
         harness_exec_ok(u1[i], "COMMIT");
     /* The second user must still get a server: an idle one of the other pool gives way. */
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     PGconn *u2 = harness_try_connect(p.port, db, "user=it_pool_user2");
     if (PQstatus(u2) != CONNECTION_OK) {
         char msg[256];
@@ -836,10 +817,10 @@ static void test_max_db_connections_shared_by_pools_of_two_users(void **state)
         PQfinish(u2);
         fail_msg("second user could not log in after %lld ms while the first user's pool held "
                  "the database's max_db_connections servers idle: %s",
-                 now_ms() - t0, msg);
+                 harness_now_ms() - t0, msg);
     }
     PGresult *res = PQexec(u2, "SELECT current_user");
-    long long elapsed = now_ms() - t0;
+    long long elapsed = harness_now_ms() - t0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[256];
         snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
@@ -893,14 +874,14 @@ static void test_unknown_database(void **state)
 
 static bool result_ready(PGconn *c, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = harness_now_ms() + timeout_ms;
     do {
         if (!PQconsumeInput(c))
             return true;
         if (!PQisBusy(c))
             return true;
-        sleep_ms(10);
-    } while (now_ms() < deadline);
+        harness_sleep_ms(10);
+    } while (harness_now_ms() < deadline);
     return false;
 }
 
@@ -966,7 +947,7 @@ static void test_sigterm_lets_open_transaction_finish(void **state)
     harness_exec_ok(a, "INSERT INTO t VALUES (1)");
 
     assert_int_equal(kill(p.pid, SIGTERM), 0);
-    sleep_ms(300);
+    harness_sleep_ms(300);
     assert_true(harness_pgturbo_alive(&p));
 
     /* New connections are refused. */
@@ -979,9 +960,9 @@ static void test_sigterm_lets_open_transaction_finish(void **state)
     harness_exec_ok(a, "COMMIT");
     assert_value(direct, "SELECT sum(v) FROM t", "3");
 
-    long long deadline = now_ms() + 4000;
-    while (harness_pgturbo_alive(&p) && now_ms() < deadline)
-        sleep_ms(20);
+    long long deadline = harness_now_ms() + 4000;
+    while (harness_pgturbo_alive(&p) && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
     assert_false(harness_pgturbo_alive(&p));
     assert_int_equal(harness_stop_pgturbo(&p, 1), 0);
 
@@ -1009,30 +990,30 @@ static void test_server_killed_mid_query(void **state)
              "'SELECT pg_sleep(30)' AND state = 'active'",
              db);
     char *pid = NULL;
-    long long deadline = now_ms() + 5000;
-    while ((pid = harness_query_value(direct, sql)) == NULL && now_ms() < deadline)
-        sleep_ms(20);
+    long long deadline = harness_now_ms() + 5000;
+    while ((pid = harness_query_value(direct, sql)) == NULL && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
     assert_non_null(pid);
     char kill_sql[128];
     snprintf(kill_sql, sizeof(kill_sql), "SELECT pg_terminate_backend(%s)", pid);
     assert_value(direct, kill_sql, "t");
     free(pid);
 
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     assert_true(result_ready(a, 5000));
     PGresult *res = PQgetResult(a);
     assert_int_equal(PQresultStatus(res), PGRES_FATAL_ERROR);
-    fprintf(stderr, "after %lld ms: %s", now_ms() - t0, PQresultErrorMessage(res));
+    fprintf(stderr, "after %lld ms: %s", harness_now_ms() - t0, PQresultErrorMessage(res));
     PQclear(res);
     while ((res = PQgetResult(a)) != NULL)
         PQclear(res);
     PQfinish(a);
 
     /* A new client gets a new server. */
-    t0 = now_ms();
+    t0 = harness_now_ms();
     PGconn *b = harness_connect(p.port, db, NULL);
     assert_value(b, "SELECT 'new server'", "new server");
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(harness_now_ms() - t0 < 5000);
     PQfinish(b);
     PQfinish(direct);
     stop_ok(&p);
@@ -1055,13 +1036,13 @@ static void test_client_gone_mid_transaction_releases_locks(void **state)
 
     /* b gets the only server (or its replacement); it must not be inside a's transaction. */
     PGconn *b = harness_connect(p.port, db, NULL);
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     harness_exec_ok(b, "BEGIN");
     assert_int_equal(PQtransactionStatus(b), PQTRANS_INTRANS);
     harness_exec_ok(b, "SET LOCAL lock_timeout = '2s'");
     harness_exec_ok(b, "UPDATE t SET v = v + 1 WHERE id = 1");
     harness_exec_ok(b, "COMMIT");
-    assert_true(now_ms() - t0 < 2500);
+    assert_true(harness_now_ms() - t0 < 2500);
     assert_value(b, "SELECT v FROM t WHERE id = 1", "1");
     assert_value(direct, "SELECT v FROM t WHERE id = 1", "1");
     PQfinish(b);

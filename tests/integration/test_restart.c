@@ -24,49 +24,17 @@
 #define DB      "pgbench_restart_it"
 #define OUT_LEN 65536
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void silent_notice(void *arg, const PGresult *res)
-{
-    (void)arg;
-    (void)res;
-}
-
 static int setup(void **state)
 {
     (void)state;
-    PGconn *c = harness_connect_direct("postgres");
-    PQsetNoticeReceiver(c, silent_notice, NULL);
-    harness_exec_ok(c, "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
-    harness_exec_ok(c, "CREATE DATABASE " DB);
-    PQfinish(c);
-    static char out[OUT_LEN];
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "pgbench -i -s 1 -q -h 127.0.0.1 -p %d -U postgres " DB,
-             harness_pg_port());
-    int rc = harness_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("pgbench -i failed (%d):\n%s", rc, out);
+    harness_pgbench_init(DB, 1);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    PGconn *c = harness_connect_direct("postgres");
-    harness_exec_ok(c, "DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
-    PQfinish(c);
+    harness_drop_database(DB);
     return 0;
 }
 
@@ -108,7 +76,7 @@ static void test_server_restart_under_load(void **state)
              "timeout 30 pgbench -h 127.0.0.1 -p %d -U postgres -S -c 10 -j 2 -T 6 " DB, p.port);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, background_main, &bench), 0);
-    sleep_ms(2000);
+    harness_sleep_ms(2000);
 
     char datadir[512] = "";
     char path[600];
@@ -126,13 +94,13 @@ static void test_server_restart_under_load(void **state)
              "-t 60 restart",
              getuid() == 0 ? "runuser -u postgres --" : "", datadir, datadir);
     static char out[OUT_LEN];
-    long long t0 = now_ms();
+    long long t0 = harness_now_ms();
     int rc = harness_shell(cmd, out, sizeof(out));
     if (rc != 0) {
         pthread_join(thread, NULL);
         fail_msg("pg_ctl restart failed (%d):\n%s", rc, out);
     }
-    fprintf(stderr, "server restarted in %lld ms\n", now_ms() - t0);
+    fprintf(stderr, "server restarted in %lld ms\n", harness_now_ms() - t0);
 
     pthread_join(thread, NULL);
     fprintf(stderr, "pgbench exit %d:\n%s\n", bench.rc, bench.out);
@@ -141,13 +109,14 @@ static void test_server_restart_under_load(void **state)
         fail_msg("pgbench hung through the restart:\n%s", bench.out);
     assert_true(harness_pgturbo_alive(&p));
 
-    long long deadline = now_ms() + 5000;
+    long long deadline = harness_now_ms() + 5000;
     bool ok;
-    t0 = now_ms();
-    while (!(ok = query_works(p.port)) && now_ms() < deadline)
-        sleep_ms(100);
+    t0 = harness_now_ms();
+    while (!(ok = query_works(p.port)) && harness_now_ms() < deadline)
+        harness_sleep_ms(100);
     assert_true(ok);
-    fprintf(stderr, "first query after the restart took %lld ms to succeed\n", now_ms() - t0);
+    fprintf(stderr, "first query after the restart took %lld ms to succeed\n",
+            harness_now_ms() - t0);
 
     /* Every server in the pool is good again: a short run has no failures. */
     snprintf(bench.cmd, sizeof(bench.cmd),

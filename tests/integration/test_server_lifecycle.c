@@ -20,13 +20,6 @@
 
 #include <cmocka.h>
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The value of a custom setting on the server the client's next statement runs on. */
 static char *checked_mark(PGconn *c)
 {
@@ -99,9 +92,9 @@ static void test_reserve_pool_serves_a_client_that_waited(void **state)
     harness_exec_ok(holder, "BEGIN");
     harness_exec_ok(holder, "SELECT 1");
     PGconn *waiter = harness_connect(p.port, "postgres", NULL);
-    long long start = now_ms();
+    long long start = harness_now_ms();
     char *v = harness_query_value(waiter, "SELECT 42");
-    long long waited = now_ms() - start;
+    long long waited = harness_now_ms() - start;
     assert_string_equal(v, "42");
     assert_true(waited >= 400);
     assert_true(waited < 5000);
@@ -134,9 +127,9 @@ static void test_server_connect_timeout_fails_waiting_client(void **state)
     snprintf(db, sizeof(db), "silent = host=127.0.0.1 port=%d dbname=postgres\n", port);
     pgturbo_proc_t p;
     harness_start_pgturbo(&p, "pool_mode = transaction\nserver_connect_timeout = 1\n", db);
-    long long start = now_ms();
+    long long start = harness_now_ms();
     PGconn *c = harness_try_connect(p.port, "silent", NULL);
-    long long took = now_ms() - start;
+    long long took = harness_now_ms() - start;
     assert_int_equal(PQstatus(c), CONNECTION_BAD);
     assert_non_null(strstr(PQerrorMessage(c), "server_connect_timeout"));
     assert_true(took >= 900);
