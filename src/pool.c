@@ -218,7 +218,7 @@ static void release_slot(pool_t *pool)
     atomic_fetch_sub(pool->db_servers, 1);
 }
 
-static void fail_waiters(pool_t *pool, pool_shard_t *sh, const char *sqlstate, const char *msg)
+static void fail_waiters(pool_shard_t *sh, const char *sqlstate, const char *msg)
 {
     client_t *c;
     while ((c = sh->wait_head) != NULL)
@@ -235,7 +235,7 @@ static bool open_server(pool_t *pool, worker_t *w, bool reserve)
         release_slot(pool);
         atomic_fetch_add_explicit(&w->stats.server_connect_failures, 1, memory_order_relaxed);
         if (sh->n_servers == 0)
-            fail_waiters(pool, sh, "08006", "server connection failed");
+            fail_waiters(sh, "08006", "server connection failed");
         return false;
     }
     sh->n_servers++;
@@ -405,7 +405,7 @@ void pool_server_gone(server_t *s, bool never_ready)
     if (sh->wait_head == NULL)
         return;
     if (never_ready && sh->n_servers == 0)
-        fail_waiters(pool, sh, s->fail_sqlstate, s->fail_message);
+        fail_waiters(sh, s->fail_sqlstate, s->fail_message);
     else
         grow(pool, w);
 }

@@ -531,18 +531,13 @@ static void on_io(void *arg, int events)
 
 /* ---- serving clients ---- */
 
-static int64_t cfg_check_delay(const server_t *s)
-{
-    return s->worker->cfg->server_check_delay;
-}
-
 int server_link(server_t *s, client_t *c)
 {
     const config_t *cfg = s->worker->cfg;
     int64_t now = loop_now(s->worker->loop);
     s->client = c;
     s->state = SERVER_ACTIVE;
-    if (cfg->server_check_query[0] != '\0' && now - s->idle_since >= cfg_check_delay(s) &&
+    if (cfg->server_check_query[0] != '\0' && now - s->idle_since >= cfg->server_check_delay &&
         server_run_query(s, cfg->server_check_query) < 0)
         return -1;
     s->used_at = now;

@@ -373,8 +373,9 @@ int worker_start_all(const config_t *cfg, int n, char *err, size_t errlen)
         return -1;
     }
     n_workers = n;
-    for (int i = 0; i < n; i++)
-        if (worker_init(&workers[i], i, cfg, err, errlen) < 0)
+    int ready = 0;
+    for (; ready < n; ready++)
+        if (worker_init(&workers[ready], ready, cfg, err, errlen) < 0)
             goto fail;
     /* Signals go to the main thread only: workers block them all. */
     sigset_t all, old;
@@ -390,12 +391,13 @@ int worker_start_all(const config_t *cfg, int n, char *err, size_t errlen)
     snprintf(err, errlen, "cannot start worker threads");
     n_workers = started;
     worker_shutdown_all();
+    n_workers = n;
     worker_free_all();
     return -1;
 fail:
-    for (int i = 0; i < n; i++)
-        if (workers[i].loop != NULL || workers[i].listen_fd != 0)
-            worker_destroy(&workers[i]);
+    /* Worker ready failed halfway: its fds are -1 or open, its loop NULL or made. */
+    for (int i = 0; i <= ready; i++)
+        worker_destroy(&workers[i]);
     free(workers);
     workers = NULL;
     n_workers = 0;
