@@ -50,6 +50,8 @@ static uint32_t cancel_key_next(void)
 
 static void update_watch(client_t *c)
 {
+    if (c->state == CLIENT_CLOSED)
+        return;
     int mask = c->reading_paused ? 0 : LOOP_READ;
     if (buf_len(&c->out) > 0)
         mask |= LOOP_WRITE;

@@ -28,9 +28,12 @@
 static _Atomic int next_server_id;
 
 static void on_io(void *arg, int events);
+static void handle_input(server_t *s);
 
 static void update_watch(server_t *s)
 {
+    if (s->state == SERVER_CLOSED)
+        return;
     int mask = s->reading_paused ? 0 : LOOP_READ;
     if (buf_len(&s->out) > 0 || s->state == SERVER_CONNECTING)
         mask |= LOOP_WRITE;
@@ -138,6 +141,9 @@ void server_pause_reading(server_t *s, bool pause)
         return;
     s->reading_paused = pause;
     update_watch(s);
+    /* What was read before the pause may be all the server sends: handle it now. */
+    if (!pause && s->state != SERVER_CLOSED && buf_len(&s->in) > 0)
+        handle_input(s);
 }
 
 /* ---- the pending queue ---- */
@@ -482,6 +488,18 @@ static void after_input(server_t *s)
     client_server_released(c);
 }
 
+/* Handles what s->in holds, sends it on, and frees the server if its client is done. */
+static void handle_input(server_t *s)
+{
+    if (!process_input(s))
+        return;
+    if (buf_len(&s->in) == 0)
+        buf_release(&s->in);
+    if (s->client != NULL && client_flush(s->client) < 0 && s->state == SERVER_CLOSED)
+        return;
+    after_input(s);
+}
+
 static void server_read(server_t *s)
 {
     if (buf_reserve(&s->in, 4096) < 0) {
@@ -496,13 +514,7 @@ static void server_read(server_t *s)
         return;
     }
     buf_produce(&s->in, (uint32_t)n);
-    if (!process_input(s))
-        return;
-    if (buf_len(&s->in) == 0)
-        buf_release(&s->in);
-    if (s->client != NULL && client_flush(s->client) < 0 && s->state == SERVER_CLOSED)
-        return;
-    after_input(s);
+    handle_input(s);
 }
 
 static void finish_connect(server_t *s)

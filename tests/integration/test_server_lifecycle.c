@@ -165,6 +165,36 @@ static void test_session_mode_runs_custom_reset_query(void **state)
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
+/* A client that does not read for a while: pgturbo stops reading the server, then sends the
+ * whole result once the client reads again. */
+static void test_slow_reader_gets_the_whole_result(void **state)
+{
+    pgturbo_proc_t p;
+    harness_start_pgturbo(&p, "pool_mode = transaction\ndefault_pool_size = 1\n", NULL);
+    int fd = harness_raw_connect(p.port);
+    harness_raw_startup(fd, "postgres", "postgres");
+    assert_true(harness_raw_wait_ready(fd, NULL));
+    static const char sql[] = "SELECT repeat('x', 2000) FROM generate_series(1, 10000)";
+    uint32_t len = htonl((uint32_t)(4 + sizeof(sql)));
+    char q[sizeof(sql) + 5] = {'Q'};
+    memcpy(q + 1, &len, 4);
+    memcpy(q + 5, sql, sizeof(sql));
+    harness_raw_send(fd, q, sizeof(q));
+    harness_sleep_ms(1500);
+    static char body[8192];
+    size_t n;
+    int type, rows = 0;
+    while ((type = harness_raw_read_message(fd, body, sizeof(body), &n)) > 0 && type != 'Z')
+        rows += type == 'D';
+    assert_int_equal(type, 'Z');
+    assert_int_equal(rows, 10000);
+    close(fd);
+    PGconn *c = harness_connect(p.port, "postgres", NULL);
+    harness_exec_ok(c, "SELECT 1");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_reserve_pool_serves_a_client_that_waited),
         cmocka_unit_test(test_server_connect_timeout_fails_waiting_client),
         cmocka_unit_test(test_session_mode_runs_custom_reset_query),
+        cmocka_unit_test(test_slow_reader_gets_the_whole_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
