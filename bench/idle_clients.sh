@@ -17,79 +17,22 @@ usage() {
     exit 2
 }
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
-PGTURBO=$1
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
+. "$(dirname "$0")/../scripts/lib.sh"
+set_pgturbo "$1"
 N=${2:-10000}
 case $N in '' | *[!0-9]* | 0) usage ;; esac
-case $PGTURBO in /*) ;; *) PGTURBO=$PWD/$PGTURBO ;; esac
 if [ ! -x "$PGTURBO" ]; then
     echo "$0: $PGTURBO is not an executable file" >&2
     exit 2
 fi
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CLUSTER=$ROOT/tests/harness/cluster.sh
 HELPER=$ROOT/bench/idle_clients.py
 LIMIT_BYTES=$((64 * 1024 * 1024))
 
-WORK=$(mktemp -d /tmp/pgturbo-idle.XXXXXX)
-ENVDIR=$WORK/env
-TURBO_PID=""
+make_workdir idle
 HELPER_PID=""
-CLUSTER_STARTED=0
-
-log() { printf '%s\n' "$*" >&2; }
-
-# Stops one process we started: SIGTERM, up to 5 s of grace, then SIGKILL.
-stop_proc() {
-    pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317  # only called by the EXIT trap
-cleanup() {
-    set +e
-    stop_proc "$HELPER_PID"
-    stop_proc "$TURBO_PID"
-    [ "$CLUSTER_STARTED" -eq 1 ] && "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A random free loopback port below the ephemeral range, so that no client socket (even one in
-# TIME_WAIT) holds it and the N client connections cannot collide with it.
-free_port() {
-    low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
-    span=$((low - 20000))
-    [ "$span" -ge 1000 ] || span=30000
-    while :; do
-        port=$(($(od -An -N2 -tu2 /dev/urandom) % span + 20000))
-        ss -Htan "sport = :$port" | grep -q . || {
-            echo "$port"
-            return
-        }
-    done
-}
-
-# cluster.sh picks PostgreSQL's port anywhere in 20000-49999, which may be held by a TIME_WAIT
-# socket, so a failed start is retried on a fresh port.
-start_cluster() {
-    for _ in 1 2 3; do
-        "$CLUSTER" start "$ENVDIR" >&2 && return 0
-        "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1 || true
-        log "PostgreSQL did not start; retrying on another port"
-    done
-    return 1
-}
+cleanup_on_exit HELPER_PID TURBO_PID
 
 rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
@@ -122,43 +65,10 @@ if [ "$ports" -lt $((N + 1000)) ]; then
 fi
 
 log "starting PostgreSQL 15 ..."
-CLUSTER_STARTED=1
 start_cluster
-PG_PORT=$(cat "$ENVDIR/pg.port")
-psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'CREATE DATABASE bench' >/dev/null
+create_database bench
 
-started=0
-for _ in 1 2 3; do
-    TURBO_PORT=$(free_port)
-    cat >"$WORK/pgturbo.ini" <<EOF
-[pgturbo]
-listen_addr = 127.0.0.1
-listen_port = $TURBO_PORT
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = $((N + 100))
-workers = 2
-
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
-EOF
-    "$PGTURBO" serve "$WORK/pgturbo.ini" >>"$WORK/pgturbo.log" 2>&1 &
-    TURBO_PID=$!
-    for _ in $(seq 100); do
-        kill -0 "$TURBO_PID" 2>/dev/null || break
-        if ss -Htln "sport = :$TURBO_PORT" | grep -q . &&
-            timeout 10 psql -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -d bench -XAtqc 'SELECT 1' \
-                >/dev/null 2>&1; then
-            started=1
-            break
-        fi
-        sleep 0.1
-    done
-    [ "$started" -eq 1 ] && break
-    stop_proc "$TURBO_PID"
-    TURBO_PID=""
-done
-if [ "$started" -ne 1 ]; then
+if ! start_pgturbo bench 20 $((N + 100)) 2; then
     log "pgturbo did not start; last lines of its log:"
     tail -n 20 "$WORK/pgturbo.log" >&2 || true
     exit 1

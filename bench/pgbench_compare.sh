@@ -19,13 +19,12 @@ usage() {
     exit 2
 }
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
-PGTURBO=$1
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
+. "$(dirname "$0")/../scripts/lib.sh"
+set_pgturbo "$1"
 DURATION=${2:-15}
 case $DURATION in '' | *[!0-9]* | 0) usage ;; esac
-case $PGTURBO in /*) ;; *) PGTURBO=$PWD/$PGTURBO ;; esac
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CLUSTER=$ROOT/tests/harness/cluster.sh
 POOL_SIZE=20
 MAX_CLIENT_CONN=2000
 WORKERS=${PGTURBO_WORKERS:-2}
@@ -33,84 +32,11 @@ SCALE=10
 JOBS=2
 CLK_TCK=$(getconf CLK_TCK)
 
-WORK=$(mktemp -d /tmp/pgturbo-bench.XXXXXX)
+make_workdir bench
 chmod 755 "$WORK"
-ENVDIR=$WORK/env
-TURBO_PID=""
 BOUNCER_PID=""
 PGBENCH_PID=""
-CLUSTER_STARTED=0
-
-log() { printf '%s\n' "$*" >&2; }
-
-# Stops one process we started: SIGTERM, up to 5 s of grace, then SIGKILL.
-stop_proc() {
-    pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    set +e
-    stop_proc "$PGBENCH_PID"
-    stop_proc "$TURBO_PID"
-    stop_proc "$BOUNCER_PID"
-    [ "$CLUSTER_STARTED" -eq 1 ] && "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A random free loopback port below the ephemeral range (cluster.sh's way, but a port a client
-# socket used a moment ago, still in TIME_WAIT, cannot be bound by a listener: the -C row leaves
-# thousands of them in the ephemeral range).
-free_port() {
-    low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
-    span=$((low - 20000))
-    [ "$span" -ge 1000 ] || span=30000
-    while :; do
-        port=$(($(od -An -N2 -tu2 /dev/urandom) % span + 20000))
-        ss -Htan "sport = :$port" | grep -q . || {
-            echo "$port"
-            return
-        }
-    done
-}
-
-# cluster.sh picks PostgreSQL's port anywhere in 20000-49999, which may be held by a TIME_WAIT
-# socket, so a failed start is retried on a fresh port.
-start_cluster() {
-    for _ in 1 2 3; do
-        "$CLUSTER" start "$ENVDIR" >&2 && return 0
-        "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1 || true
-        log "PostgreSQL did not start; retrying on another port"
-    done
-    return 1
-}
-
-# Waits until PID listens on PORT and answers a query as user postgres in database bench.
-wait_ready() {
-    pid=$1
-    port=$2
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if ss -Htln "sport = :$port" | grep -q . &&
-            timeout 10 psql -h 127.0.0.1 -p "$port" -U postgres -d bench -XAtqc 'SELECT 1' \
-                >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
+cleanup_on_exit PGBENCH_PID TURBO_PID BOUNCER_PID
 
 # User and system CPU time (all threads) of PID in clock ticks, as "user system": fields 14
 # and 15 of /proc/PID/stat, counted after the command name, which may itself hold spaces.
@@ -120,43 +46,23 @@ cpu_ticks() {
     echo "$rest" | awk '{ print $12, $13 }'
 }
 
-start_pgturbo() {
-    for _ in 1 2 3; do
-        rc=0
-        try_start_pgturbo || rc=$?
-        [ "$rc" -eq 1 ] || return "$rc"
-    done
-    return 1
-}
-
-try_start_pgturbo() {
-    TURBO_PORT=$(free_port)
-    cat >"$WORK/pgturbo.ini" <<EOF
-[pgturbo]
-listen_addr = 127.0.0.1
-listen_port = $TURBO_PORT
-pool_mode = transaction
-default_pool_size = $POOL_SIZE
-max_client_conn = $MAX_CLIENT_CONN
-workers = $WORKERS
-
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
-EOF
+# Starts pgturbo with the benchmark's pool settings, up to three tries, and says on stderr how
+# each went (with the log of a failed one). Returns 1 if none came up, 2 at once if PGTURBO is
+# not an executable file.
+start_pgturbo_logged() {
     if [ ! -x "$PGTURBO" ]; then
         log "pgturbo: $PGTURBO is not an executable file"
         return 2
     fi
-    "$PGTURBO" serve "$WORK/pgturbo.ini" >>"$WORK/pgturbo.log" 2>&1 &
-    TURBO_PID=$!
-    if ! wait_ready "$TURBO_PID" "$TURBO_PORT"; then
+    for _ in 1 2 3; do
+        if launch_pgturbo bench "$POOL_SIZE" "$MAX_CLIENT_CONN" "$WORKERS"; then
+            log "pgturbo on 127.0.0.1:$TURBO_PORT (pid $TURBO_PID)"
+            return 0
+        fi
         log "pgturbo did not start on 127.0.0.1:$TURBO_PORT; last lines of its log:"
         tail -n 20 "$WORK/pgturbo.log" >&2 || true
-        stop_proc "$TURBO_PID"
-        TURBO_PID=""
-        return 1
-    fi
-    log "pgturbo on 127.0.0.1:$TURBO_PORT (pid $TURBO_PID)"
+    done
+    return 1
 }
 
 # PgBouncer refuses to run as root, so it runs as postgres. setpriv execs it in place (runuser
@@ -194,7 +100,7 @@ EOF
     setpriv --reuid=postgres --regid=postgres --init-groups \
         pgbouncer "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 &
     BOUNCER_PID=$!
-    if ! wait_ready "$BOUNCER_PID" "$BOUNCER_PORT"; then
+    if ! wait_ready "$BOUNCER_PID" "$BOUNCER_PORT" bench; then
         log "PgBouncer did not start on 127.0.0.1:$BOUNCER_PORT; last lines of its log:"
         tail -n 20 "$WORK/pgbouncer/pgbouncer.log" >&2 || true
         stop_proc "$BOUNCER_PID"
@@ -277,10 +183,8 @@ want=$((MAX_CLIENT_CONN + 1000))
 ulimit -n "$want"
 
 log "starting PostgreSQL 15 ..."
-CLUSTER_STARTED=1
 start_cluster
-PG_PORT=$(cat "$ENVDIR/pg.port")
-psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'CREATE DATABASE bench' >/dev/null
+create_database bench
 log "loading pgbench -i -s $SCALE ..."
 pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -q -s "$SCALE" bench >"$WORK/init.log" 2>&1 ||
     {
@@ -290,7 +194,7 @@ pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -q -s "$SCALE" bench >"$WORK/i
 pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -S -T 2 -c 2 -j 2 bench >/dev/null 2>&1 || true
 
 start_pgbouncer || true
-start_pgturbo || true
+start_pgturbo_logged || true
 
 TURBO_VERSION=unknown
 if [ -x "$PGTURBO" ]; then
@@ -342,7 +246,7 @@ for row in "${ROWS[@]}"; do
             wait "$TURBO_PID" 2>/dev/null || true
         fi
         TURBO_PID=""
-        start_pgturbo || true
+        start_pgturbo_logged || true
     fi
     if [ -n "$TURBO_PID" ]; then
         log "[$row] pgturbo ..."

@@ -12,126 +12,38 @@ if [ $# -ne 1 ]; then
     echo "usage: $0 PGTURBO_BIN" >&2
     exit 2
 fi
-PGTURBO=$1
-case $PGTURBO in /*) ;; *) PGTURBO=$PWD/$PGTURBO ;; esac
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
+. "$(dirname "$0")/../scripts/lib.sh"
+set_pgturbo "$1"
 if [ ! -x "$PGTURBO" ]; then
     echo "$0: $PGTURBO is not an executable file (build it with: make release)" >&2
     exit 2
 fi
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CLUSTER=$ROOT/tests/harness/cluster.sh
 POOL_SIZE=5
 CLIENTS=20
 SECONDS_RUN=10
 
-WORK=$(mktemp -d /tmp/pgturbo-demo.XXXXXX)
-ENVDIR=$WORK/env
-TURBO_PID=""
+make_workdir demo
 PGBENCH_PID=""
-CLUSTER_STARTED=0
+cleanup_on_exit PGBENCH_PID TURBO_PID
 
 say() { printf '%s\n' "$*"; }
 heading() { printf '\n== %s ==\n' "$*"; }
 
-# Stops one process we started: SIGTERM, up to 5 s of grace, then SIGKILL.
-stop_proc() {
-    pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317  # only called by the EXIT trap
-cleanup() {
-    set +e
-    stop_proc "$PGBENCH_PID"
-    stop_proc "$TURBO_PID"
-    [ "$CLUSTER_STARTED" -eq 1 ] && "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A random free loopback port below the ephemeral range, where no client socket (not even one
-# in TIME_WAIT) can be holding it.
-free_port() {
-    low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range)
-    span=$((low - 20000))
-    [ "$span" -ge 1000 ] || span=30000
-    while :; do
-        port=$(($(od -An -N2 -tu2 /dev/urandom) % span + 20000))
-        ss -Htan "sport = :$port" | grep -q . || {
-            echo "$port"
-            return
-        }
-    done
-}
-
-# cluster.sh picks PostgreSQL's port anywhere in 20000-49999, which may be held by a TIME_WAIT
-# socket, so a failed start is retried on a fresh port.
-start_cluster() {
-    for _ in 1 2 3; do
-        "$CLUSTER" start "$ENVDIR" >"$WORK/cluster.log" 2>&1 && return 0
-        "$CLUSTER" stop "$ENVDIR" >/dev/null 2>&1 || true
-    done
-    cat "$WORK/cluster.log" >&2
-    return 1
-}
-
 psql_direct() {
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -v ON_ERROR_STOP=1 "$@"
-}
-
-start_pgturbo() {
-    for _ in 1 2 3; do
-        TURBO_PORT=$(free_port)
-        cat >"$WORK/pgturbo.ini" <<EOF
-[pgturbo]
-listen_addr = 127.0.0.1
-listen_port = $TURBO_PORT
-pool_mode = transaction
-default_pool_size = $POOL_SIZE
-max_client_conn = 200
-
-[databases]
-demo = host=127.0.0.1 port=$PG_PORT dbname=demo user=postgres
-EOF
-        "$PGTURBO" serve "$WORK/pgturbo.ini" >>"$WORK/pgturbo.log" 2>&1 &
-        TURBO_PID=$!
-        for _ in $(seq 100); do
-            kill -0 "$TURBO_PID" 2>/dev/null || break
-            if ss -Htln "sport = :$TURBO_PORT" | grep -q . &&
-                timeout 10 psql -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -d demo -XAtqc \
-                    'SELECT 1' >/dev/null 2>&1; then
-                return 0
-            fi
-            sleep 0.1
-        done
-        stop_proc "$TURBO_PID"
-        TURBO_PID=""
-    done
-    return 1
 }
 
 say "pgturbo demo: a throwaway PostgreSQL, a sample app, and $CLIENTS clients sharing"
 say "$POOL_SIZE server connections. Takes about 20 seconds and removes everything at the end."
 
 heading "PostgreSQL"
-CLUSTER_STARTED=1
-if ! start_cluster; then
+if ! start_cluster_quietly "$WORK/cluster.log"; then
     say "PostgreSQL 15 did not start; see the messages above."
     exit 1
 fi
-PG_PORT=$(cat "$ENVDIR/pg.port")
-psql_direct -d postgres -qc 'CREATE DATABASE demo'
+create_database demo
 psql_direct -d demo -q -f "$ROOT/scripts/demo_schema.sql" >/dev/null
 counts=$(psql_direct -d demo -XAtF ' ' -c "SELECT (SELECT count(*) FROM users),
     (SELECT count(*) FROM projects), (SELECT count(*) FROM activity_logs)")
@@ -141,7 +53,7 @@ say "Sample data in database \"demo\" (scripts/demo_schema.sql): $n_users users,
     "$n_projects projects, $n_logs activity_logs rows."
 
 heading "pgturbo"
-if ! start_pgturbo; then
+if ! start_pgturbo demo "$POOL_SIZE" 200; then
     say "pgturbo did not start. Its last log lines:"
     tail -n 20 "$WORK/pgturbo.log" || true
     exit 1

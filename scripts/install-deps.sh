@@ -24,4 +24,6 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+# $missing is a list of package names: split on purpose.
+# shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -255,31 +255,43 @@ static void ask_other_workers(pool_t *pool, worker_t *w)
 
 typedef struct slot_search {
     pool_t *for_pool;
-    worker_t *worker;
-    server_t *found;
+    pool_t *found;    /* another pool of the same database with an idle server */
+    int found_worker; /* the worker that has it */
 } slot_search_t;
 
 static void find_idle_of_same_database(pool_t *pool, void *arg)
 {
     slot_search_t *q = arg;
-    if (q->found == NULL && pool != q->for_pool && pool->db_servers == q->for_pool->db_servers)
-        q->found = pool->shards[q->worker->id].idle;
+    if (q->found != NULL || pool == q->for_pool || pool->db_servers != q->for_pool->db_servers)
+        return;
+    for (int i = 0; i < n_workers; i++)
+        if (atomic_load(&pool->shards[i].n_idle) > 0) {
+            q->found = pool;
+            q->found_worker = i;
+            return;
+        }
 }
 
 /*
  * When max_db_connections keeps a pool from opening a connection while another pool of the
- * same database has one idle on this worker, closes that one to make room, as PgBouncer does.
+ * same database has one idle, closes that one to make room, as PgBouncer does. Returns true
+ * when room was made at once; when the idle server belongs to another worker, that worker is
+ * asked to close it and the waiting clients get their connection on a later tick.
  */
 static bool free_database_slot(pool_t *pool, worker_t *w)
 {
     int db_limit = atomic_load(&pool->max_db_connections);
     if (db_limit <= 0 || atomic_load(pool->db_servers) < db_limit)
         return false;
-    slot_search_t q = {.for_pool = pool, .worker = w};
+    slot_search_t q = {.for_pool = pool};
     pool_foreach(find_idle_of_same_database, &q);
     if (q.found == NULL)
         return false;
-    server_close(q.found, "max_db_connections: room for another user's pool");
+    if (q.found_worker != w->id) {
+        worker_request_close(w, q.found, &workers[q.found_worker]);
+        return false;
+    }
+    server_close(q.found->shards[w->id].idle, "max_db_connections: room for another user's pool");
     return true;
 }
 

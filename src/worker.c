@@ -24,6 +24,7 @@
 typedef enum mail_kind {
     MAIL_SERVER,   /* a server connection handed over by another worker */
     MAIL_REQUEST,  /* another worker wants an idle server of a pool */
+    MAIL_CLOSE,    /* another worker wants an idle server of a pool closed */
     MAIL_RELOAD,   /* a new config */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
@@ -136,6 +137,16 @@ void worker_request_server(worker_t *self, pool_t *pool, worker_t *target)
     post(target, m);
 }
 
+void worker_request_close(worker_t *self, pool_t *pool, worker_t *target)
+{
+    mail_t *m = new_mail(MAIL_CLOSE);
+    if (m == NULL)
+        return;
+    m->pool = pool;
+    m->from = self;
+    post(target, m);
+}
+
 /* ---- after each batch: free the dead, send what moves ---- */
 
 static void after_batch(void *arg)
@@ -215,6 +226,11 @@ static void on_mail(void *arg, int events)
             break;
         case MAIL_REQUEST:
             send_idle_server(w, m->pool, m->from);
+            break;
+        case MAIL_CLOSE:
+            if (m->pool->shards[w->id].idle != NULL)
+                server_close(m->pool->shards[w->id].idle,
+                             "max_db_connections: room for another user's pool");
             break;
         case MAIL_RELOAD:
             w->cfg = m->cfg;

@@ -82,6 +82,10 @@ void worker_send_server(worker_t *self, struct server *s, worker_t *target);
 /* Asks worker target to send one of pool's idle servers to worker self, if it has one. */
 void worker_request_server(worker_t *self, struct pool *pool, worker_t *target);
 
+/* Asks worker target to close one of pool's idle servers, if it has one (to make room under
+ * max_db_connections for another pool of the same database). */
+void worker_request_close(worker_t *self, struct pool *pool, worker_t *target);
+
 /* Links and unlinks connections in the worker's lists. */
 void worker_add_client(worker_t *w, struct client *c);
 void worker_add_server(worker_t *w, struct server *s);

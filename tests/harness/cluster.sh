@@ -9,7 +9,10 @@ set -e
 cmd=$1
 envdir=$2
 PGBIN=/usr/lib/postgresql/15/bin
-[ -n "$cmd" ] && [ -n "$envdir" ] || { echo "usage: $0 start|stop ENVDIR" >&2; exit 2; }
+if [ -z "$cmd" ] || [ -z "$envdir" ]; then
+    echo "usage: $0 start|stop ENVDIR" >&2
+    exit 2
+fi
 
 as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
