@@ -6,6 +6,7 @@
  */
 #include "client.h"
 
+#include "cancel.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -102,6 +103,8 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
     }
     if (c->state == CLIENT_WAITING)
         pool_unqueue(c->pool, c);
+    if (c->welcomed)
+        cancel_unregister(c);
     c->state = CLIENT_CLOSED;
     server_t *s = c->server;
     c->server = NULL;
@@ -246,7 +249,8 @@ static bool handle_startup(client_t *c)
             continue;
         }
         if (st.code == PROTO_CANCEL_REQUEST) {
-            client_close(c, NULL, "cancel request (not supported yet)");
+            cancel_request(st.cancel_pid, st.cancel_key);
+            client_close(c, NULL, "cancel request");
             return false;
         }
         int rc = start_session(c, &st);
@@ -286,6 +290,10 @@ void client_welcome(client_t *c)
     if (rc == 0)
         rc = proto_build_ready(&c->out, 'I');
     if (rc < 0) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    if (cancel_register(c) < 0) {
         client_close(c, "53200", "out of memory");
         return;
     }

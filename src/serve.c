@@ -7,6 +7,7 @@
  */
 #include "serve.h"
 
+#include "cancel.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
@@ -113,6 +114,7 @@ int serve_run(const char *path)
     log_summary();
     worker_free_all();
     pool_free_all();
+    cancel_free_all();
     config_free(cfg);
     while (retired != NULL) {
         retired_t *next = retired->next;

@@ -5,6 +5,7 @@
 #include "worker.h"
 
 #include "buf.h"
+#include "cancel.h"
 #include "client.h"
 #include "log.h"
 #include "net.h"
@@ -25,6 +26,7 @@ typedef enum mail_kind {
     MAIL_SERVER,   /* a server connection handed over by another worker */
     MAIL_REQUEST,  /* another worker wants an idle server of a pool */
     MAIL_CLOSE,    /* another worker wants an idle server of a pool closed */
+    MAIL_CANCEL,   /* a cancel request for a client of this worker */
     MAIL_RELOAD,   /* a new config */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
@@ -35,6 +37,7 @@ typedef struct mail {
     pool_t *pool;
     worker_t *from;
     const config_t *cfg;
+    int32_t cancel_pid, cancel_key;
     struct mail *next;
 } mail_t;
 
@@ -147,6 +150,16 @@ void worker_request_close(worker_t *self, pool_t *pool, worker_t *target)
     post(target, m);
 }
 
+void worker_post_cancel(worker_t *target, int32_t pid, int32_t key)
+{
+    mail_t *m = new_mail(MAIL_CANCEL);
+    if (m == NULL)
+        return;
+    m->cancel_pid = pid;
+    m->cancel_key = key;
+    post(target, m);
+}
+
 /* ---- after each batch: free the dead, send what moves ---- */
 
 static void after_batch(void *arg)
@@ -231,6 +244,9 @@ static void on_mail(void *arg, int events)
             if (m->pool->shards[w->id].idle != NULL)
                 server_close(m->pool->shards[w->id].idle,
                              "max_db_connections: room for another user's pool");
+            break;
+        case MAIL_CANCEL:
+            cancel_deliver(w, m->cancel_pid, m->cancel_key);
             break;
         case MAIL_RELOAD:
             w->cfg = m->cfg;
@@ -318,6 +334,7 @@ static void on_tick(void *arg)
             server_close(s, "server_connect_timeout");
         s = next;
     }
+    cancel_expire(w, now);
     if (w->shutting_down)
         shutdown_step(w, now);
     else
@@ -363,6 +380,8 @@ static int worker_init(worker_t *w, int id, const config_t *cfg, char *err, size
 
 static void worker_destroy(worker_t *w)
 {
+    if (w->loop != NULL)
+        cancel_expire(w, INT64_MAX);
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     if (w->mail_fd >= 0)

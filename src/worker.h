@@ -21,6 +21,7 @@
 struct client;
 struct server;
 struct pool;
+struct cancel_conn;
 
 /* Counters of one worker, summed when read. Written only by the worker's own thread. */
 typedef struct worker_stats {
@@ -48,7 +49,8 @@ typedef struct worker {
     struct server *servers;      /* every server connection of this worker (doubly linked) */
     struct client *dead_clients; /* closed during the current batch, freed after it */
     struct server *dead_servers;
-    struct server *outgoing; /* server connections to hand to other workers after the batch */
+    struct server *outgoing;     /* server connections to hand to other workers after the batch */
+    struct cancel_conn *cancels; /* connections carrying CancelRequests to PostgreSQL */
     bool shutting_down;
     int64_t shutdown_deadline;
     worker_stats_t stats;
@@ -85,6 +87,9 @@ void worker_request_server(worker_t *self, struct pool *pool, worker_t *target);
 /* Asks worker target to close one of pool's idle servers, if it has one (to make room under
  * max_db_connections for another pool of the same database). */
 void worker_request_close(worker_t *self, struct pool *pool, worker_t *target);
+
+/* Hands a cancel request for (pid, key) to worker target, which owns that client. */
+void worker_post_cancel(worker_t *target, int32_t pid, int32_t key);
 
 /* Links and unlinks connections in the worker's lists. */
 void worker_add_client(worker_t *w, struct client *c);
