@@ -13,6 +13,7 @@
 #include "net.h"
 #include "pool.h"
 #include "proto.h"
+#include "scram.h"
 #include "worker.h"
 
 #include <stdatomic.h>
@@ -108,6 +109,7 @@ void server_free(server_t *s)
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->welcome);
+    free(s->scram);
     prepared_cache_free(s->prepared);
     free(s->pending);
     free(s);
@@ -247,18 +249,111 @@ static void record_parameter(server_t *s, const proto_msg_t *m)
         params_set(&s->client->params, id, value);
 }
 
+/* Fails the login with a message for the clients waiting on it. */
+static void auth_failed(server_t *s, const char *sqlstate, const char *message)
+{
+    snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "%s", sqlstate);
+    snprintf(s->fail_message, sizeof(s->fail_message), "%s", message);
+    server_close(s, message);
+}
+
+/* Sends a PasswordMessage / SASLInitialResponse / SASLResponse ('p'). With a mechanism, the
+ * data is length-prefixed as SASLInitialResponse wants. */
+static int send_password_message(server_t *s, const char *mechanism, const void *data, size_t n)
+{
+    uint32_t mark;
+    if (proto_begin(&s->out, 'p', &mark) < 0 ||
+        (mechanism != NULL &&
+         (proto_put_string(&s->out, mechanism) < 0 || proto_put_int32(&s->out, (int32_t)n) < 0)) ||
+        proto_put_bytes(&s->out, data, n) < 0)
+        return -1;
+    proto_end(&s->out, mark);
+    return server_flush(s);
+}
+
+/* Copies the rest of an Authentication message (SASL data) as a C string into out. */
+static bool sasl_data(proto_reader_t *r, char *out, size_t outlen)
+{
+    uint32_t n = r->len - r->pos;
+    if (n >= outlen)
+        return false;
+    memcpy(out, proto_get_bytes(r, n), n);
+    out[n] = '\0';
+    return true;
+}
+
+/* Answers an authentication request of PostgreSQL with the [databases] entry's password. */
+static void handle_auth(server_t *s, proto_reader_t *r)
+{
+    int32_t code = proto_get_int32(r);
+    if (code == 0 /* AuthenticationOk */)
+        return;
+    pool_target_t t;
+    pthread_mutex_lock(&s->pool->lock);
+    t = s->pool->target;
+    pthread_mutex_unlock(&s->pool->lock);
+    const char *user = t.user[0] ? t.user : s->pool->user;
+    if (t.password[0] == '\0') {
+        auth_failed(s, "28P01", "the server asks for a password and [databases] gives none");
+        return;
+    }
+    char msg[SCRAM_MESSAGE_MAX], in[SCRAM_MESSAGE_MAX];
+    const char *why = "SCRAM exchange failed";
+    int n, rc = 0;
+    switch (code) {
+    case 3: /* AuthenticationCleartextPassword */
+        rc = send_password_message(s, NULL, t.password, strlen(t.password) + 1);
+        break;
+    case 5: /* AuthenticationMD5Password */
+        rc = scram_md5_password(user, t.password, proto_get_bytes(r, 4), msg);
+        if (rc == 0 && proto_reader_ok(r))
+            rc = send_password_message(s, NULL, msg, strlen(msg) + 1);
+        break;
+    case 10: { /* AuthenticationSASL: the mechanisms offered */
+        const char *mech = proto_get_string(r);
+        while (proto_reader_ok(r) && mech[0] != '\0' && strcmp(mech, "SCRAM-SHA-256") != 0)
+            mech = proto_get_string(r);
+        if (!proto_reader_ok(r) || mech[0] == '\0') {
+            auth_failed(s, "28000", "the server offers no SASL mechanism pgturbo knows");
+            return;
+        }
+        s->scram = malloc(sizeof(*s->scram));
+        n = s->scram ? scram_client_first(s->scram, "", NULL, msg, sizeof(msg)) : -1;
+        rc = n < 0 ? -1 : send_password_message(s, mech, msg, (size_t)n);
+        break;
+    }
+    case 11: /* AuthenticationSASLContinue: the server-first message */
+        if (s->scram == NULL || !sasl_data(r, in, sizeof(in)) ||
+            (n = scram_client_final(s->scram, t.password, in, msg, sizeof(msg), &why)) < 0) {
+            auth_failed(s, "08P01", why);
+            return;
+        }
+        rc = send_password_message(s, NULL, msg, (size_t)n);
+        break;
+    case 12: /* AuthenticationSASLFinal: the server's signature */
+        if (s->scram == NULL || !sasl_data(r, in, sizeof(in)) ||
+            !scram_client_verify(s->scram, in)) {
+            auth_failed(s, "08P01", "the server's SCRAM signature is wrong");
+            return;
+        }
+        free(s->scram);
+        s->scram = NULL;
+        break;
+    default:
+        auth_failed(s, "28000", "the server asks for an authentication method pgturbo does not do");
+        return;
+    }
+    if (rc < 0 && s->state != SERVER_CLOSED)
+        auth_failed(s, "53200", "out of memory during server login");
+}
+
 static void handle_login(server_t *s, const proto_msg_t *m)
 {
     proto_reader_t r;
     proto_reader_init(&r, m->body, m->body_len);
     switch (m->type) {
     case 'R': /* Authentication* */
-        if (proto_get_int32(&r) != 0) {
-            snprintf(s->fail_sqlstate, sizeof(s->fail_sqlstate), "28000");
-            snprintf(s->fail_message, sizeof(s->fail_message),
-                     "server asked for password authentication, which pgturbo does not do yet");
-            server_close(s, s->fail_message);
-        }
+        handle_auth(s, &r);
         break;
     case 'S': /* ParameterStatus */
         record_parameter(s, m);

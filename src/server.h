@@ -77,8 +77,9 @@ typedef struct server {
     bool stream_forward;        /* whether those bytes go to the client */
     int32_t backend_pid, backend_key;
     int64_t connected_at, idle_since, used_at;
-    buf_t welcome;         /* ParameterStatus messages seen during login */
-    char fail_sqlstate[6]; /* why login failed, for the clients waiting on it */
+    buf_t welcome;              /* ParameterStatus messages seen during login */
+    struct scram_client *scram; /* SCRAM exchange state, during login only */
+    char fail_sqlstate[6];      /* why login failed, for the clients waiting on it */
     char fail_message[256];
 } server_t;
 

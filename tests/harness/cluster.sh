@@ -50,6 +50,17 @@ synchronous_commit = off
 full_page_writes = off
 shared_preload_libraries = ''
 CONF
+    # Roles that test pgturbo's password login to PostgreSQL (tests/integration/test_server_auth.c);
+    # everybody else is trusted.
+    hba="$data/pgdata/pg_hba.conf"
+    {
+        echo "host all pgturbo_scram 127.0.0.1/32 scram-sha-256"
+        echo "host all pgturbo_md5 127.0.0.1/32 md5"
+        echo "host all pgturbo_plain 127.0.0.1/32 password"
+        cat "$hba"
+    } > "$hba.new"
+    mv "$hba.new" "$hba"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$hba"
     as_pg "$PGBIN/pg_ctl" -D "$data/pgdata" -l "$data/postgres.log" -w -t 60 start >/dev/null
     echo "$port" > "$envdir/pg.port"
     echo "PostgreSQL 15 on 127.0.0.1:$port, data in $data"
