@@ -164,6 +164,7 @@ launch_pgturbo() {
 [pgturbo]
 listen_addr = 127.0.0.1
 listen_port = $TURBO_PORT
+auth_type = trust
 pool_mode = transaction
 default_pool_size = $pool_size
 max_client_conn = $max_client_conn

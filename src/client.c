@@ -6,11 +6,14 @@
  */
 #include "client.h"
 
+#include "auth.h"
 #include "cancel.h"
+#include "console.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <ctype.h>
@@ -49,18 +52,34 @@ static uint32_t cancel_key_next(void)
     return (uint32_t)((state * 0x2545F4914F6CDD1Dull) >> 32);
 }
 
+static ssize_t io_read(client_t *c, void *p, size_t n)
+{
+    return c->ssl != NULL ? tls_read(c->ssl, p, n) : net_read(c->fd, p, n);
+}
+
+static ssize_t io_write(client_t *c, const void *p, size_t n)
+{
+    return c->ssl != NULL ? tls_write(c->ssl, p, n) : net_write(c->fd, p, n);
+}
+
+/* The shard of c's pool in c's worker, whose counters SHOW STATS reads; NULL without a pool. */
+static pool_shard_t *shard(const client_t *c)
+{
+    return c->pool != NULL ? &c->pool->shards[c->worker->id] : NULL;
+}
+
 static void update_watch(client_t *c)
 {
     if (c->state == CLIENT_CLOSED)
         return;
     int mask = c->reading_paused ? 0 : LOOP_READ;
-    if (buf_len(&c->out) > 0)
+    if (buf_len(&c->out) > 0 || c->tls_want_write)
         mask |= LOOP_WRITE;
     if (loop_watch(c->worker->loop, &c->io, mask) < 0)
         client_close(c, NULL, "epoll_ctl failed");
 }
 
-void client_accept(worker_t *w, int fd, const char *peer)
+void client_accept(worker_t *w, int fd, const struct sockaddr_storage *addr, const char *peer)
 {
     client_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -73,6 +92,7 @@ void client_accept(worker_t *w, int fd, const char *peer)
     c->state = CLIENT_LOGIN;
     c->connected_at = c->active_at = loop_now(w->loop);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->addr = *addr;
     if (loop_add(w->loop, &c->io, fd, LOOP_READ, on_io, c) < 0) {
         close(fd);
         free(c);
@@ -91,8 +111,8 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
     if (sqlstate != NULL) {
         client_log(LOG_INFO, c, "closing: %s (%s)", message, sqlstate);
         if (proto_build_error(&c->out, "FATAL", sqlstate, message) == 0) {
-            while (buf_len(&c->out) > 0) {
-                ssize_t n = net_write(c->fd, buf_head(&c->out), buf_len(&c->out));
+            while (buf_len(&c->out) > 0 && !c->tls_handshaking) {
+                ssize_t n = io_write(c, buf_head(&c->out), buf_len(&c->out));
                 if (n <= 0)
                     break;
                 buf_consume(&c->out, (uint32_t)n);
@@ -105,6 +125,8 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
         pool_unqueue(c->pool, c);
     if (c->welcomed)
         cancel_unregister(c);
+    auth_free(c);
+    console_client_closed(c);
     c->state = CLIENT_CLOSED;
     server_t *s = c->server;
     c->server = NULL;
@@ -113,6 +135,8 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
         server_client_left(s);
     }
     loop_forget(&c->io);
+    tls_free(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     if (c->counted)
         atomic_fetch_sub(&total_clients, 1);
@@ -121,8 +145,9 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
 
 int client_flush(client_t *c)
 {
-    while (buf_len(&c->out) > 0) {
-        ssize_t n = net_write(c->fd, buf_head(&c->out), buf_len(&c->out));
+    pool_shard_t *sh = shard(c);
+    while (buf_len(&c->out) > 0 && !c->tls_handshaking) {
+        ssize_t n = io_write(c, buf_head(&c->out), buf_len(&c->out));
         if (n == NET_AGAIN)
             break;
         if (n < 0) {
@@ -130,6 +155,8 @@ int client_flush(client_t *c)
             return -1;
         }
         buf_consume(&c->out, (uint32_t)n);
+        if (sh != NULL)
+            sh->bytes_sent += (uint64_t)n;
     }
     if (buf_len(&c->out) == 0) {
         buf_release(&c->out);
@@ -174,7 +201,8 @@ static int apply_startup_params(client_t *c, const proto_startup_t *st)
     return 0;
 }
 
-static int start_session(client_t *c, const proto_startup_t *st)
+/* Checks the startup packet's user and database and takes its parameters. */
+static int check_startup(client_t *c, const proto_startup_t *st)
 {
     const char *user = proto_startup_get(st, "user");
     const char *database = proto_startup_get(st, "database");
@@ -196,6 +224,12 @@ static int start_session(client_t *c, const proto_startup_t *st)
         client_close(c, "53300", "no more connections allowed (max_client_conn)");
         return -1;
     }
+    if (cfg->client_tls.sslmode >= TLS_REQUIRE && c->ssl == NULL) {
+        client_close(c, "28000", "SSL required");
+        return -1;
+    }
+    if (console_is_database(database))
+        return 0;
     c->db = config_find_database(cfg, database);
     if (c->db == NULL) {
         char msg[128];
@@ -203,17 +237,34 @@ static int start_session(client_t *c, const proto_startup_t *st)
         client_close(c, "3D000", msg);
         return -1;
     }
-    if (apply_startup_params(c, st) < 0)
-        return -1;
-    c->pool = pool_get(c->db, database, user);
+    return apply_startup_params(c, st);
+}
+
+void client_authenticated(client_t *c)
+{
+    if (console_is_database(c->database)) {
+        if (!console_allows(c, &c->console_admin)) {
+            client_close(c, "42501", "not allowed to use the admin console (user is in neither "
+                                     "admin_users nor stats_users)");
+            return;
+        }
+        console_welcome(c);
+        return;
+    }
+    c->pool = pool_get(c->db, c->database, c->user);
     if (c->pool == NULL) {
         client_close(c, "53200", "out of memory");
-        return -1;
+        return;
     }
+    uint8_t client_key[SCRAM_KEY_LEN], server_key[SCRAM_KEY_LEN];
+    if (auth_scram_keys(c, client_key, server_key) &&
+        (c->db->user[0] == '\0' || strcmp(c->db->user, c->user) == 0))
+        pool_set_scram_keys(c->pool, client_key, server_key);
+    auth_free(c);
     client_log(LOG_DEBUG, c, "login");
     if (atomic_load(&c->pool->has_welcome)) {
         client_welcome(c);
-        return 0;
+        return;
     }
     /* The first client of a pool waits for a server to learn what to tell it. */
     server_t *s = pool_acquire(c->pool, c);
@@ -221,45 +272,101 @@ static int start_session(client_t *c, const proto_startup_t *st)
         client_pause_reading(c, true);
     else if (s != NULL && !client_take_server(c, s))
         pool_release(s);
-    return 0;
 }
 
-/* Reads startup-phase packets; returns true when the client may go on to its messages. */
-static bool handle_startup(client_t *c)
+/* The client asked for TLS: 'S' and the handshake when configured, else 'N'. */
+static int answer_ssl_request(client_t *c)
 {
-    while (c->state == CLIENT_LOGIN) {
+    SSL_CTX *ctx = c->worker->cfg->client_ctx;
+    if (c->ssl != NULL) {
+        client_close(c, "08P01", "SSLRequest on a connection already using TLS");
+        return -1;
+    }
+    if (ctx == NULL)
+        return buf_append(&c->out, "N", 1) < 0 ? -1 : client_flush(c);
+    if (buf_len(&c->in) > 0) { /* bytes sent before our answer would bypass TLS */
+        client_close(c, "08P01", "unexpected data after SSLRequest");
+        return -1;
+    }
+    if (buf_append(&c->out, "S", 1) < 0 || client_flush(c) < 0)
+        return -1;
+    if (buf_len(&c->out) > 0 || (c->ssl = tls_accept_new(ctx, c->fd)) == NULL) {
+        client_close(c, NULL, "cannot start TLS");
+        return -1;
+    }
+    c->tls_handshaking = true;
+    return 1;
+}
+
+/* Reads startup-phase packets until the client logs in, starts TLS, or closes. */
+static void handle_startup(client_t *c)
+{
+    while (c->state == CLIENT_LOGIN && !c->tls_handshaking) {
         proto_msg_t m;
         proto_frame_result_t r = proto_frame_startup(buf_head(&c->in), buf_len(&c->in), &m);
         if (r == PROTO_FRAME_SHORT || r == PROTO_FRAME_PARTIAL)
-            return false;
+            return;
         if (r < 0) {
             client_close(c, "08P01", "invalid startup packet length");
-            return false;
+            return;
         }
         proto_startup_t st;
         const char *why = NULL;
         if (proto_parse_startup(&m, &st, &why) < 0) {
             client_close(c, "08P01", why);
-            return false;
+            return;
         }
         if (st.code == PROTO_SSL_REQUEST || st.code == PROTO_GSSENC_REQUEST) {
             buf_consume(&c->in, m.len);
-            if (buf_append(&c->out, "N", 1) < 0 || client_flush(c) < 0)
-                return false;
+            int rc = st.code == PROTO_SSL_REQUEST
+                         ? answer_ssl_request(c)
+                         : (buf_append(&c->out, "N", 1) < 0 ? -1 : client_flush(c));
+            if (rc < 0)
+                return;
             continue;
         }
         if (st.code == PROTO_CANCEL_REQUEST) {
             cancel_request(st.cancel_pid, st.cancel_key);
             client_close(c, NULL, "cancel request");
-            return false;
+            return;
         }
-        int rc = start_session(c, &st);
-        if (c->state != CLIENT_CLOSED)
-            buf_consume(&c->in, m.len);
-        if (rc < 0)
-            return false;
+        if (check_startup(c, &st) < 0)
+            return;
+        buf_consume(&c->in, m.len); /* st points into it: not used from here on */
+        auth_result_t ar = auth_begin(c);
+        if (ar == AUTH_OK)
+            client_authenticated(c);
     }
-    return c->state == CLIENT_IDLE;
+}
+
+/* Password messages while authenticating. */
+static void handle_auth(client_t *c)
+{
+    while (c->state == CLIENT_AUTH) {
+        proto_msg_t m;
+        proto_frame_result_t r =
+            proto_frame(buf_head(&c->in), buf_len(&c->in), AUTH_MESSAGE_MAX, &m);
+        if (r == PROTO_FRAME_SHORT || r == PROTO_FRAME_PARTIAL)
+            return;
+        if (r < 0) {
+            client_close(c, "08P01", "invalid authentication message length");
+            return;
+        }
+        if (m.type == 'X' /* Terminate */) {
+            client_close(c, NULL, "client left during authentication");
+            return;
+        }
+        if (m.type != 'p' /* PasswordMessage, SASLInitialResponse, SASLResponse */) {
+            client_close(c, "08P01", "expected a password message during authentication");
+            return;
+        }
+        auth_result_t ar = auth_handle(c, &m);
+        if (ar == AUTH_CLOSED)
+            return;
+        buf_consume(&c->in, m.len);
+        if (ar == AUTH_OK)
+            client_authenticated(c);
+    }
 }
 
 void client_welcome(client_t *c)
@@ -565,6 +672,12 @@ static bool answer_locally(client_t *c, const proto_msg_t *m)
     return true;
 }
 
+static void count_query(client_t *c)
+{
+    atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+    c->pool->shards[c->worker->id].query_count++;
+}
+
 /* Sends one client message on to its server. Returns 0, -1 (out of memory), -2 (malformed). */
 static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
 {
@@ -574,7 +687,7 @@ static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
     switch (m->type) {
     case 'Q': /* Query */
     case 'F': /* FunctionCall */
-        atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+        count_query(c);
         expect = PENDING_QUERY;
         break;
     case 'P': /* Parse */
@@ -597,7 +710,7 @@ static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
         expect = PENDING_CLOSE;
         break;
     case 'E': /* Execute */
-        atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+        count_query(c);
         s->sync_pending = true;
         expect = PENDING_EXECUTE;
         break;
@@ -647,6 +760,13 @@ static void client_process(client_t *c)
             snprintf(msg, sizeof(msg), "invalid frontend message type %d", m.type);
             client_close(c, "08P01", msg);
             return;
+        }
+        if (c->console) {
+            console_handle(c, &m);
+            if (c->state == CLIENT_CLOSED)
+                return;
+            buf_consume(&c->in, m.len);
+            continue;
         }
         bool mapped = maps_statements(c);
         if (m.type == 'Q' && mapped && (c->server == NULL || c->server->pend_count == 0) &&
@@ -733,32 +853,71 @@ void client_server_released(client_t *c)
         client_process(c);
 }
 
+/* Advances the TLS handshake; false while it is not done (or the client was closed). */
+static bool continue_handshake(client_t *c)
+{
+    char err[256];
+    int rc = tls_handshake(c->ssl, err, sizeof(err));
+    if (rc == TLS_FAILED) {
+        c->tls_handshaking = false;
+        tls_free(c->ssl); /* nothing more can be said over a failed handshake */
+        c->ssl = NULL;
+        char msg[300];
+        snprintf(msg, sizeof(msg), "TLS handshake failed: %s", err);
+        c->out.start = c->out.end = 0;
+        client_log(LOG_INFO, c, "%s", msg);
+        client_close(c, NULL, msg);
+        return false;
+    }
+    c->tls_want_write = rc == TLS_WANT_WRITE;
+    c->tls_handshaking = rc != TLS_DONE;
+    update_watch(c);
+    return !c->tls_handshaking;
+}
+
+/* Hands what was read to the handler of the client's state. */
+static void client_input(client_t *c)
+{
+    if (c->state == CLIENT_LOGIN)
+        handle_startup(c);
+    if (c->state == CLIENT_AUTH)
+        handle_auth(c);
+    if (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE)
+        client_process(c);
+}
+
 static void client_read(client_t *c)
 {
-    if (buf_reserve(&c->in, 4096) < 0) {
-        client_close(c, "53200", "out of memory");
-        return;
-    }
-    ssize_t n = net_read(c->fd, buf_tail(&c->in), buf_room(&c->in));
-    if (n == NET_AGAIN)
-        return;
-    if (n <= 0) {
-        client_close(c, NULL, n == 0 ? "client closed the connection" : "cannot read from client");
-        return;
-    }
-    buf_produce(&c->in, (uint32_t)n);
+    pool_shard_t *sh = shard(c);
+    do {
+        if (buf_reserve(&c->in, 4096) < 0) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        ssize_t n = io_read(c, buf_tail(&c->in), buf_room(&c->in));
+        if (n == NET_AGAIN)
+            break;
+        if (n <= 0) {
+            client_close(c, NULL,
+                         n == 0 ? "client closed the connection" : "cannot read from client");
+            return;
+        }
+        buf_produce(&c->in, (uint32_t)n);
+        if (sh != NULL)
+            sh->bytes_received += (uint64_t)n;
+    } while (c->ssl != NULL && tls_pending(c->ssl) > 0); /* OpenSSL may hold more */
     c->active_at = loop_now(c->worker->loop);
-    if (c->state == CLIENT_LOGIN && !handle_startup(c))
-        return;
-    client_process(c);
+    client_input(c);
 }
 
 static void on_io(void *arg, int events)
 {
     client_t *c = arg;
+    if (c->tls_handshaking && !continue_handshake(c))
+        return;
     if ((events & LOOP_WRITE) && client_flush(c) < 0)
         return;
-    if ((events & LOOP_READ) && c->state != CLIENT_CLOSED)
+    if ((events & LOOP_READ) && c->state != CLIENT_CLOSED && !c->reading_paused)
         client_read(c);
 }
 
@@ -768,6 +927,7 @@ void client_check_timeouts(client_t *c, int64_t now)
     server_t *s = c->server;
     switch (c->state) {
     case CLIENT_LOGIN:
+    case CLIENT_AUTH:
         if (cfg->client_login_timeout > 0 && now - c->connected_at > cfg->client_login_timeout)
             client_close(c, "08P01", "client_login_timeout");
         break;

@@ -13,15 +13,20 @@
 #include "params.h"
 #include "prepared.h"
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct pool;
 struct server;
 struct worker;
+struct auth_state;
+struct console_request;
 
 typedef enum client_state {
-    CLIENT_LOGIN,   /* reading the startup packet */
+    CLIENT_LOGIN,   /* reading the startup packet (and doing the TLS handshake) */
+    CLIENT_AUTH,    /* proving its password (or waiting for auth_query to say what it is) */
     CLIENT_IDLE,    /* logged in; no server */
     CLIENT_WAITING, /* queued in its pool for a server (to log in, or to run its messages) */
     CLIENT_ACTIVE,  /* a server is linked to it */
@@ -40,6 +45,14 @@ typedef struct client {
     struct client *next, *prev;           /* worker's list */
     struct client *wait_next, *wait_prev; /* pool shard's wait queue */
     buf_t in, out;
+    SSL *ssl;               /* TLS, once the client asked for it; NULL = plain */
+    bool tls_handshaking;   /* TLS handshake under way */
+    bool tls_want_write;    /* the handshake waits for the socket to take more */
+    struct auth_state *auth; /* the password exchange, during CLIENT_AUTH */
+    bool console;            /* logged in to the admin console */
+    bool console_admin;      /* ... as one of admin_users */
+    struct console_request *console_req; /* a console answer being gathered */
+    struct sockaddr_storage addr;        /* the peer, for auth_hba_file */
     params_t params;       /* session parameters the client's session has */
     prepared_map_t *stmts; /* its named prepared statements (transaction mode) */
     bool welcomed;         /* got AuthenticationOk ... ReadyForQuery */
@@ -58,7 +71,11 @@ typedef struct client {
               ##__VA_ARGS__)
 
 /* Takes ownership of an accepted socket and starts reading its startup packet. */
-void client_accept(struct worker *w, int fd, const char *peer);
+void client_accept(struct worker *w, int fd, const struct sockaddr_storage *addr,
+                   const char *peer);
+
+/* Authentication succeeded: c gets the console, or its pool's welcome (see auth.h). */
+void client_authenticated(client_t *c);
 
 /*
  * Closes the client. With a sqlstate, it first gets an ErrorResponse (FATAL) saying message;

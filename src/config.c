@@ -15,6 +15,9 @@
  */
 #include "config.h"
 
+#include "authfile.h"
+#include "hba.h"
+
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -42,6 +45,8 @@ typedef enum value_kind {
     VALUE_BOOL,      /* 1/0, yes/no, on/off, true/false */
     VALUE_VERBOSE,   /* a bool, or a PgBouncer verbosity level where any level above 0 is true */
     VALUE_POOL_MODE, /* session, transaction or statement */
+    VALUE_AUTH_TYPE, /* trust, any, plain, md5, scram-sha-256, cert or hba */
+    VALUE_TLS_MODE,  /* disable, allow, prefer, require, verify-ca or verify-full */
     VALUE_STRING,    /* text that must fit the field's buffer with its NUL */
     VALUE_IGNORED,   /* a PgBouncer key pgturbo accepts so that pgbouncer.ini loads, and ignores */
 } value_kind_t;
@@ -98,14 +103,27 @@ static const setting_t pgturbo_settings[] = {
     {PGTURBO_FIELD(shutdown_timeout), VALUE_TIME, 0, 0, 0},
     {PGTURBO_FIELD(max_packet_size), VALUE_INT, 1024, INT_MAX, 0},
     {PGTURBO_FIELD(verbose), VALUE_VERBOSE, 0, 0, 0},
+    {PGTURBO_FIELD(auth_type), VALUE_AUTH_TYPE, 0, 0, 0},
+    {PGTURBO_FIELD(auth_file), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(auth_hba_file), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(auth_query), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(auth_user), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(admin_users), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(stats_users), VALUE_STRING, 0, 0, 0},
+    {"client_tls_sslmode", FIELD(config_t, client_tls.sslmode), VALUE_TLS_MODE, 0, 0, 0},
+    {"client_tls_cert_file", FIELD(config_t, client_tls.cert_file), VALUE_STRING, 0, 0, 0},
+    {"client_tls_key_file", FIELD(config_t, client_tls.key_file), VALUE_STRING, 0, 0, 0},
+    {"client_tls_ca_file", FIELD(config_t, client_tls.ca_file), VALUE_STRING, 0, 0, 0},
+    {"client_tls_protocols", FIELD(config_t, client_tls.protocols), VALUE_STRING, 0, 0, 0},
+    {"client_tls_ciphers", FIELD(config_t, client_tls.ciphers), VALUE_STRING, 0, 0, 0},
+    {"server_tls_sslmode", FIELD(config_t, server_tls.sslmode), VALUE_TLS_MODE, 0, 0, 0},
+    {"server_tls_cert_file", FIELD(config_t, server_tls.cert_file), VALUE_STRING, 0, 0, 0},
+    {"server_tls_key_file", FIELD(config_t, server_tls.key_file), VALUE_STRING, 0, 0, 0},
+    {"server_tls_ca_file", FIELD(config_t, server_tls.ca_file), VALUE_STRING, 0, 0, 0},
+    {"server_tls_protocols", FIELD(config_t, server_tls.protocols), VALUE_STRING, 0, 0, 0},
+    {"server_tls_ciphers", FIELD(config_t, server_tls.ciphers), VALUE_STRING, 0, 0, 0},
     {"logfile", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"pidfile", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"auth_type", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"auth_file", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"auth_query", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"auth_user", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"admin_users", 0, 0, VALUE_IGNORED, 0, 0, 0},
-    {"stats_users", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"unix_socket_dir", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"ignore_startup_parameters", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"server_round_robin", 0, 0, VALUE_IGNORED, 0, 0, 0},
@@ -152,6 +170,10 @@ typedef struct load_ctx {
     bool at_line_start;      /* the next chunk starts a new line */
     int read_errno;          /* errno of a failed read, kept from before inih's cleanup */
     int error_line;          /* line of the first error; 0 while there is none */
+    int auth_file_line;      /* where auth_file was set, for errors about the file it names */
+    int hba_file_line;       /* the same for auth_hba_file */
+    int client_tls_line;     /* the last client_tls_* key, for errors loading the certificates */
+    int server_tls_line;     /* the same for server_tls_* */
     char error[512];         /* that error, without "path:line: " */
 } load_ctx_t;
 
@@ -302,6 +324,24 @@ static bool parse_pool_mode(const char *text, pool_mode_t *out)
     return false;
 }
 
+static bool parse_auth_type(const char *text, auth_type_t *out)
+{
+    static const auth_type_t types[] = {AUTH_TYPE_TRUST, AUTH_TYPE_PLAIN, AUTH_TYPE_MD5,
+                                        AUTH_TYPE_SCRAM, AUTH_TYPE_CERT,  AUTH_TYPE_HBA};
+
+    if (strcasecmp(text, "any") == 0) { /* PgBouncer's trust that ignores the user name */
+        *out = AUTH_TYPE_TRUST;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcasecmp(text, config_auth_type_name(types[i])) == 0) {
+            *out = types[i];
+            return true;
+        }
+    }
+    return false;
+}
+
 static int set_int(load_ctx_t *ctx, const char *prefix, const setting_t *s, const char *value,
                    int *field)
 {
@@ -389,6 +429,16 @@ static int set_value(load_ctx_t *ctx, const char *prefix, const setting_t *s, co
             return 1;
         return fail(ctx, "%s%s: expected session, transaction or statement, got \"%s\"", prefix,
                     s->key, value);
+    case VALUE_AUTH_TYPE:
+        if (parse_auth_type(value, (auth_type_t *)(void *)field))
+            return 1;
+        return fail(ctx, "%s%s: expected trust, any, plain, md5, scram-sha-256, cert or hba, got "
+                         "\"%s\"", prefix, s->key, value);
+    case VALUE_TLS_MODE:
+        if (tls_mode_parse(value, (tls_mode_t *)(void *)field) == 0)
+            return 1;
+        return fail(ctx, "%s%s: expected disable, allow, prefer, require, verify-ca or "
+                         "verify-full, got \"%s\"", prefix, s->key, value);
     case VALUE_STRING:
         return set_string(ctx, prefix, s, value, field);
     case VALUE_IGNORED:
@@ -414,6 +464,14 @@ static int set_pgturbo_key(load_ctx_t *ctx, const char *section, const char *key
 
     if (s == NULL)
         return fail(ctx, "unknown key \"%s\" in [%s]", key, section);
+    if (strcmp(key, "auth_file") == 0)
+        ctx->auth_file_line = ctx->line;
+    else if (strcmp(key, "auth_hba_file") == 0)
+        ctx->hba_file_line = ctx->line;
+    else if (strncmp(key, "client_tls_", 11) == 0)
+        ctx->client_tls_line = ctx->line;
+    else if (strncmp(key, "server_tls_", 11) == 0)
+        ctx->server_tls_line = ctx->line;
     return set_value(ctx, "", s, value, ctx->cfg);
 }
 
@@ -584,6 +642,10 @@ static void set_defaults(config_t *cfg)
     cfg->shutdown_timeout = 30000;
     cfg->max_packet_size = 2147483647;
     cfg->verbose = false;
+    cfg->auth_type = AUTH_TYPE_MD5;
+    strcpy(cfg->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+    cfg->client_tls.sslmode = TLS_DISABLE;
+    cfg->server_tls.sslmode = TLS_PREFER;
 }
 
 /* Gives every database entry the [pgturbo] value of each inheritable field it did not set. */
@@ -652,6 +714,69 @@ static int parse_file(load_ctx_t *ctx, char *err, size_t errlen)
     return 0;
 }
 
+static tls_settings_t tls_settings(const config_tls_t *t)
+{
+    tls_settings_t s = {
+        .mode = t->sslmode,
+        .cert_file = t->cert_file,
+        .key_file = t->key_file,
+        .ca_file = t->ca_file,
+        .protocols = t->protocols,
+        .ciphers = t->ciphers,
+    };
+    return s;
+}
+
+/* "path:line: " of a setting, or "path: " for one left at its default. */
+static void where(const config_t *cfg, int line, char *out, size_t len)
+{
+    if (line > 0)
+        snprintf(out, len, "%s:%d: ", cfg->path, line);
+    else
+        snprintf(out, len, "%s: ", cfg->path);
+}
+
+/*
+ * Loads what the settings point to: auth_file, auth_hba_file and the TLS certificates, each
+ * error naming the line of the setting. Returns 0, or -1 with the error in err.
+ */
+static int load_files(load_ctx_t *ctx, char *err, size_t errlen)
+{
+    config_t *cfg = ctx->cfg;
+    char at[CONFIG_PATH_LEN + 32];
+    char why[512];
+
+    if (cfg->auth_file[0] != '\0' && authfile_load(cfg->auth_file, &cfg->users, why, sizeof(why)) < 0) {
+        where(cfg, ctx->auth_file_line, at, sizeof(at));
+        snprintf(err, errlen, "%sauth_file: %s", at, why);
+        return -1;
+    }
+    if (cfg->auth_type == AUTH_TYPE_HBA && cfg->auth_hba_file[0] == '\0') {
+        snprintf(err, errlen, "%s: auth_type hba needs auth_hba_file", cfg->path);
+        return -1;
+    }
+    if (cfg->auth_hba_file[0] != '\0' && hba_load(cfg->auth_hba_file, &cfg->hba, why, sizeof(why)) < 0) {
+        where(cfg, ctx->hba_file_line, at, sizeof(at));
+        snprintf(err, errlen, "%sauth_hba_file: %s", at, why);
+        return -1;
+    }
+    tls_settings_t client = tls_settings(&cfg->client_tls);
+    if (client.mode != TLS_DISABLE &&
+        (cfg->client_ctx = tls_server_context(&client, why, sizeof(why))) == NULL) {
+        where(cfg, ctx->client_tls_line, at, sizeof(at));
+        snprintf(err, errlen, "%s%s", at, why);
+        return -1;
+    }
+    tls_settings_t server = tls_settings(&cfg->server_tls);
+    if (server.mode != TLS_DISABLE &&
+        (cfg->server_ctx = tls_client_context(&server, why, sizeof(why))) == NULL) {
+        where(cfg, ctx->server_tls_line, at, sizeof(at));
+        snprintf(err, errlen, "%s%s", at, why);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(const char *path, config_t **out, char *err, size_t errlen)
 {
     load_ctx_t ctx = {0};
@@ -679,6 +804,8 @@ int config_load(const char *path, config_t **out, char *err, size_t errlen)
     if (parse_file(&ctx, err, errlen) != 0)
         goto fail;
     inherit_database_defaults(cfg, ctx.extra);
+    if (load_files(&ctx, err, errlen) != 0)
+        goto fail;
     *out = cfg;
     cfg = NULL;
     rc = 0;
@@ -694,8 +821,112 @@ void config_free(config_t *cfg)
 {
     if (cfg == NULL)
         return;
+    authfile_free(cfg->users);
+    hba_free(cfg->hba);
+    tls_context_free(cfg->client_ctx);
+    tls_context_free(cfg->server_ctx);
     free(cfg->databases);
     free(cfg);
+}
+
+/* The text of a setting's value in cfg, as SHOW CONFIG prints it. */
+static void format_value(const config_t *cfg, const setting_t *s, char *out, size_t len)
+{
+    const char *field = (const char *)cfg + s->offset;
+
+    switch (s->kind) {
+    case VALUE_INT:
+        snprintf(out, len, "%d", *(const int *)(const void *)field);
+        break;
+    case VALUE_TIME: {
+        int64_t ms = *(const int64_t *)(const void *)field;
+        if (ms % 1000 == 0)
+            snprintf(out, len, "%lld", (long long)(ms / 1000));
+        else
+            snprintf(out, len, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+        break;
+    }
+    case VALUE_BOOL:
+    case VALUE_VERBOSE:
+        snprintf(out, len, "%d", *(const bool *)field ? 1 : 0);
+        break;
+    case VALUE_POOL_MODE:
+        snprintf(out, len, "%s", config_pool_mode_name(*(const pool_mode_t *)(const void *)field));
+        break;
+    case VALUE_AUTH_TYPE:
+        snprintf(out, len, "%s", config_auth_type_name(*(const auth_type_t *)(const void *)field));
+        break;
+    case VALUE_TLS_MODE:
+        snprintf(out, len, "%s", tls_mode_name(*(const tls_mode_t *)(const void *)field));
+        break;
+    case VALUE_STRING:
+        snprintf(out, len, "%s", field);
+        break;
+    case VALUE_IGNORED:
+        out[0] = '\0';
+        break;
+    }
+}
+
+void config_show(const config_t *cfg, config_show_fn fn, void *arg)
+{
+    static const char *const fixed[] = {"listen_addr", "listen_port", "workers"};
+    config_t *defaults = calloc(1, sizeof(*defaults));
+    char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
+
+    if (defaults != NULL)
+        set_defaults(defaults);
+    for (size_t i = 0; i < sizeof(pgturbo_settings) / sizeof(pgturbo_settings[0]); i++) {
+        const setting_t *s = &pgturbo_settings[i];
+        bool changeable = true;
+        if (s->kind == VALUE_IGNORED)
+            continue;
+        for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++)
+            if (strcmp(s->key, fixed[k]) == 0)
+                changeable = false;
+        format_value(cfg, s, value, sizeof(value));
+        dflt[0] = '\0';
+        if (defaults != NULL)
+            format_value(defaults, s, dflt, sizeof(dflt));
+        fn(arg, s->key, value, dflt, changeable);
+    }
+    free(defaults);
+}
+
+bool config_list_has(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (const char *p = list; *p != '\0';) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        size_t trimmed = n;
+        while (trimmed > 0 && (p[trimmed - 1] == ' ' || p[trimmed - 1] == '\t'))
+            trimmed--;
+        if (trimmed == len && len > 0 && strncmp(p, name, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+const char *config_auth_type_name(auth_type_t type)
+{
+    switch (type) {
+    case AUTH_TYPE_TRUST:
+        return "trust";
+    case AUTH_TYPE_PLAIN:
+        return "plain";
+    case AUTH_TYPE_MD5:
+        return "md5";
+    case AUTH_TYPE_SCRAM:
+        return "scram-sha-256";
+    case AUTH_TYPE_CERT:
+        return "cert";
+    case AUTH_TYPE_HBA:
+        return "hba";
+    }
+    return "unknown";
 }
 
 const config_database_t *config_find_database(const config_t *cfg, const char *name)

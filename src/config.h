@@ -13,20 +13,47 @@
 #ifndef PGTURBO_CONFIG_H
 #define PGTURBO_CONFIG_H
 
+#include "tls.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct authfile;
+struct hba;
 
 #define CONFIG_NAME_LEN   64 /* NAMEDATALEN: identifiers, including the terminating NUL */
 #define CONFIG_HOST_LEN   256
 #define CONFIG_SECRET_LEN 256
 #define CONFIG_QUERY_LEN  1024
+#define CONFIG_PATH_LEN   4096
+#define CONFIG_LIST_LEN   1024 /* a comma-separated list of names */
 
 typedef enum pool_mode {
     POOL_MODE_SESSION = 0,     /* a server connection for the client's whole session */
     POOL_MODE_TRANSACTION = 1, /* a server connection per transaction */
     POOL_MODE_STATEMENT = 2,   /* a server connection per statement; multi-statement txns refused */
 } pool_mode_t;
+
+/* How clients prove who they are (PgBouncer's auth_type). */
+typedef enum auth_type {
+    AUTH_TYPE_TRUST = 0, /* no password asked */
+    AUTH_TYPE_PLAIN = 1, /* cleartext password, checked against any kind of secret */
+    AUTH_TYPE_MD5 = 2,   /* md5 challenge; SCRAM instead for users whose secret is SCRAM */
+    AUTH_TYPE_SCRAM = 3, /* SCRAM-SHA-256 */
+    AUTH_TYPE_CERT = 4,  /* a TLS client certificate whose CN is the user name */
+    AUTH_TYPE_HBA = 5,   /* per connection, from the first matching line of auth_hba_file */
+} auth_type_t;
+
+/* TLS settings of one side (client_tls_* or server_tls_*). */
+typedef struct config_tls {
+    tls_mode_t sslmode;
+    char cert_file[CONFIG_PATH_LEN];
+    char key_file[CONFIG_PATH_LEN];
+    char ca_file[CONFIG_PATH_LEN];
+    char protocols[CONFIG_NAME_LEN];
+    char ciphers[CONFIG_QUERY_LEN];
+} config_tls_t;
 
 /* One [databases] entry. Fields not given in the entry take the [pgturbo] default. */
 typedef struct config_database {
@@ -44,7 +71,7 @@ typedef struct config_database {
 } config_database_t;
 
 typedef struct config {
-    char path[4096]; /* the file it was loaded from */
+    char path[CONFIG_PATH_LEN]; /* the file it was loaded from */
 
     /* [pgturbo] listening */
     char listen_addr[CONFIG_HOST_LEN]; /* default "127.0.0.1"; "*" = all addresses */
@@ -79,11 +106,30 @@ typedef struct config {
     int64_t shutdown_timeout; /* ms, default 30000: how long SIGTERM waits for transactions */
     int max_packet_size;      /* bytes, default 2147483647 */
 
+    /* [pgturbo] authentication */
+    auth_type_t auth_type;                /* default md5, as PgBouncer */
+    char auth_file[CONFIG_PATH_LEN];      /* PgBouncer's userlist format; empty = none */
+    char auth_hba_file[CONFIG_PATH_LEN];  /* rules for auth_type hba */
+    char auth_query[CONFIG_QUERY_LEN];    /* run as auth_user for users auth_file lacks */
+    char auth_user[CONFIG_NAME_LEN];      /* empty = no auth_query */
+    char admin_users[CONFIG_LIST_LEN];    /* may use every console command */
+    char stats_users[CONFIG_LIST_LEN];    /* may use the console's SHOW commands */
+
+    /* [pgturbo] TLS */
+    config_tls_t client_tls; /* clients to pgturbo; sslmode default disable */
+    config_tls_t server_tls; /* pgturbo to PostgreSQL; sslmode default prefer */
+
     /* [pgturbo] logging */
     bool verbose; /* default false: log every connection and disconnection */
 
     config_database_t *databases; /* [databases] entries in file order */
     int n_databases;
+
+    /* Loaded from the files the settings name, owned by the config. */
+    struct authfile *users; /* auth_file, or NULL */
+    struct hba *hba;        /* auth_hba_file, or NULL */
+    SSL_CTX *client_ctx;    /* for accepting clients; NULL when client_tls_sslmode = disable */
+    SSL_CTX *server_ctx;    /* for connecting to servers; NULL when server_tls_sslmode = disable */
 } config_t;
 
 /*
@@ -103,6 +149,20 @@ void config_free(config_t *cfg);
  * none of that name, or NULL. The result is borrowed from cfg.
  */
 const config_database_t *config_find_database(const config_t *cfg, const char *name);
+
+/*
+ * Calls fn for every [pgturbo] setting pgturbo uses, in the order of the README: its key, its
+ * value in cfg and its default as text, and whether a reload can change it.
+ */
+typedef void (*config_show_fn)(void *arg, const char *key, const char *value,
+                               const char *default_value, bool changeable);
+void config_show(const config_t *cfg, config_show_fn fn, void *arg);
+
+/* Whether name is in the comma-separated list (spaces around names allowed). */
+bool config_list_has(const char *list, const char *name);
+
+/* "trust", "plain", "md5", "scram-sha-256", "cert" or "hba". */
+const char *config_auth_type_name(auth_type_t type);
 
 /* "session", "transaction" or "statement". */
 const char *config_pool_mode_name(pool_mode_t mode);

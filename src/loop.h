@@ -71,4 +71,7 @@ int64_t loop_now(const loop_t *loop);
 /* Monotonic milliseconds, read now. */
 int64_t loop_clock_ms(void);
 
+/* Monotonic microseconds, read now (a vDSO call, no system call). */
+int64_t loop_clock_us(void);
+
 #endif /* PGTURBO_LOOP_H */

@@ -47,17 +47,18 @@ fail:
     return -1;
 }
 
-int net_accept(int lfd, char *peer, size_t peerlen)
+int net_accept(int lfd, struct sockaddr_storage *addr, char *peer, size_t peerlen)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    socklen_t len = sizeof(*addr);
+    memset(addr, 0, sizeof(*addr));
+    int fd = accept4(lfd, (struct sockaddr *)addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return -1;
     tune_tcp(fd);
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)addr;
     char ip[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
-    snprintf(peer, peerlen, "%s:%d", ip, ntohs(sa.sin_port));
+    inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+    snprintf(peer, peerlen, "%s:%d", ip, ntohs(sa->sin_port));
     return fd;
 }
 

@@ -19,8 +19,9 @@
  */
 int net_listen(const char *addr, int port, char *err, size_t errlen);
 
-/* Accepts one connection as a non-blocking, TCP_NODELAY socket; -1 when none (or error). */
-int net_accept(int lfd, char *peer, size_t peerlen);
+/* Accepts one connection as a non-blocking, TCP_NODELAY socket; -1 when none (or error).
+ * The peer's address goes into addr, and as "address:port" text into peer. */
+int net_accept(int lfd, struct sockaddr_storage *addr, char *peer, size_t peerlen);
 
 /*
  * Starts a non-blocking connect to host:port, or to the Unix socket in directory host when

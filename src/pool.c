@@ -66,9 +66,14 @@ pool_t *pool_get(const config_database_t *db, const char *database, const char *
     for (pool = pools; pool != NULL; pool = pool->next)
         if (strcmp(pool->database, database) == 0 && strcmp(pool->user, user) == 0)
             goto done;
+    bool paused = false;
+    for (pool_t *p = pools; p != NULL; p = p->next)
+        if (strcmp(p->database, database) == 0 && atomic_load(&p->paused))
+            paused = true;
     pool = calloc(1, sizeof(*pool) + (size_t)n_workers * sizeof(pool_shard_t));
     if (pool == NULL)
         goto done;
+    atomic_store(&pool->paused, paused);
     snprintf(pool->database, sizeof(pool->database), "%s", database);
     snprintf(pool->user, sizeof(pool->user), "%s", user);
     pthread_mutex_init(&pool->lock, NULL);
@@ -86,6 +91,15 @@ pool_t *pool_get(const config_database_t *db, const char *database, const char *
 done:
     pthread_mutex_unlock(&registry_lock);
     return pool;
+}
+
+void pool_set_scram_keys(pool_t *pool, const uint8_t client_key[32], const uint8_t server_key[32])
+{
+    pthread_mutex_lock(&pool->lock);
+    memcpy(pool->target.client_key, client_key, 32);
+    memcpy(pool->target.server_key, server_key, 32);
+    pool->target.has_keys = true;
+    pthread_mutex_unlock(&pool->lock);
 }
 
 void pool_reload_all(const config_t *cfg)
@@ -114,6 +128,19 @@ void pool_free_all(void)
         free(db_counts);
         db_counts = next;
     }
+}
+
+int pool_pause(const char *database, bool paused)
+{
+    int n = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (pool_t *pool = pools; pool != NULL; pool = pool->next)
+        if (database == NULL || strcmp(pool->database, database) == 0) {
+            atomic_store(&pool->paused, paused);
+            n++;
+        }
+    pthread_mutex_unlock(&registry_lock);
+    return n;
 }
 
 void pool_foreach(void (*fn)(pool_t *pool, void *arg), void *arg)
@@ -314,12 +341,14 @@ server_t *pool_acquire(pool_t *pool, client_t *c)
     worker_t *w = c->worker;
     pool_shard_t *sh = &pool->shards[w->id];
     server_t *s = sh->idle;
-    if (s != NULL && sh->wait_head == NULL) {
+    bool paused = atomic_load_explicit(&pool->paused, memory_order_relaxed);
+    if (s != NULL && sh->wait_head == NULL && !paused) {
         pool_remove_idle(s);
         return s;
     }
     enqueue(sh, c, loop_now(w->loop));
-    grow(pool, w);
+    if (!paused)
+        grow(pool, w);
     return NULL;
 }
 
@@ -375,10 +404,14 @@ void pool_release(server_t *s)
         server_close(s, "server_lifetime reached");
         return;
     }
+    if (atomic_load_explicit(&pool->paused, memory_order_relaxed)) {
+        push_idle(s);
+        return;
+    }
     client_t *c;
     while ((c = sh->wait_head) != NULL) {
-        unlink_waiter(sh, c);
-        c->state = CLIENT_IDLE;
+        pool_unqueue(pool, c);
+        sh->wait_time_us += (uint64_t)(loop_now(w->loop) - c->wait_since) * 1000;
         if (client_take_server(c, s))
             return;
     }
@@ -465,6 +498,13 @@ void pool_maintain(pool_t *pool, worker_t *w)
     if (atomic_load_explicit(&pool->has_welcome, memory_order_acquire))
         welcome_waiters(pool, sh);
     close_idle_servers(pool, sh, cfg, now);
+    if (atomic_load(&pool->paused))
+        return;
+    while (sh->wait_head != NULL && sh->idle != NULL) { /* resumed: serve who waited */
+        server_t *s = sh->idle;
+        pool_remove_idle(s);
+        pool_release(s);
+    }
     if (sh->wait_head != NULL) {
         if (now - sh->wait_head->wait_since > cfg->reserve_pool_timeout && sh->n_connecting == 0 &&
             open_server(pool, w, true))

@@ -35,6 +35,10 @@ typedef struct pool_shard {
     int n_connecting;      /* of which still connecting or logging in */
     _Atomic int n_idle;    /* read by other workers deciding whom to ask */
     _Atomic int n_waiting; /* read by other workers deciding where to send */
+    /* Counters for the console's SHOW STATS, touched only by the shard's worker. */
+    uint64_t xact_count, query_count;
+    uint64_t bytes_received, bytes_sent; /* from and to clients */
+    uint64_t xact_time_us, query_time_us, wait_time_us;
 } pool_shard_t;
 
 /* Connection settings of a pool, copied from its [databases] entry. */
@@ -44,6 +48,8 @@ typedef struct pool_target {
     char dbname[CONFIG_NAME_LEN];
     char user[CONFIG_NAME_LEN];
     char password[CONFIG_SECRET_LEN];
+    bool has_keys; /* SCRAM keys a client proved (pass-through), for lack of a password */
+    uint8_t client_key[32], server_key[32];
 } pool_target_t;
 
 typedef struct pool {
@@ -59,6 +65,7 @@ typedef struct pool {
     _Atomic int n_servers;   /* over all workers */
     _Atomic int *db_servers; /* shared by the pools of one database */
     _Atomic bool has_welcome;
+    _Atomic bool paused; /* PAUSE or KILL from the console: no server is handed out */
     buf_t welcome; /* ParameterStatus messages of a fresh server; immutable once set */
     struct prepared_cache *known; /* statements some server prepared without error; under lock */
     params_t defaults;            /* tracked parameters of a fresh server */
@@ -71,6 +78,9 @@ typedef struct pool {
  * pool_free_all(). NULL when memory runs out.
  */
 pool_t *pool_get(const config_database_t *db, const char *database, const char *user);
+
+/* Keeps the SCRAM keys a client of the pool proved, to log in to PostgreSQL with them. */
+void pool_set_scram_keys(pool_t *pool, const uint8_t client_key[32], const uint8_t server_key[32]);
 
 /* Applies a reloaded config's sizes and targets to every existing pool. */
 void pool_reload_all(const config_t *cfg);
@@ -124,6 +134,14 @@ bool pool_statement_known(pool_t *pool, uint64_t hash);
 
 /* Records that a server prepared the statement with this hash without error. */
 void pool_statement_learned(pool_t *pool, uint64_t hash);
+
+/*
+ * Pauses or resumes the pools of database (every pool when database is NULL): a paused pool
+ * keeps its clients waiting instead of handing them servers; on resume the workers serve
+ * them from their next tick. Pools made later for a paused database start paused. Returns
+ * how many pools it changed.
+ */
+int pool_pause(const char *database, bool paused);
 
 /* Calls fn for every pool. */
 void pool_foreach(void (*fn)(pool_t *pool, void *arg), void *arg);

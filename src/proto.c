@@ -265,6 +265,52 @@ int proto_build_auth_ok(buf_t *b)
     return 0;
 }
 
+int proto_build_auth_request(buf_t *b, int32_t code, const void *data, size_t n)
+{
+    uint32_t mark;
+    if (proto_begin(b, 'R' /* Authentication* */, &mark) < 0 || proto_put_int32(b, code) < 0 ||
+        proto_put_bytes(b, data, n) < 0)
+        return -1;
+    proto_end(b, mark);
+    return 0;
+}
+
+int proto_build_row_description(buf_t *b, int n, const char *const *names, const uint32_t *types)
+{
+    uint32_t mark;
+    if (proto_begin(b, 'T' /* RowDescription */, &mark) < 0 || proto_put_int16(b, (int16_t)n) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int16_t size = types[i] == PROTO_OID_INT8 ? 8 : -1;
+        if (proto_put_string(b, names[i]) < 0 || proto_put_int32(b, 0) < 0 ||
+            proto_put_int16(b, 0) < 0 || proto_put_int32(b, (int32_t)types[i]) < 0 ||
+            proto_put_int16(b, size) < 0 || proto_put_int32(b, -1) < 0 ||
+            proto_put_int16(b, 0) < 0)
+            return -1;
+    }
+    proto_end(b, mark);
+    return 0;
+}
+
+int proto_build_data_row(buf_t *b, int n, const char *const *values)
+{
+    uint32_t mark;
+    if (proto_begin(b, 'D' /* DataRow */, &mark) < 0 || proto_put_int16(b, (int16_t)n) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (values[i] == NULL) {
+            if (proto_put_int32(b, -1) < 0)
+                return -1;
+            continue;
+        }
+        size_t len = strlen(values[i]);
+        if (proto_put_int32(b, (int32_t)len) < 0 || proto_put_bytes(b, values[i], len) < 0)
+            return -1;
+    }
+    proto_end(b, mark);
+    return 0;
+}
+
 int proto_build_parameter_status(buf_t *b, const char *name, const char *value)
 {
     uint32_t mark;

@@ -127,6 +127,20 @@ proto_build_error(buf_t *b, const char *severity, const char *sqlstate, const ch
 __attribute__((warn_unused_result)) int proto_build_notice(buf_t *b, const char *sqlstate,
                                                            const char *message);
 __attribute__((warn_unused_result)) int proto_build_auth_ok(buf_t *b);
+/* An Authentication request: code (3 cleartext, 5 md5, 10 SASL, 11 SASLContinue, 12 SASLFinal)
+ * followed by n bytes of data (the md5 salt, the mechanism list, the SCRAM message). */
+__attribute__((warn_unused_result)) int proto_build_auth_request(buf_t *b, int32_t code,
+                                                                 const void *data, size_t n);
+/* Type OIDs the console's result sets use. */
+#define PROTO_OID_INT8 20
+#define PROTO_OID_TEXT 25
+/* RowDescription of n text-format columns with these names and type OIDs. */
+__attribute__((warn_unused_result)) int proto_build_row_description(buf_t *b, int n,
+                                                                    const char *const *names,
+                                                                    const uint32_t *types);
+/* DataRow of n text values; a NULL value is SQL NULL. */
+__attribute__((warn_unused_result)) int proto_build_data_row(buf_t *b, int n,
+                                                             const char *const *values);
 __attribute__((warn_unused_result)) int proto_build_parameter_status(buf_t *b, const char *name,
                                                                      const char *value);
 __attribute__((warn_unused_result)) int proto_build_backend_key(buf_t *b, int32_t pid, int32_t key);

@@ -8,12 +8,14 @@
  */
 #include "server.h"
 
+#include "authfile.h"
 #include "client.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
 #include "proto.h"
 #include "scram.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <stdatomic.h>
@@ -31,12 +33,23 @@ static _Atomic int next_server_id;
 static void on_io(void *arg, int events);
 static void handle_input(server_t *s);
 
+static ssize_t io_read(server_t *s, void *p, size_t n)
+{
+    return s->ssl != NULL ? tls_read(s->ssl, p, n) : net_read(s->fd, p, n);
+}
+
+static ssize_t io_write(server_t *s, const void *p, size_t n)
+{
+    return s->ssl != NULL ? tls_write(s->ssl, p, n) : net_write(s->fd, p, n);
+}
+
 static void update_watch(server_t *s)
 {
     if (s->state == SERVER_CLOSED)
         return;
     int mask = s->reading_paused ? 0 : LOOP_READ;
-    if (buf_len(&s->out) > 0 || s->state == SERVER_CONNECTING)
+    bool connecting = s->state == SERVER_CONNECTING && !s->tls_requested && !s->tls_handshaking;
+    if (buf_len(&s->out) > 0 || connecting || s->tls_want_write)
         mask |= LOOP_WRITE;
     if (loop_watch(s->worker->loop, &s->io, mask) < 0)
         server_close(s, "epoll_ctl failed");
@@ -109,6 +122,7 @@ void server_free(server_t *s)
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->welcome);
+    tls_free(s->ssl);
     free(s->scram);
     prepared_cache_free(s->prepared);
     free(s->pending);
@@ -117,8 +131,8 @@ void server_free(server_t *s)
 
 int server_flush(server_t *s)
 {
-    while (buf_len(&s->out) > 0) {
-        ssize_t n = net_write(s->fd, buf_head(&s->out), buf_len(&s->out));
+    while (buf_len(&s->out) > 0 && !s->tls_handshaking) {
+        ssize_t n = io_write(s, buf_head(&s->out), buf_len(&s->out));
         if (n == NET_AGAIN)
             break;
         if (n < 0) {
@@ -174,6 +188,11 @@ int server_expect(server_t *s, pending_kind_t kind, bool swallow, uint64_t hash)
         s->pending = p;
         s->pend_cap = cap;
         s->pend_head = 0;
+    }
+    if (s->pend_count == 0 && !swallow) {
+        s->query_started_us = loop_clock_us();
+        if (s->txn_status == 'I')
+            s->xact_started_us = s->query_started_us;
     }
     pending_t *e = &s->pending[(s->pend_head + s->pend_count) % s->pend_cap];
     e->kind = (uint8_t)kind;
@@ -282,7 +301,75 @@ static bool sasl_data(proto_reader_t *r, char *out, size_t outlen)
     return true;
 }
 
-/* Answers an authentication request of PostgreSQL with the [databases] entry's password. */
+/* What pgturbo can prove itself with when PostgreSQL asks for a password. */
+typedef struct credentials {
+    const char *password;   /* plain: from [databases], or a plain auth_file secret */
+    const char *md5_secret; /* an auth_file "md5..." secret (answers md5 only) */
+    const pool_target_t *t; /* SCRAM keys a client proved, when t->has_keys */
+} credentials_t;
+
+static credentials_t find_credentials(const server_t *s, const pool_target_t *t, const char *user)
+{
+    credentials_t cr = {.password = t->password[0] != '\0' ? t->password : NULL, .t = t};
+    const authfile_t *users = s->worker->cfg->users;
+    const char *secret = users != NULL ? authfile_lookup(users, user) : NULL;
+    if (cr.password == NULL && secret != NULL) {
+        auth_secret_kind_t kind = authfile_secret_kind(secret);
+        if (kind == AUTH_SECRET_PLAIN)
+            cr.password = secret;
+        else if (kind == AUTH_SECRET_MD5)
+            cr.md5_secret = secret;
+    }
+    return cr;
+}
+
+static int answer_md5(server_t *s, const credentials_t *cr, const char *user, proto_reader_t *r)
+{
+    char msg[36];
+    const uint8_t *salt = proto_get_bytes(r, 4);
+    if (!proto_reader_ok(r))
+        return -1;
+    int rc = cr->password != NULL ? scram_md5_password(user, cr->password, salt, msg)
+                                  : scram_md5_salted(cr->md5_secret, salt, msg);
+    return rc < 0 ? -1 : send_password_message(s, NULL, msg, strlen(msg) + 1);
+}
+
+static int answer_sasl(server_t *s, proto_reader_t *r)
+{
+    char msg[SCRAM_MESSAGE_MAX];
+    const char *mech = proto_get_string(r);
+    while (proto_reader_ok(r) && mech[0] != '\0' && strcmp(mech, "SCRAM-SHA-256") != 0)
+        mech = proto_get_string(r);
+    if (!proto_reader_ok(r) || mech[0] == '\0') {
+        auth_failed(s, "28000", "the server offers no SASL mechanism pgturbo knows");
+        return 0;
+    }
+    s->scram = malloc(sizeof(*s->scram));
+    int n = s->scram ? scram_client_first(s->scram, "", NULL, msg, sizeof(msg)) : -1;
+    return n < 0 ? -1 : send_password_message(s, mech, msg, (size_t)n);
+}
+
+static int answer_sasl_continue(server_t *s, const credentials_t *cr, proto_reader_t *r)
+{
+    char msg[SCRAM_MESSAGE_MAX], in[SCRAM_MESSAGE_MAX];
+    const char *why = "SCRAM exchange failed";
+    int n = -1;
+    if (s->scram != NULL && sasl_data(r, in, sizeof(in)))
+        n = cr->password != NULL
+                ? scram_client_final(s->scram, cr->password, in, msg, sizeof(msg), &why)
+                : scram_client_final_keys(s->scram, cr->t->client_key, cr->t->server_key, in,
+                                          msg, sizeof(msg), &why);
+    if (n < 0) {
+        auth_failed(s, "08P01", why);
+        return 0;
+    }
+    return send_password_message(s, NULL, msg, (size_t)n);
+}
+
+/*
+ * Answers an authentication request of PostgreSQL: with the [databases] entry's password,
+ * else the user's auth_file secret, else (SCRAM) the keys a client of the pool proved.
+ */
 static void handle_auth(server_t *s, proto_reader_t *r)
 {
     int32_t code = proto_get_int32(r);
@@ -293,42 +380,27 @@ static void handle_auth(server_t *s, proto_reader_t *r)
     t = s->pool->target;
     pthread_mutex_unlock(&s->pool->lock);
     const char *user = t.user[0] ? t.user : s->pool->user;
-    if (t.password[0] == '\0') {
-        auth_failed(s, "28P01", "the server asks for a password and [databases] gives none");
+    credentials_t cr = find_credentials(s, &t, user);
+    bool scram = code == 10 || code == 11 || code == 12;
+    if (cr.password == NULL && !(code == 5 && cr.md5_secret != NULL) && !(scram && t.has_keys)) {
+        auth_failed(s, "28P01", "the server asks for a password and pgturbo has none for this "
+                                "user (password= in [databases], or auth_file)");
         return;
     }
-    char msg[SCRAM_MESSAGE_MAX], in[SCRAM_MESSAGE_MAX];
-    const char *why = "SCRAM exchange failed";
-    int n, rc = 0;
+    char in[SCRAM_MESSAGE_MAX];
+    int rc = 0;
     switch (code) {
     case 3: /* AuthenticationCleartextPassword */
-        rc = send_password_message(s, NULL, t.password, strlen(t.password) + 1);
+        rc = send_password_message(s, NULL, cr.password, strlen(cr.password) + 1);
         break;
     case 5: /* AuthenticationMD5Password */
-        rc = scram_md5_password(user, t.password, proto_get_bytes(r, 4), msg);
-        if (rc == 0 && proto_reader_ok(r))
-            rc = send_password_message(s, NULL, msg, strlen(msg) + 1);
+        rc = answer_md5(s, &cr, user, r);
         break;
-    case 10: { /* AuthenticationSASL: the mechanisms offered */
-        const char *mech = proto_get_string(r);
-        while (proto_reader_ok(r) && mech[0] != '\0' && strcmp(mech, "SCRAM-SHA-256") != 0)
-            mech = proto_get_string(r);
-        if (!proto_reader_ok(r) || mech[0] == '\0') {
-            auth_failed(s, "28000", "the server offers no SASL mechanism pgturbo knows");
-            return;
-        }
-        s->scram = malloc(sizeof(*s->scram));
-        n = s->scram ? scram_client_first(s->scram, "", NULL, msg, sizeof(msg)) : -1;
-        rc = n < 0 ? -1 : send_password_message(s, mech, msg, (size_t)n);
+    case 10: /* AuthenticationSASL: the mechanisms offered */
+        rc = answer_sasl(s, r);
         break;
-    }
     case 11: /* AuthenticationSASLContinue: the server-first message */
-        if (s->scram == NULL || !sasl_data(r, in, sizeof(in)) ||
-            (n = scram_client_final(s->scram, t.password, in, msg, sizeof(msg), &why)) < 0) {
-            auth_failed(s, "08P01", why);
-            return;
-        }
-        rc = send_password_message(s, NULL, msg, (size_t)n);
+        rc = answer_sasl_continue(s, &cr, r);
         break;
     case 12: /* AuthenticationSASLFinal: the server's signature */
         if (s->scram == NULL || !sasl_data(r, in, sizeof(in)) ||
@@ -442,6 +514,23 @@ static void handle_error(server_t *s, const proto_msg_t *m, pending_t *head, boo
     }
 }
 
+/* A ReadyForQuery: the transaction status, and the counters of SHOW STATS. */
+static void count_ready(server_t *s, const proto_msg_t *m, const pending_t *head)
+{
+    s->txn_status = m->body_len > 0 ? (char)m->body[0] : 'I';
+    if (head->swallow)
+        return;
+    pool_shard_t *sh = &s->pool->shards[s->worker->id];
+    int64_t now = loop_clock_us();
+    sh->query_time_us += (uint64_t)(now - s->query_started_us);
+    s->query_started_us = now;
+    if (s->txn_status == 'I') {
+        atomic_fetch_add_explicit(&s->worker->stats.transactions, 1, memory_order_relaxed);
+        sh->xact_count++;
+        sh->xact_time_us += (uint64_t)(now - s->xact_started_us);
+    }
+}
+
 /* A response message while serving: forward or drop it, and pop what it answers. */
 static void handle_response(server_t *s, const proto_msg_t *m)
 {
@@ -456,11 +545,8 @@ static void handle_response(server_t *s, const proto_msg_t *m)
     if (error)
         handle_error(s, m, head, &forward);
     bool terminal = is_terminal(m->type, head);
-    if (m->type == 'Z') {
-        s->txn_status = m->body_len > 0 ? (char)m->body[0] : 'I';
-        if (s->txn_status == 'I' && !head->swallow)
-            atomic_fetch_add_explicit(&s->worker->stats.transactions, 1, memory_order_relaxed);
-    }
+    if (m->type == 'Z')
+        count_ready(s, m, head);
     if (forward)
         to_client(s, m->body - PROTO_HEADER_LEN, m->len);
     if (terminal && m->type == '1' && head->hash != 0)
@@ -597,19 +683,87 @@ static void handle_input(server_t *s)
 
 static void server_read(server_t *s)
 {
-    if (buf_reserve(&s->in, 4096) < 0) {
+    do {
+        if (buf_reserve(&s->in, 4096) < 0) {
+            server_close(s, "out of memory");
+            return;
+        }
+        ssize_t n = io_read(s, buf_tail(&s->in), buf_room(&s->in));
+        if (n == NET_AGAIN)
+            break;
+        if (n <= 0) {
+            server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
+            return;
+        }
+        buf_produce(&s->in, (uint32_t)n);
+    } while (s->ssl != NULL && tls_pending(s->ssl) > 0); /* OpenSSL may hold more */
+    handle_input(s);
+}
+
+/* Whether to ask this server for TLS: server_tls_sslmode prefer or stricter, over TCP. */
+static bool wants_tls(const server_t *s, const char *host)
+{
+    const config_t *cfg = s->worker->cfg;
+    return cfg->server_ctx != NULL && cfg->server_tls.sslmode >= TLS_PREFER && host[0] != '/';
+}
+
+static void start_login(server_t *s)
+{
+    if (send_startup(s) < 0 && s->state != SERVER_CLOSED)
         server_close(s, "out of memory");
+}
+
+static void continue_handshake(server_t *s)
+{
+    char err[256];
+    int rc = tls_handshake(s->ssl, err, sizeof(err));
+    if (rc == TLS_FAILED) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "TLS handshake with the server failed: %s", err);
+        auth_failed(s, "08006", msg);
         return;
     }
-    ssize_t n = net_read(s->fd, buf_tail(&s->in), buf_room(&s->in));
+    s->tls_want_write = rc == TLS_WANT_WRITE;
+    s->tls_handshaking = rc != TLS_DONE;
+    update_watch(s);
+    if (rc == TLS_DONE)
+        start_login(s);
+}
+
+/* Reads PostgreSQL's one-byte answer to the SSLRequest: 'S' starts TLS, 'N' refuses it. */
+static void read_tls_answer(server_t *s)
+{
+    char answer;
+    ssize_t n = net_read(s->fd, &answer, 1);
     if (n == NET_AGAIN)
         return;
     if (n <= 0) {
-        server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
+        server_close(s, "server closed the connection after SSLRequest");
         return;
     }
-    buf_produce(&s->in, (uint32_t)n);
-    handle_input(s);
+    s->tls_requested = false;
+    const config_t *cfg = s->worker->cfg;
+    if (answer == 'N' && cfg->server_tls.sslmode < TLS_REQUIRE) {
+        start_login(s);
+        return;
+    }
+    if (answer != 'S') {
+        auth_failed(s, "08006", answer == 'N' ? "the server does not accept TLS, which "
+                                                "server_tls_sslmode requires"
+                                              : "the server answered SSLRequest wrongly");
+        return;
+    }
+    pool_target_t t;
+    pthread_mutex_lock(&s->pool->lock);
+    t = s->pool->target;
+    pthread_mutex_unlock(&s->pool->lock);
+    s->ssl = tls_connect_new(cfg->server_ctx, s->fd, t.host, cfg->server_tls.sslmode);
+    if (s->ssl == NULL) {
+        server_close(s, "cannot start TLS");
+        return;
+    }
+    s->tls_handshaking = true;
+    continue_handshake(s);
 }
 
 static void finish_connect(server_t *s)
@@ -619,15 +773,34 @@ static void finish_connect(server_t *s)
         server_close(s, strerror(e));
         return;
     }
-    if (send_startup(s) < 0 && s->state != SERVER_CLOSED)
+    pool_target_t t;
+    pthread_mutex_lock(&s->pool->lock);
+    t = s->pool->target;
+    pthread_mutex_unlock(&s->pool->lock);
+    if (!wants_tls(s, t.host)) {
+        start_login(s);
+        return;
+    }
+    /* SSLRequest: length 8, code 1234.5679 */
+    static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    s->tls_requested = true;
+    if (buf_append(&s->out, ssl_request, sizeof(ssl_request)) < 0) {
         server_close(s, "out of memory");
+        return;
+    }
+    server_flush(s);
 }
 
 static void on_io(void *arg, int events)
 {
     server_t *s = arg;
     if (s->state == SERVER_CONNECTING) {
-        finish_connect(s);
+        if (s->tls_handshaking)
+            continue_handshake(s);
+        else if (s->tls_requested)
+            read_tls_answer(s);
+        else
+            finish_connect(s);
         return;
     }
     if ((events & LOOP_WRITE) && server_flush(s) < 0)

@@ -20,6 +20,7 @@
 #include "params.h"
 #include "prepared.h"
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,7 +29,7 @@ struct pool;
 struct worker;
 
 typedef enum server_state {
-    SERVER_CONNECTING, /* TCP connect in progress */
+    SERVER_CONNECTING, /* TCP connect, then TLS negotiation, in progress */
     SERVER_LOGIN,      /* StartupMessage sent, waiting for the first ReadyForQuery */
     SERVER_IDLE,       /* in its pool shard's idle list */
     SERVER_ACTIVE,     /* serving a client, or finishing pgturbo's own requests */
@@ -66,6 +67,10 @@ typedef struct server {
     struct server *next, *prev;           /* worker's list */
     struct server *idle_next, *idle_prev; /* pool shard's idle list */
     buf_t in, out;
+    SSL *ssl;             /* TLS with PostgreSQL; NULL = plain */
+    bool tls_requested;   /* SSLRequest sent, its one-byte answer awaited */
+    bool tls_handshaking; /* TLS handshake under way */
+    bool tls_want_write;  /* the handshake waits for the socket to take more */
     params_t params;    /* session parameters as the server has them */
     pending_t *pending; /* ring of owed responses */
     uint32_t pend_head, pend_count, pend_cap;
@@ -77,6 +82,7 @@ typedef struct server {
     bool stream_forward;        /* whether those bytes go to the client */
     int32_t backend_pid, backend_key;
     int64_t connected_at, idle_since, used_at;
+    int64_t query_started_us, xact_started_us; /* for SHOW STATS: the client's round trip */
     buf_t welcome;              /* ParameterStatus messages seen during login */
     struct scram_client *scram; /* SCRAM exchange state, during login only */
     char fail_sqlstate[6];      /* why login failed, for the clients waiting on it */

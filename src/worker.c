@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "cancel.h"
 #include "client.h"
+#include "console.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -28,6 +29,9 @@ typedef enum mail_kind {
     MAIL_CLOSE,    /* another worker wants an idle server of a pool closed */
     MAIL_CANCEL,   /* a cancel request for a client of this worker */
     MAIL_RELOAD,   /* a new config */
+    MAIL_GATHER,   /* a console request wants this worker's part */
+    MAIL_GATHERED, /* a console request of a client of this worker is complete */
+    MAIL_KILL,     /* close every connection of a database */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
 
@@ -38,12 +42,15 @@ typedef struct mail {
     worker_t *from;
     const config_t *cfg;
     int32_t cancel_pid, cancel_key;
+    struct console_request *request;
+    char database[CONFIG_NAME_LEN];
     struct mail *next;
 } mail_t;
 
 worker_t *workers;
 int n_workers;
 _Atomic int total_clients;
+int64_t worker_started_at;
 
 static void post(worker_t *w, mail_t *m)
 {
@@ -160,6 +167,54 @@ void worker_post_cancel(worker_t *target, int32_t pid, int32_t key)
     post(target, m);
 }
 
+void worker_post_gather(worker_t *target, struct console_request *req)
+{
+    mail_t *m = new_mail(MAIL_GATHER);
+    if (m == NULL) {
+        console_collect(NULL, req); /* counts as answered, with nothing added */
+        return;
+    }
+    m->request = req;
+    post(target, m);
+}
+
+void worker_post_gathered(worker_t *origin, struct console_request *req)
+{
+    mail_t *m = new_mail(MAIL_GATHERED);
+    if (m == NULL)
+        return; /* the console client waits until it times out or leaves */
+    m->request = req;
+    post(origin, m);
+}
+
+void worker_post_kill(worker_t *target, const char *database)
+{
+    mail_t *m = new_mail(MAIL_KILL);
+    if (m == NULL)
+        return;
+    snprintf(m->database, sizeof(m->database), "%s", database);
+    post(target, m);
+}
+
+/* KILL: closes every client and server of the database's pools in this worker. */
+static void kill_database(worker_t *w, const char *database)
+{
+    client_t *c = w->clients;
+    while (c != NULL) {
+        client_t *next = c->next;
+        if (c->pool != NULL && strcmp(c->pool->database, database) == 0)
+            client_close(c, "57P01", "database killed from the admin console");
+        c = next;
+    }
+    server_t *s = w->servers;
+    while (s != NULL) {
+        server_t *next = s->next;
+        if (strcmp(s->pool->database, database) == 0)
+            server_close(s, "database killed from the admin console");
+        s = next;
+    }
+}
+
 /* ---- after each batch: free the dead, send what moves ---- */
 
 static void after_batch(void *arg)
@@ -251,6 +306,15 @@ static void on_mail(void *arg, int events)
         case MAIL_RELOAD:
             w->cfg = m->cfg;
             break;
+        case MAIL_GATHER:
+            console_collect(w, m->request);
+            break;
+        case MAIL_GATHERED:
+            console_deliver(m->request);
+            break;
+        case MAIL_KILL:
+            kill_database(w, m->database);
+            break;
         case MAIL_SHUTDOWN:
             begin_shutdown(w);
             break;
@@ -267,13 +331,14 @@ static void on_accept(void *arg, int events)
     worker_t *w = arg;
     for (int i = 0; i < 64; i++) {
         char peer[NET_ADDR_LEN];
-        int fd = net_accept(w->listen_fd, peer, sizeof(peer));
+        struct sockaddr_storage addr;
+        int fd = net_accept(w->listen_fd, &addr, peer, sizeof(peer));
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 log_error("worker %d: cannot accept: %s", w->id, strerror(errno));
             return;
         }
-        client_accept(w, fd, peer);
+        client_accept(w, fd, &addr, peer);
     }
 }
 
@@ -402,6 +467,7 @@ static void worker_destroy(worker_t *w)
 
 int worker_start_all(const config_t *cfg, int n, char *err, size_t errlen)
 {
+    worker_started_at = loop_clock_ms();
     workers = calloc((size_t)n, sizeof(worker_t));
     if (workers == NULL) {
         snprintf(err, errlen, "out of memory");

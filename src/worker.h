@@ -22,6 +22,7 @@ struct client;
 struct server;
 struct pool;
 struct cancel_conn;
+struct console_request;
 
 /* Counters of one worker, summed when read. Written only by the worker's own thread. */
 typedef struct worker_stats {
@@ -62,6 +63,9 @@ extern int n_workers;
 /* Clients connected over all workers, for max_client_conn. */
 extern _Atomic int total_clients;
 
+/* When the workers started (monotonic ms), for per-second averages. */
+extern int64_t worker_started_at;
+
 /*
  * Creates n workers listening on cfg's address, each with its own SO_REUSEPORT socket, and
  * starts their threads. Returns 0, or -1 with a message in err (nothing left running).
@@ -90,6 +94,15 @@ void worker_request_close(worker_t *self, struct pool *pool, worker_t *target);
 
 /* Hands a cancel request for (pid, key) to worker target, which owns that client. */
 void worker_post_cancel(worker_t *target, int32_t pid, int32_t key);
+
+/* Asks worker target to add its part to a console request (console_collect). */
+void worker_post_gather(worker_t *target, struct console_request *req);
+
+/* Hands a console request whose every part is in back to the worker of its client. */
+void worker_post_gathered(worker_t *origin, struct console_request *req);
+
+/* Tells worker target to close every client and server connection of database (KILL). */
+void worker_post_kill(worker_t *target, const char *database);
 
 /* Links and unlinks connections in the worker's lists. */
 void worker_add_client(worker_t *w, struct client *c);

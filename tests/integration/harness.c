@@ -240,6 +240,7 @@ static void write_ini(const pgturbo_proc_t *p, const char *extra_pgturbo,
             "listen_addr = 127.0.0.1\n"
             "listen_port = %d\n"
             "workers = 2\n"
+            "auth_type = trust\n"
             "%s\n",
             pg, pg, extra_databases ? extra_databases : "", p->port,
             extra_pgturbo ? extra_pgturbo : "");

@@ -105,7 +105,7 @@ static void test_missing_password_is_refused(void **state)
     PGconn *c = harness_try_connect(p.port, "target", NULL);
     assert_int_equal(PQstatus(c), CONNECTION_BAD);
     assert_non_null(
-        strstr(PQerrorMessage(c), "the server asks for a password and [databases] gives none"));
+        strstr(PQerrorMessage(c), "the server asks for a password and pgturbo has none"));
     PQfinish(c);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
