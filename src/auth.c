@@ -149,7 +149,7 @@ auth_result_t auth_begin(client_t *c)
     case HBA_TRUST:
         return AUTH_OK;
     case HBA_REJECT: {
-        char msg[256];
+        char msg[320];
         snprintf(msg, sizeof(msg),
                  "no auth_hba_file line allows host \"%s\", user \"%s\", database \"%s\", %s",
                  c->peer, c->user, c->database, c->ssl != NULL ? "TLS on" : "TLS off");

@@ -243,7 +243,7 @@ typedef struct server_first {
 static bool read_server_first(const scram_client_t *sc, const char *server_first,
                               server_first_t *sf, const char **why)
 {
-    size_t salt_len, iter_len;
+    size_t salt_len = 0, iter_len = 0;
     const char *salt64 = attribute(server_first, 's', &salt_len);
     const char *iter = attribute(server_first, 'i', &iter_len);
     sf->nonce = attribute(server_first, 'r', &sf->nonce_len);

@@ -817,6 +817,7 @@ int server_link(server_t *s, client_t *c)
     int64_t now = loop_now(s->worker->loop);
     s->client = c;
     s->state = SERVER_ACTIVE;
+    s->query_started_us = s->xact_started_us = loop_clock_us();
     if (cfg->server_check_query[0] != '\0' && now - s->idle_since >= cfg->server_check_delay &&
         server_run_query(s, cfg->server_check_query) < 0)
         return -1;

@@ -86,7 +86,7 @@ typedef struct server {
     buf_t welcome;              /* ParameterStatus messages seen during login */
     struct scram_client *scram; /* SCRAM exchange state, during login only */
     char fail_sqlstate[6];      /* why login failed, for the clients waiting on it */
-    char fail_message[256];
+    char fail_message[320];
 } server_t;
 
 #define server_log(level, s, fmt, ...)                                                             \

@@ -13,7 +13,8 @@
  * As PostgreSQL does, contexts turn off session tickets and resumption, compression and
  * renegotiation. OpenSSL never reads ahead of the record it decrypts, so bytes still in the
  * socket keep it readable for a level-triggered epoll; bytes already decrypted but not yet
- * returned do not, and tls_pending counts them.
+ * returned do not, and tls_pending counts them. OpenSSL writes to the socket with write(2),
+ * so the process must block or ignore SIGPIPE.
  */
 #ifndef PGTURBO_TLS_H
 #define PGTURBO_TLS_H
@@ -114,9 +115,11 @@ __attribute__((warn_unused_result)) SSL *tls_connect_new(SSL_CTX *ctx, int fd, c
 
 /*
  * Advances the handshake as far as the socket allows. On TLS_FAILED err says why: the
- * certificate check that failed ("server certificate verify failed: hostname mismatch"), "peer
- * closed the connection during the TLS handshake", or OpenSSL's reason ("unsupported
- * protocol", "peer did not return a certificate", "tlsv1 alert unknown ca" ...).
+ * certificate check that failed ("server certificate verify failed: hostname mismatch:
+ * \"db.example.com\"", "client certificate verify failed: unable to get local issuer
+ * certificate"), "peer closed the connection during the TLS handshake" (also when it shows as
+ * a reset), or OpenSSL's reason ("unsupported protocol", "peer did not return a certificate",
+ * "tlsv1 alert unknown ca" ...).
  * In TLS 1.3 the client finishes before the server has checked its certificate: a client
  * certificate the server refuses shows on the client as TLS_DONE, then NET_ERROR on reading.
  */
@@ -125,8 +128,8 @@ __attribute__((warn_unused_result)) int tls_handshake(SSL *ssl, char *err, size_
 /*
  * Reads up to n decrypted bytes into p, once the handshake is done. Returns the bytes read, 0
  * at the end of the stream (close_notify, or the socket closed without one: the PostgreSQL
- * protocol frames its messages, so a truncation shows there), NET_AGAIN when it would block (on
- * either direction of the socket: watch both until a read succeeds), or NET_ERROR.
+ * protocol frames its messages, so a truncation shows there), NET_AGAIN when it would block,
+ * or NET_ERROR (also when the peer refused the handshake after this end finished it).
  * After a read, more bytes may be waiting in OpenSSL rather than in the socket: read again
  * while tls_pending says so.
  */
