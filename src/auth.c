@@ -6,6 +6,7 @@
 #include "auth.h"
 
 #include "authfile.h"
+#include "authquery.h"
 #include "client.h"
 #include "config.h"
 #include "hba.h"
@@ -31,6 +32,8 @@ typedef enum auth_step {
 
 struct auth_state {
     auth_step_t step;
+    hba_method_t method;
+    authquery_request_t *lookup; /* the auth_query under way, or NULL */
     bool known;                  /* the user has a secret the method can check */
     bool has_keys;               /* a SCRAM login proved the keys below */
     char secret[AUTHFILE_SECRET_MAX + 1];
@@ -141,6 +144,32 @@ static auth_result_t start_exchange(client_t *c, hba_method_t method)
     return send_request(c, 10 /* AuthenticationSASL */, mechanisms, sizeof(mechanisms));
 }
 
+/* Asks auth_query for the user's secret, as auth_user on the client's database. */
+static auth_result_t start_lookup(client_t *c)
+{
+    const config_t *cfg = c->worker->cfg;
+    const config_database_t *db = c->db;
+    authquery_request_t *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return fail(c, "53200", "out of memory");
+    req->worker = c->worker;
+    req->client = c;
+    snprintf(req->user, sizeof(req->user), "%s", c->user);
+    snprintf(req->host, sizeof(req->host), "%s", db->host);
+    req->port = db->port;
+    snprintf(req->dbname, sizeof(req->dbname), "%s", db->dbname[0] != '\0' ? db->dbname : c->database);
+    snprintf(req->auth_user, sizeof(req->auth_user), "%s", cfg->auth_user);
+    const char *own = cfg->users != NULL ? authfile_lookup(cfg->users, cfg->auth_user) : NULL;
+    bool plain = own != NULL && authfile_secret_kind(own) == AUTH_SECRET_PLAIN;
+    snprintf(req->password, sizeof(req->password), "%s", plain ? own : db->password);
+    snprintf(req->sslmode, sizeof(req->sslmode), "%s", tls_mode_name(cfg->server_tls.sslmode));
+    snprintf(req->sslrootcert, sizeof(req->sslrootcert), "%s", cfg->server_tls.ca_file);
+    snprintf(req->query, sizeof(req->query), "%s", cfg->auth_query);
+    c->auth->lookup = req;
+    authquery_submit(req);
+    return AUTH_WAIT;
+}
+
 auth_result_t auth_begin(client_t *c)
 {
     c->state = CLIENT_AUTH;
@@ -165,13 +194,33 @@ auth_result_t auth_begin(client_t *c)
     c->auth = calloc(1, sizeof(*c->auth));
     if (c->auth == NULL)
         return fail(c, "53200", "out of memory");
-    const authfile_t *users = c->worker->cfg->users;
-    const char *secret = users != NULL ? authfile_lookup(users, c->user) : NULL;
+    c->auth->method = method;
+    const config_t *cfg = c->worker->cfg;
+    const char *secret = cfg->users != NULL ? authfile_lookup(cfg->users, c->user) : NULL;
     if (secret != NULL) {
         c->auth->known = true;
         snprintf(c->auth->secret, sizeof(c->auth->secret), "%s", secret);
+    } else if (cfg->auth_user[0] != '\0' && c->db != NULL) {
+        return start_lookup(c);
     }
     return start_exchange(c, method);
+}
+
+void auth_lookup_done(client_t *c, const authquery_request_t *req)
+{
+    struct auth_state *a = c->auth;
+    if (a == NULL || a->lookup != req)
+        return;
+    a->lookup = NULL;
+    if (req->error[0] != '\0') {
+        fail(c, "28000", "auth_query failed (pgturbo's log says why)");
+        return;
+    }
+    if (req->found) {
+        a->known = true;
+        snprintf(a->secret, sizeof(a->secret), "%s", req->secret);
+    }
+    start_exchange(c, a->method);
 }
 
 /* Compares two strings in time that depends only on their lengths. */
@@ -309,6 +358,8 @@ void auth_free(client_t *c)
 {
     if (c->auth == NULL)
         return;
+    if (c->auth->lookup != NULL)
+        c->auth->lookup->client = NULL; /* the answer finds no one */
     OPENSSL_cleanse(c->auth, sizeof(*c->auth));
     free(c->auth);
     c->auth = NULL;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct authquery_request;
 struct client;
 
 /* The longest message accepted from a client while it authenticates. */
@@ -42,6 +43,9 @@ auth_result_t auth_handle(struct client *c, const proto_msg_t *m);
  */
 bool auth_scram_keys(const struct client *c, uint8_t client_key[SCRAM_KEY_LEN],
                      uint8_t server_key[SCRAM_KEY_LEN]);
+
+/* The auth_query answer for c arrived (in c's worker): the exchange starts, or c fails. */
+void auth_lookup_done(struct client *c, const struct authquery_request *req);
 
 /* Frees c's exchange state; a no-op when there is none. */
 void auth_free(struct client *c);

@@ -7,6 +7,7 @@
  */
 #include "serve.h"
 
+#include "authquery.h"
 #include "cancel.h"
 #include "config.h"
 #include "log.h"
@@ -95,6 +96,13 @@ int serve_run(const char *path)
         config_free(cfg);
         return 1;
     }
+    if (authquery_start() < 0) {
+        fprintf(stderr, "pgturbo: cannot start the auth_query thread\n");
+        worker_shutdown_all();
+        worker_free_all();
+        config_free(cfg);
+        return 1;
+    }
     log_info("pgturbo listening on %s:%d with %d workers, pool_mode %s", cfg->listen_addr,
              cfg->listen_port, n, config_pool_mode_name(cfg->pool_mode));
 
@@ -111,6 +119,7 @@ int serve_run(const char *path)
     log_info("shutting down: waiting up to %lld ms for transactions to finish",
              (long long)cfg->shutdown_timeout);
     worker_shutdown_all();
+    authquery_stop();
     log_summary();
     worker_free_all();
     pool_free_all();

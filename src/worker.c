@@ -4,6 +4,7 @@
  */
 #include "worker.h"
 
+#include "authquery.h"
 #include "buf.h"
 #include "cancel.h"
 #include "client.h"
@@ -32,6 +33,7 @@ typedef enum mail_kind {
     MAIL_GATHER,   /* a console request wants this worker's part */
     MAIL_GATHERED, /* a console request of a client of this worker is complete */
     MAIL_KILL,     /* close every connection of a database */
+    MAIL_AUTH,     /* an auth_query answer for a client of this worker */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
 
@@ -43,6 +45,7 @@ typedef struct mail {
     const config_t *cfg;
     int32_t cancel_pid, cancel_key;
     struct console_request *request;
+    struct authquery_request *auth;
     char database[CONFIG_NAME_LEN];
     struct mail *next;
 } mail_t;
@@ -187,6 +190,17 @@ void worker_post_gathered(worker_t *origin, struct console_request *req)
     post(origin, m);
 }
 
+void worker_post_auth_answer(worker_t *target, struct authquery_request *req)
+{
+    mail_t *m = new_mail(MAIL_AUTH);
+    if (m == NULL) {
+        free(req); /* the client waits until client_login_timeout */
+        return;
+    }
+    m->auth = req;
+    post(target, m);
+}
+
 void worker_post_kill(worker_t *target, const char *database)
 {
     mail_t *m = new_mail(MAIL_KILL);
@@ -314,6 +328,9 @@ static void on_mail(void *arg, int events)
             break;
         case MAIL_KILL:
             kill_database(w, m->database);
+            break;
+        case MAIL_AUTH:
+            authquery_answered(m->auth);
             break;
         case MAIL_SHUTDOWN:
             begin_shutdown(w);
@@ -457,6 +474,8 @@ static void worker_destroy(worker_t *w)
         if (m->kind == MAIL_SERVER) {
             close(m->server->fd);
             server_free(m->server);
+        } else if (m->kind == MAIL_AUTH) {
+            free(m->auth);
         }
         free(m);
         m = next;

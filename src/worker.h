@@ -23,6 +23,7 @@ struct server;
 struct pool;
 struct cancel_conn;
 struct console_request;
+struct authquery_request;
 
 /* Counters of one worker, summed when read. Written only by the worker's own thread. */
 typedef struct worker_stats {
@@ -100,6 +101,9 @@ void worker_post_gather(worker_t *target, struct console_request *req);
 
 /* Hands a console request whose every part is in back to the worker of its client. */
 void worker_post_gathered(worker_t *origin, struct console_request *req);
+
+/* Hands an auth_query answer to the worker of the client that asked. */
+void worker_post_auth_answer(worker_t *target, struct authquery_request *req);
 
 /* Tells worker target to close every client and server connection of database (KILL). */
 void worker_post_kill(worker_t *target, const char *database);
