@@ -243,6 +243,7 @@ static int check_startup(client_t *c, const proto_startup_t *st)
 void client_authenticated(client_t *c)
 {
     if (console_is_database(c->database)) {
+        auth_free(c);
         if (!console_allows(c, &c->console_admin)) {
             client_close(c, "42501", "not allowed to use the admin console (user is in neither "
                                      "admin_users nor stats_users)");
