@@ -598,6 +598,18 @@ void console_deliver(struct console_request *req)
     request_free(req);
 }
 
+void console_abandon(struct console_request *req, bool gathered)
+{
+    if (!gathered) {
+        pthread_mutex_lock(&req->lock);
+        bool last = --req->pending == 0;
+        pthread_mutex_unlock(&req->lock);
+        if (!last)
+            return;
+    }
+    request_free(req);
+}
+
 void console_client_closed(client_t *c)
 {
     if (c->console_req != NULL)
@@ -679,15 +691,52 @@ static void show_version(client_t *c)
     finish(c, rc, "SHOW");
 }
 
+typedef struct pool_search {
+    const char *database;
+    bool found;
+} pool_search_t;
+
+static void match_pool(pool_t *pool, void *arg)
+{
+    pool_search_t *q = arg;
+    if (strcmp(pool->database, q->database) == 0)
+        q->found = true;
+}
+
+/*
+ * Whether PAUSE, RESUME and KILL may name database: it has a [databases] entry of its own, or
+ * clients reached it through "*" (it has a pool). As in PgBouncer, a name that only "*" would
+ * accept is no database yet.
+ */
+static bool database_known(const client_t *c, const char *database)
+{
+    const config_database_t *db = config_find_database(c->worker->cfg, database);
+    if (db != NULL && strcmp(db->name, database) == 0)
+        return true;
+    pool_search_t q = {database, false};
+    pool_foreach(match_pool, &q);
+    return q.found;
+}
+
+/* Refuses with 3D000 and returns false when database is unknown (see database_known). */
+static bool check_database(client_t *c, const char *database)
+{
+    if (database_known(c, database))
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "no such database: %s", database);
+    refuse(c, "3D000", msg);
+    return false;
+}
+
 static void pause_resume(client_t *c, const char *database, bool pause, const char *tag)
 {
-    if (database != NULL && config_find_database(c->worker->cfg, database) == NULL) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "no such database: %s", database);
-        refuse(c, "3D000", msg);
+    if (database != NULL && !check_database(c, database))
+        return;
+    if (pool_pause(database, pause) < 0) {
+        refuse(c, "53200", "out of memory");
         return;
     }
-    pool_pause(database, pause);
     log_info("admin console: %s %s by %s", tag, database != NULL ? database : "all databases",
              c->user);
     finish(c, 0, tag);
@@ -695,13 +744,12 @@ static void pause_resume(client_t *c, const char *database, bool pause, const ch
 
 static void kill_database(client_t *c, const char *database)
 {
-    if (config_find_database(c->worker->cfg, database) == NULL) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "no such database: %s", database);
-        refuse(c, "3D000", msg);
+    if (!check_database(c, database))
+        return;
+    if (pool_pause(database, true) < 0) {
+        refuse(c, "53200", "out of memory");
         return;
     }
-    pool_pause(database, true);
     for (int i = 0; i < n_workers; i++)
         worker_post_kill(&workers[i], database);
     log_info("admin console: KILL %s by %s", database, c->user);

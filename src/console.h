@@ -42,6 +42,12 @@ void console_collect(struct worker *w, struct console_request *req);
 /* In the console client's worker: every worker answered; sends the result and frees req. */
 void console_deliver(struct console_request *req);
 
+/*
+ * At exit, for a request still in a stopped worker's mailbox: gathered (its answer was on the
+ * way back) or not (this worker's part was never added). Frees it once nobody else holds it.
+ */
+void console_abandon(struct console_request *req, bool gathered);
+
 /* The console client closes: a request in flight will find no one to answer. */
 void console_client_closed(struct client *c);
 

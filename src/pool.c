@@ -14,10 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Server connections per database name, for max_db_connections. */
+/* Per database name: server connections, for max_db_connections, and whether it is paused. */
 typedef struct db_count {
     char name[CONFIG_NAME_LEN];
     _Atomic int n;
+    bool paused; /* by PAUSE or KILL, so that pools made later start paused; under registry_lock */
     struct db_count *next;
 } db_count_t;
 
@@ -27,19 +28,22 @@ typedef struct db_count {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pool_t *pools;
 static db_count_t *db_counts;
+static bool all_paused; /* PAUSE without a database: names seen later start paused too */
 
-static _Atomic int *db_counter(const char *name)
+/* The entry of database name, made on first use; NULL when memory runs out. */
+static db_count_t *db_entry(const char *name)
 {
     for (db_count_t *d = db_counts; d != NULL; d = d->next)
         if (strcmp(d->name, name) == 0)
-            return &d->n;
+            return d;
     db_count_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
     snprintf(d->name, sizeof(d->name), "%s", name);
+    d->paused = all_paused;
     d->next = db_counts;
     db_counts = d;
-    return &d->n;
+    return d;
 }
 
 static void apply_settings(pool_t *pool, const config_database_t *db)
@@ -66,20 +70,19 @@ pool_t *pool_get(const config_database_t *db, const char *database, const char *
     for (pool = pools; pool != NULL; pool = pool->next)
         if (strcmp(pool->database, database) == 0 && strcmp(pool->user, user) == 0)
             goto done;
-    bool paused = false;
-    for (pool_t *p = pools; p != NULL; p = p->next)
-        if (strcmp(p->database, database) == 0 && atomic_load(&p->paused))
-            paused = true;
+    db_count_t *d = db_entry(database);
+    if (d == NULL)
+        goto done;
     pool = calloc(1, sizeof(*pool) + (size_t)n_workers * sizeof(pool_shard_t));
     if (pool == NULL)
         goto done;
-    atomic_store(&pool->paused, paused);
+    atomic_store(&pool->paused, d->paused);
     snprintf(pool->database, sizeof(pool->database), "%s", database);
     snprintf(pool->user, sizeof(pool->user), "%s", user);
     pthread_mutex_init(&pool->lock, NULL);
-    pool->db_servers = db_counter(database);
+    pool->db_servers = &d->n;
     pool->known = prepared_cache_create(KNOWN_STATEMENTS);
-    if (pool->db_servers == NULL || pool->known == NULL) {
+    if (pool->known == NULL) {
         prepared_cache_free(pool->known);
         free(pool);
         pool = NULL;
@@ -134,6 +137,18 @@ int pool_pause(const char *database, bool paused)
 {
     int n = 0;
     pthread_mutex_lock(&registry_lock);
+    if (database == NULL) {
+        all_paused = paused;
+        for (db_count_t *d = db_counts; d != NULL; d = d->next)
+            d->paused = paused;
+    } else {
+        db_count_t *d = db_entry(database);
+        if (d == NULL) {
+            pthread_mutex_unlock(&registry_lock);
+            return -1;
+        }
+        d->paused = paused;
+    }
     for (pool_t *pool = pools; pool != NULL; pool = pool->next)
         if (database == NULL || strcmp(pool->database, database) == 0) {
             atomic_store(&pool->paused, paused);

@@ -138,8 +138,9 @@ void pool_statement_learned(pool_t *pool, uint64_t hash);
 /*
  * Pauses or resumes the pools of database (every pool when database is NULL): a paused pool
  * keeps its clients waiting instead of handing them servers; on resume the workers serve
- * them from their next tick. Pools made later for a paused database start paused. Returns
- * how many pools it changed.
+ * them from their next tick. Pools made later for a paused database start paused, also when
+ * it had none yet (and, after a PAUSE of all, for every database). Returns how many pools it
+ * changed, or -1 when memory runs out.
  */
 int pool_pause(const char *database, bool paused);
 

@@ -476,6 +476,8 @@ static void worker_destroy(worker_t *w)
             server_free(m->server);
         } else if (m->kind == MAIL_AUTH) {
             free(m->auth);
+        } else if (m->kind == MAIL_GATHER || m->kind == MAIL_GATHERED) {
+            console_abandon(m->request, m->kind == MAIL_GATHERED);
         }
         free(m);
         m = next;
