@@ -109,18 +109,26 @@ static auth_result_t send_request(client_t *c, int32_t code, const void *data, s
     return client_flush(c) < 0 ? AUTH_CLOSED : AUTH_WAIT;
 }
 
-/* The verifier SCRAM checks against: the user's, one derived from a plain secret, or a mock. */
+/*
+ * The verifier SCRAM checks against: the user's, one derived from a plain secret, or a mock.
+ * The one derived from a plain secret has the salt of the mock: a random salt, new for each
+ * login, would tell such a user from an unknown one, whose salt stays the same.
+ */
 static void prepare_verifier(struct auth_state *a, const char *user)
 {
+    pthread_once(&mock_once, make_mock_key);
     if (a->known) {
         auth_secret_kind_t kind = authfile_secret_kind(a->secret);
         if (kind == AUTH_SECRET_SCRAM && scram_secret_parse(a->secret, &a->verifier) == 0)
             return;
-        if (kind == AUTH_SECRET_PLAIN && scram_secret_from_password(a->secret, &a->verifier) == 0)
-            return;
+        if (kind == AUTH_SECRET_PLAIN) {
+            scram_secret_mock(user, mock_key, &a->verifier);
+            if (scram_secret_from_password_salt(a->secret, a->verifier.salt, a->verifier.salt_len,
+                                                &a->verifier) == 0)
+                return;
+        }
         a->known = false; /* an md5 secret cannot check a SCRAM proof */
     }
-    pthread_once(&mock_once, make_mock_key);
     scram_secret_mock(user, mock_key, &a->verifier);
 }
 

@@ -165,12 +165,28 @@ fail:
 
 int scram_secret_from_password(const char *password, scram_secret_t *out)
 {
-    uint8_t client_key[SCRAM_KEY_LEN];
+    uint8_t salt[DEFAULT_SALT_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    return scram_secret_from_password_salt(password, salt, sizeof(salt), out);
+}
+
+int scram_secret_from_password_salt(const char *password, const uint8_t *salt, int salt_len,
+                                    scram_secret_t *out)
+{
+    uint8_t client_key[SCRAM_KEY_LEN], copy[sizeof(out->salt)];
+    if (salt_len < 1 || (size_t)salt_len > sizeof(copy)) {
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    memcpy(copy, salt, (size_t)salt_len); /* salt may point into *out */
     memset(out, 0, sizeof(*out));
     out->iterations = DEFAULT_ITERATIONS;
-    out->salt_len = DEFAULT_SALT_LEN;
-    if (RAND_bytes(out->salt, out->salt_len) != 1 ||
-        !derive_keys(password, out->salt, out->salt_len, out->iterations, client_key,
+    out->salt_len = salt_len;
+    memcpy(out->salt, copy, (size_t)salt_len);
+    if (!derive_keys(password, out->salt, out->salt_len, out->iterations, client_key,
                      out->stored_key, out->server_key)) {
         memset(out, 0, sizeof(*out));
         return -1;

@@ -72,6 +72,15 @@ __attribute__((warn_unused_result)) int scram_secret_from_password(const char *p
                                                                    scram_secret_t *out);
 
 /*
+ * Like scram_secret_from_password, with the given salt (1 to 64 bytes) instead of a random
+ * one. Returns 0, or -1 when the salt length is out of range or OpenSSL fails.
+ */
+__attribute__((warn_unused_result)) int scram_secret_from_password_salt(const char *password,
+                                                                        const uint8_t *salt,
+                                                                        int salt_len,
+                                                                        scram_secret_t *out);
+
+/*
  * Makes the fake verifier of a user that does not exist, so that the exchange looks the same
  * as for a real one and fails only at the proof (PostgreSQL's scram_mock_salt): the salt is
  * SHA-256(user || mock_key) cut to 16 bytes, so a user always sees the same one; 4096

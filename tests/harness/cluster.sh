@@ -50,13 +50,17 @@ synchronous_commit = off
 full_page_writes = off
 shared_preload_libraries = ''
 CONF
-    # Roles that test pgturbo's password login to PostgreSQL (tests/integration/test_server_auth.c);
-    # everybody else is trusted.
+    # Roles that test pgturbo's password login to PostgreSQL (tests/integration/test_server_auth.c,
+    # and test_client_auth.c for SCRAM pass-through and auth_file secrets); everybody else is
+    # trusted.
     hba="$data/pgdata/pg_hba.conf"
     {
         echo "host all pgturbo_scram 127.0.0.1/32 scram-sha-256"
         echo "host all pgturbo_md5 127.0.0.1/32 md5"
         echo "host all pgturbo_plain 127.0.0.1/32 password"
+        echo "host all pgturbo_pass 127.0.0.1/32 scram-sha-256"
+        echo "host all pgturbo_pass_md5 127.0.0.1/32 md5"
+        echo "host all pgturbo_pass_plain 127.0.0.1/32 password"
         cat "$hba"
     } > "$hba.new"
     mv "$hba.new" "$hba"

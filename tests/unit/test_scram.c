@@ -178,6 +178,21 @@ static void test_secret_from_password_has_postgresql_defaults(void **state)
     assert_memory_equal(a.server_key, server_key, SCRAM_KEY_LEN);
 }
 
+static void test_secret_from_password_salt_gives_postgresql_s_verifier(void **state)
+{
+    scram_secret_t expected, secret;
+    assert_int_equal(scram_secret_parse(rfc_secret, &expected), 0);
+    assert_int_equal(
+        scram_secret_from_password_salt("pencil", expected.salt, expected.salt_len, &secret), 0);
+    assert_memory_equal(&secret, &expected, sizeof(secret));
+    /* The salt may be the one of *out itself, as auth.c passes the mock verifier's. */
+    assert_int_equal(
+        scram_secret_from_password_salt("pencil", secret.salt, secret.salt_len, &secret), 0);
+    assert_memory_equal(&secret, &expected, sizeof(secret));
+    assert_int_equal(scram_secret_from_password_salt("pencil", expected.salt, 0, &secret), -1);
+    assert_int_equal(scram_secret_from_password_salt("pencil", expected.salt, 65, &secret), -1);
+}
+
 static void test_secret_parse_accepts_a_64_byte_salt(void **state)
 {
     char s[256];
@@ -694,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_md5_password_answer),
         cmocka_unit_test(test_rfc7677_verifier_is_postgresql_s),
         cmocka_unit_test(test_secret_from_password_has_postgresql_defaults),
+        cmocka_unit_test(test_secret_from_password_salt_gives_postgresql_s_verifier),
         cmocka_unit_test(test_secret_parse_accepts_a_64_byte_salt),
         cmocka_unit_test(test_secret_parse_refuses_malformed_verifiers),
         cmocka_unit_test(test_mock_secret_is_stable_per_user_and_key),
