@@ -37,8 +37,8 @@ struct auth_state {
     bool known;                  /* the user has a secret the method can check */
     bool has_keys;               /* a SCRAM login proved the keys below */
     char secret[AUTHFILE_SECRET_MAX + 1];
-    uint8_t salt[4];             /* md5 */
-    scram_secret_t verifier;     /* SCRAM: the user's, or a mock one */
+    uint8_t salt[4];         /* md5 */
+    scram_secret_t verifier; /* SCRAM: the user's, or a mock one */
     scram_server_t scram;
     uint8_t client_key[SCRAM_KEY_LEN];
 };
@@ -165,7 +165,8 @@ static auth_result_t start_lookup(client_t *c)
     snprintf(req->user, sizeof(req->user), "%s", c->user);
     snprintf(req->host, sizeof(req->host), "%s", db->host);
     req->port = db->port;
-    snprintf(req->dbname, sizeof(req->dbname), "%s", db->dbname[0] != '\0' ? db->dbname : c->database);
+    snprintf(req->dbname, sizeof(req->dbname), "%s",
+             db->dbname[0] != '\0' ? db->dbname : c->database);
     snprintf(req->auth_user, sizeof(req->auth_user), "%s", cfg->auth_user);
     const char *own = cfg->users != NULL ? authfile_lookup(cfg->users, cfg->auth_user) : NULL;
     bool plain = own != NULL && authfile_secret_kind(own) == AUTH_SECRET_PLAIN;
@@ -295,8 +296,9 @@ static auth_result_t sasl_initial(client_t *c, const proto_msg_t *m)
         return fail(c, "28000", "client selected an invalid SASL authentication mechanism");
     const char *why = "malformed SCRAM message";
     char out[SCRAM_MESSAGE_MAX];
-    int n = scram_server_first(&a->scram, &a->verifier, (const char *)proto_get_bytes(&r, (uint32_t)len),
-                               (size_t)len, out, sizeof(out), &why);
+    int n = scram_server_first(&a->scram, &a->verifier,
+                               (const char *)proto_get_bytes(&r, (uint32_t)len), (size_t)len, out,
+                               sizeof(out), &why);
     if (n < 0)
         return fail(c, "08P01", why);
     a->step = STEP_SASL_RESPONSE;
@@ -308,8 +310,8 @@ static auth_result_t sasl_response(client_t *c, const proto_msg_t *m)
     struct auth_state *a = c->auth;
     const char *why = "malformed SCRAM message";
     char out[SCRAM_MESSAGE_MAX];
-    int n = scram_server_final(&a->scram, (const char *)m->body, m->body_len, out, sizeof(out),
-                               &why);
+    int n =
+        scram_server_final(&a->scram, (const char *)m->body, m->body_len, out, sizeof(out), &why);
     if (n == SCRAM_BAD_PROOF || (n >= 0 && !a->known))
         return fail_password(c);
     if (n < 0)

@@ -51,13 +51,26 @@ static PGconn *connection_for(authquery_request_t *req)
         }
     char port[16];
     snprintf(port, sizeof(port), "%d", req->port);
-    const char *keys[] = {"host",    "port",    "dbname",      "user",
-                          "password", "sslmode", "sslrootcert", "connect_timeout",
-                          "application_name", NULL};
-    const char *values[] = {req->host,     port,         req->dbname,
-                            req->auth_user, req->password, req->sslmode,
+    const char *keys[] = {"host",
+                          "port",
+                          "dbname",
+                          "user",
+                          "password",
+                          "sslmode",
+                          "sslrootcert",
+                          "connect_timeout",
+                          "application_name",
+                          NULL};
+    const char *values[] = {req->host,
+                            port,
+                            req->dbname,
+                            req->auth_user,
+                            req->password,
+                            req->sslmode,
                             req->sslrootcert[0] != '\0' ? req->sslrootcert : NULL,
-                            "10",          "pgturbo auth_query", NULL};
+                            "10",
+                            "pgturbo auth_query",
+                            NULL};
     lookup_conn_t *lc = calloc(1, sizeof(*lc));
     if (lc == NULL) {
         snprintf(req->error, sizeof(req->error), "out of memory");

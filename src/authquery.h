@@ -32,9 +32,9 @@ typedef struct authquery_request {
     char sslrootcert[CONFIG_PATH_LEN];
     char query[CONFIG_QUERY_LEN];
     /* The answer. */
-    bool found;                        /* the query returned the user with a secret */
+    bool found; /* the query returned the user with a secret */
     char secret[CONFIG_SECRET_LEN * 4];
-    char error[256];                   /* why the lookup failed; empty when it ran */
+    char error[256]; /* why the lookup failed; empty when it ran */
     struct authquery_request *next;
 } authquery_request_t;
 

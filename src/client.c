@@ -32,8 +32,8 @@ static _Atomic int next_client_id;
 
 static void on_io(void *arg, int events);
 static void client_process(client_t *c);
-static int forward_deallocate(client_t *c, server_t *s, const char *query,
-                              const uint8_t *rest, uint32_t rest_len);
+static int forward_deallocate(client_t *c, server_t *s, const char *query, const uint8_t *rest,
+                              uint32_t rest_len);
 
 /*
  * The next cancel key of this thread: xorshift64*, seeded once per thread from getrandom, so
@@ -245,8 +245,9 @@ void client_authenticated(client_t *c)
     if (console_is_database(c->database)) {
         auth_free(c);
         if (!console_allows(c, &c->console_admin)) {
-            client_close(c, "42501", "not allowed to use the admin console (user is in neither "
-                                     "admin_users nor stats_users)");
+            client_close(c, "42501",
+                         "not allowed to use the admin console (user is in neither "
+                         "admin_users nor stats_users)");
             return;
         }
         console_welcome(c);
@@ -460,9 +461,9 @@ static int forward_parse(client_t *c, server_t *s, const proto_msg_t *m)
         return -2;
     if (name[0] == '\0') {
         const char *query = proto_get_string(&r);
-        int rc = proto_reader_ok(&r) ? forward_deallocate(c, s, query, m->body + r.pos,
-                                                          r.len - r.pos)
-                                     : 0;
+        int rc = proto_reader_ok(&r)
+                     ? forward_deallocate(c, s, query, m->body + r.pos, r.len - r.pos)
+                     : 0;
         if (rc != 0)
             return rc < 0 ? -1 : 0;
         return buf_append(&s->out, m->body - PROTO_HEADER_LEN, m->len) < 0

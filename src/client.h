@@ -45,17 +45,17 @@ typedef struct client {
     struct client *next, *prev;           /* worker's list */
     struct client *wait_next, *wait_prev; /* pool shard's wait queue */
     buf_t in, out;
-    SSL *ssl;               /* TLS, once the client asked for it; NULL = plain */
-    bool tls_handshaking;   /* TLS handshake under way */
-    bool tls_want_write;    /* the handshake waits for the socket to take more */
-    struct auth_state *auth; /* the password exchange, during CLIENT_AUTH */
-    bool console;            /* logged in to the admin console */
-    bool console_admin;      /* ... as one of admin_users */
+    SSL *ssl;                            /* TLS, once the client asked for it; NULL = plain */
+    bool tls_handshaking;                /* TLS handshake under way */
+    bool tls_want_write;                 /* the handshake waits for the socket to take more */
+    struct auth_state *auth;             /* the password exchange, during CLIENT_AUTH */
+    bool console;                        /* logged in to the admin console */
+    bool console_admin;                  /* ... as one of admin_users */
     struct console_request *console_req; /* a console answer being gathered */
     struct sockaddr_storage addr;        /* the peer, for auth_hba_file */
-    params_t params;       /* session parameters the client's session has */
-    prepared_map_t *stmts; /* its named prepared statements (transaction mode) */
-    bool welcomed;         /* got AuthenticationOk ... ReadyForQuery */
+    params_t params;                     /* session parameters the client's session has */
+    prepared_map_t *stmts;               /* its named prepared statements (transaction mode) */
+    bool welcomed;                       /* got AuthenticationOk ... ReadyForQuery */
     bool reading_paused;
     bool counted;        /* counted in total_clients */
     bool parsed_locally; /* answered a Parse without a server; its Sync is ours too */
@@ -71,8 +71,7 @@ typedef struct client {
               ##__VA_ARGS__)
 
 /* Takes ownership of an accepted socket and starts reading its startup packet. */
-void client_accept(struct worker *w, int fd, const struct sockaddr_storage *addr,
-                   const char *peer);
+void client_accept(struct worker *w, int fd, const struct sockaddr_storage *addr, const char *peer);
 
 /* Authentication succeeded: c gets the console, or its pool's welcome (see auth.h). */
 void client_authenticated(client_t *c);

@@ -432,13 +432,17 @@ static int set_value(load_ctx_t *ctx, const char *prefix, const setting_t *s, co
     case VALUE_AUTH_TYPE:
         if (parse_auth_type(value, (auth_type_t *)(void *)field))
             return 1;
-        return fail(ctx, "%s%s: expected trust, any, plain, md5, scram-sha-256, cert or hba, got "
-                         "\"%s\"", prefix, s->key, value);
+        return fail(ctx,
+                    "%s%s: expected trust, any, plain, md5, scram-sha-256, cert or hba, got "
+                    "\"%s\"",
+                    prefix, s->key, value);
     case VALUE_TLS_MODE:
         if (tls_mode_parse(value, (tls_mode_t *)(void *)field) == 0)
             return 1;
-        return fail(ctx, "%s%s: expected disable, allow, prefer, require, verify-ca or "
-                         "verify-full, got \"%s\"", prefix, s->key, value);
+        return fail(ctx,
+                    "%s%s: expected disable, allow, prefer, require, verify-ca or "
+                    "verify-full, got \"%s\"",
+                    prefix, s->key, value);
     case VALUE_STRING:
         return set_string(ctx, prefix, s, value, field);
     case VALUE_IGNORED:
@@ -746,7 +750,8 @@ static int load_files(load_ctx_t *ctx, char *err, size_t errlen)
     char at[CONFIG_PATH_LEN + 32];
     char why[512];
 
-    if (cfg->auth_file[0] != '\0' && authfile_load(cfg->auth_file, &cfg->users, why, sizeof(why)) < 0) {
+    if (cfg->auth_file[0] != '\0' &&
+        authfile_load(cfg->auth_file, &cfg->users, why, sizeof(why)) < 0) {
         where(cfg, ctx->auth_file_line, at, sizeof(at));
         snprintf(err, errlen, "%sauth_file: %s", at, why);
         return -1;
@@ -755,7 +760,8 @@ static int load_files(load_ctx_t *ctx, char *err, size_t errlen)
         snprintf(err, errlen, "%s: auth_type hba needs auth_hba_file", cfg->path);
         return -1;
     }
-    if (cfg->auth_hba_file[0] != '\0' && hba_load(cfg->auth_hba_file, &cfg->hba, why, sizeof(why)) < 0) {
+    if (cfg->auth_hba_file[0] != '\0' &&
+        hba_load(cfg->auth_hba_file, &cfg->hba, why, sizeof(why)) < 0) {
         where(cfg, ctx->hba_file_line, at, sizeof(at));
         snprintf(err, errlen, "%sauth_hba_file: %s", at, why);
         return -1;

@@ -107,13 +107,13 @@ typedef struct config {
     int max_packet_size;      /* bytes, default 2147483647 */
 
     /* [pgturbo] authentication */
-    auth_type_t auth_type;                /* default md5, as PgBouncer */
-    char auth_file[CONFIG_PATH_LEN];      /* PgBouncer's userlist format; empty = none */
-    char auth_hba_file[CONFIG_PATH_LEN];  /* rules for auth_type hba */
-    char auth_query[CONFIG_QUERY_LEN];    /* run as auth_user for users auth_file lacks */
-    char auth_user[CONFIG_NAME_LEN];      /* empty = no auth_query */
-    char admin_users[CONFIG_LIST_LEN];    /* may use every console command */
-    char stats_users[CONFIG_LIST_LEN];    /* may use the console's SHOW commands */
+    auth_type_t auth_type;               /* default md5, as PgBouncer */
+    char auth_file[CONFIG_PATH_LEN];     /* PgBouncer's userlist format; empty = none */
+    char auth_hba_file[CONFIG_PATH_LEN]; /* rules for auth_type hba */
+    char auth_query[CONFIG_QUERY_LEN];   /* run as auth_user for users auth_file lacks */
+    char auth_user[CONFIG_NAME_LEN];     /* empty = no auth_query */
+    char admin_users[CONFIG_LIST_LEN];   /* may use every console command */
+    char stats_users[CONFIG_LIST_LEN];   /* may use the console's SHOW commands */
 
     /* [pgturbo] TLS */
     config_tls_t client_tls; /* clients to pgturbo; sslmode default disable */

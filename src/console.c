@@ -35,16 +35,32 @@ typedef struct column {
     uint32_t type;
 } column_t;
 
-#define TEXT(name) {name, PROTO_OID_TEXT}
-#define INT(name)  {name, PROTO_OID_INT8}
+#define TEXT(name)                                                                                 \
+    {                                                                                              \
+        name, PROTO_OID_TEXT                                                                       \
+    }
+#define INT(name)                                                                                  \
+    {                                                                                              \
+        name, PROTO_OID_INT8                                                                       \
+    }
 #define N_COLUMNS(cols) ((int)(sizeof(cols) / sizeof(cols[0])))
 
 static const column_t pool_columns[] = {
-    TEXT("database"),         TEXT("user"),          INT("cl_active"),
-    INT("cl_waiting"),        INT("cl_active_cancel_req"), INT("cl_waiting_cancel_req"),
-    INT("sv_active"),         INT("sv_active_cancel"),     INT("sv_being_canceled"),
-    INT("sv_idle"),           INT("sv_used"),        INT("sv_tested"),
-    INT("sv_login"),          INT("maxwait"),        INT("maxwait_us"),
+    TEXT("database"),
+    TEXT("user"),
+    INT("cl_active"),
+    INT("cl_waiting"),
+    INT("cl_active_cancel_req"),
+    INT("cl_waiting_cancel_req"),
+    INT("sv_active"),
+    INT("sv_active_cancel"),
+    INT("sv_being_canceled"),
+    INT("sv_idle"),
+    INT("sv_used"),
+    INT("sv_tested"),
+    INT("sv_login"),
+    INT("maxwait"),
+    INT("maxwait_us"),
     TEXT("pool_mode"),
 };
 
@@ -58,18 +74,28 @@ static const column_t stats_columns[] = {
 
 /* SHOW CLIENTS and SHOW SERVERS have the same columns. */
 static const column_t connection_columns[] = {
-    TEXT("type"),         TEXT("user"),         TEXT("database"),   TEXT("state"),
-    TEXT("addr"),         INT("port"),          TEXT("local_addr"), INT("local_port"),
-    TEXT("connect_time"), TEXT("request_time"), INT("wait"),        INT("wait_us"),
-    INT("close_needed"),  TEXT("ptr"),          TEXT("link"),       INT("remote_pid"),
-    TEXT("tls"),          TEXT("application_name"),
+    TEXT("type"),         TEXT("user"),      TEXT("database"),
+    TEXT("state"),        TEXT("addr"),      INT("port"),
+    TEXT("local_addr"),   INT("local_port"), TEXT("connect_time"),
+    TEXT("request_time"), INT("wait"),       INT("wait_us"),
+    INT("close_needed"),  TEXT("ptr"),       TEXT("link"),
+    INT("remote_pid"),    TEXT("tls"),       TEXT("application_name"),
 };
 
 static const column_t database_columns[] = {
-    TEXT("name"),         TEXT("host"),           INT("port"),          TEXT("database"),
-    TEXT("force_user"),   INT("pool_size"),       INT("min_pool_size"), INT("reserve_pool"),
-    TEXT("pool_mode"),    INT("max_connections"), INT("current_connections"),
-    INT("paused"),        INT("disabled"),
+    TEXT("name"),
+    TEXT("host"),
+    INT("port"),
+    TEXT("database"),
+    TEXT("force_user"),
+    INT("pool_size"),
+    INT("min_pool_size"),
+    INT("reserve_pool"),
+    TEXT("pool_mode"),
+    INT("max_connections"),
+    INT("current_connections"),
+    INT("paused"),
+    INT("disabled"),
 };
 
 static const column_t config_columns[] = {
@@ -124,9 +150,9 @@ bool console_allows(const client_t *c, bool *admin)
 void console_welcome(client_t *c)
 {
     static const char *const params[][2] = {
-        {"server_version", "15.0"},          {"server_encoding", "UTF8"},
-        {"client_encoding", "UTF8"},         {"DateStyle", "ISO, MDY"},
-        {"integer_datetimes", "on"},         {"standard_conforming_strings", "on"},
+        {"server_version", "15.0"},      {"server_encoding", "UTF8"},
+        {"client_encoding", "UTF8"},     {"DateStyle", "ISO, MDY"},
+        {"integer_datetimes", "on"},     {"standard_conforming_strings", "on"},
         {"application_name", "pgturbo"},
     };
     int rc = proto_build_auth_ok(&c->out);
@@ -292,10 +318,10 @@ static int add_connection_row(struct console_request *req, const char *type, con
                               const char *database, const char *state, const connection_row_t *r,
                               const char *app)
 {
-    const char *values[] = {type,           user,       database,         state,   r->addr,
-                            r->port,        r->laddr,   r->lport,         r->connect_time,
-                            r->request_time, r->wait,   r->wait_us,       "0",     r->ptr,
-                            r->link,        r->pid,     r->tls,           app};
+    const char *values[] = {type,    user,       database, state,           r->addr,
+                            r->port, r->laddr,   r->lport, r->connect_time, r->request_time,
+                            r->wait, r->wait_us, "0",      r->ptr,          r->link,
+                            r->pid,  r->tls,     app};
     req->n_rows++;
     return proto_build_data_row(&req->rows, N_COLUMNS(connection_columns), values);
 }
@@ -382,8 +408,7 @@ static int add_server_rows(worker_t *w, struct console_request *req)
         snprintf(r.pid, sizeof(r.pid), "%d", s->backend_pid);
         describe_tls(s->ssl, r.tls, sizeof(r.tls));
         const char *user = t.user[0] != '\0' ? t.user : s->pool->user;
-        if (add_connection_row(req, "S", user, s->pool->database, server_state_name(s), &r, "") <
-            0)
+        if (add_connection_row(req, "S", user, s->pool->database, server_state_name(s), &r, "") < 0)
             return -1;
     }
     return 0;
@@ -488,13 +513,16 @@ static void deliver_pools(client_t *c, const struct console_request *req)
         const pool_t *p = req->pools[i];
         const pool_counts_t *pc = &req->counts[i];
         char n[7][24];
-        int64_t nums[] = {pc->cl_active, pc->cl_waiting, pc->sv_active, pc->sv_idle,
-                          pc->sv_login,  pc->maxwait_us / 1000000, pc->maxwait_us % 1000000};
+        int64_t nums[] = {
+            pc->cl_active, pc->cl_waiting,           pc->sv_active,           pc->sv_idle,
+            pc->sv_login,  pc->maxwait_us / 1000000, pc->maxwait_us % 1000000};
         for (int k = 0; k < 7; k++)
             snprintf(n[k], sizeof(n[k]), "%" PRId64, nums[k]);
-        const char *values[] = {p->database, p->user, n[0], n[1], "0", "0", n[2], "0", "0",
-                                n[3],        "0",     "0",  n[4], n[5], n[6],
-                                config_pool_mode_name((pool_mode_t)atomic_load(&p->mode))};
+        const char *values[] = {
+            p->database, p->user, n[0], n[1],
+            "0",         "0",     n[2], "0",
+            "0",         n[3],    "0",  "0",
+            n[4],        n[5],    n[6], config_pool_mode_name((pool_mode_t)atomic_load(&p->mode))};
         rc = proto_build_data_row(&c->out, N_COLUMNS(pool_columns), values);
     }
     finish(c, rc, "SHOW");
@@ -631,8 +659,9 @@ static int database_row(client_t *c, const config_database_t *db)
         }
     free(l.pools);
     char n[7][24];
-    int nums[] = {db->port,          db->pool_size,          db->min_pool_size, db->reserve_pool_size,
-                  db->max_db_connections, current, paused};
+    int nums[] = {
+        db->port, db->pool_size, db->min_pool_size, db->reserve_pool_size, db->max_db_connections,
+        current,  paused};
     for (int k = 0; k < 7; k++)
         snprintf(n[k], sizeof(n[k]), "%d", nums[k]);
     const char *values[] = {db->name,

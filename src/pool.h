@@ -66,7 +66,7 @@ typedef struct pool {
     _Atomic int *db_servers; /* shared by the pools of one database */
     _Atomic bool has_welcome;
     _Atomic bool paused; /* PAUSE or KILL from the console: no server is handed out */
-    buf_t welcome; /* ParameterStatus messages of a fresh server; immutable once set */
+    buf_t welcome;       /* ParameterStatus messages of a fresh server; immutable once set */
     struct prepared_cache *known; /* statements some server prepared without error; under lock */
     params_t defaults;            /* tracked parameters of a fresh server */
     struct pool *next;

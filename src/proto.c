@@ -284,8 +284,7 @@ int proto_build_row_description(buf_t *b, int n, const char *const *names, const
         int16_t size = types[i] == PROTO_OID_INT8 ? 8 : -1;
         if (proto_put_string(b, names[i]) < 0 || proto_put_int32(b, 0) < 0 ||
             proto_put_int16(b, 0) < 0 || proto_put_int32(b, (int32_t)types[i]) < 0 ||
-            proto_put_int16(b, size) < 0 || proto_put_int32(b, -1) < 0 ||
-            proto_put_int16(b, 0) < 0)
+            proto_put_int16(b, size) < 0 || proto_put_int32(b, -1) < 0 || proto_put_int16(b, 0) < 0)
             return -1;
     }
     proto_end(b, mark);

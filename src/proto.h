@@ -135,9 +135,8 @@ __attribute__((warn_unused_result)) int proto_build_auth_request(buf_t *b, int32
 #define PROTO_OID_INT8 20
 #define PROTO_OID_TEXT 25
 /* RowDescription of n text-format columns with these names and type OIDs. */
-__attribute__((warn_unused_result)) int proto_build_row_description(buf_t *b, int n,
-                                                                    const char *const *names,
-                                                                    const uint32_t *types);
+__attribute__((warn_unused_result)) int
+proto_build_row_description(buf_t *b, int n, const char *const *names, const uint32_t *types);
 /* DataRow of n text values; a NULL value is SQL NULL. */
 __attribute__((warn_unused_result)) int proto_build_data_row(buf_t *b, int n,
                                                              const char *const *values);

@@ -357,8 +357,8 @@ static int answer_sasl_continue(server_t *s, const credentials_t *cr, proto_read
     if (s->scram != NULL && sasl_data(r, in, sizeof(in)))
         n = cr->password != NULL
                 ? scram_client_final(s->scram, cr->password, in, msg, sizeof(msg), &why)
-                : scram_client_final_keys(s->scram, cr->t->client_key, cr->t->server_key, in,
-                                          msg, sizeof(msg), &why);
+                : scram_client_final_keys(s->scram, cr->t->client_key, cr->t->server_key, in, msg,
+                                          sizeof(msg), &why);
     if (n < 0) {
         auth_failed(s, "08P01", why);
         return 0;
@@ -383,8 +383,9 @@ static void handle_auth(server_t *s, proto_reader_t *r)
     credentials_t cr = find_credentials(s, &t, user);
     bool scram = code == 10 || code == 11 || code == 12;
     if (cr.password == NULL && !(code == 5 && cr.md5_secret != NULL) && !(scram && t.has_keys)) {
-        auth_failed(s, "28P01", "the server asks for a password and pgturbo has none for this "
-                                "user (password= in [databases], or auth_file)");
+        auth_failed(s, "28P01",
+                    "the server asks for a password and pgturbo has none for this "
+                    "user (password= in [databases], or auth_file)");
         return;
     }
     char in[SCRAM_MESSAGE_MAX];
@@ -748,9 +749,10 @@ static void read_tls_answer(server_t *s)
         return;
     }
     if (answer != 'S') {
-        auth_failed(s, "08006", answer == 'N' ? "the server does not accept TLS, which "
-                                                "server_tls_sslmode requires"
-                                              : "the server answered SSLRequest wrongly");
+        auth_failed(s, "08006",
+                    answer == 'N' ? "the server does not accept TLS, which "
+                                    "server_tls_sslmode requires"
+                                  : "the server answered SSLRequest wrongly");
         return;
     }
     pool_target_t t;

@@ -71,8 +71,8 @@ typedef struct server {
     bool tls_requested;   /* SSLRequest sent, its one-byte answer awaited */
     bool tls_handshaking; /* TLS handshake under way */
     bool tls_want_write;  /* the handshake waits for the socket to take more */
-    params_t params;    /* session parameters as the server has them */
-    pending_t *pending; /* ring of owed responses */
+    params_t params;      /* session parameters as the server has them */
+    pending_t *pending;   /* ring of owed responses */
     uint32_t pend_head, pend_count, pend_cap;
     prepared_cache_t *prepared; /* statements prepared on it (transaction mode) */
     char txn_status;            /* of the last ReadyForQuery: 'I', 'T' or 'E' */
@@ -83,9 +83,9 @@ typedef struct server {
     int32_t backend_pid, backend_key;
     int64_t connected_at, idle_since, used_at;
     int64_t query_started_us, xact_started_us; /* for SHOW STATS: the client's round trip */
-    buf_t welcome;              /* ParameterStatus messages seen during login */
-    struct scram_client *scram; /* SCRAM exchange state, during login only */
-    char fail_sqlstate[6];      /* why login failed, for the clients waiting on it */
+    buf_t welcome;                             /* ParameterStatus messages seen during login */
+    struct scram_client *scram;                /* SCRAM exchange state, during login only */
+    char fail_sqlstate[6];                     /* why login failed, for the clients waiting on it */
     char fail_message[320];
 } server_t;
 
