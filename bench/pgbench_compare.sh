@@ -9,7 +9,12 @@
 # into a database "bench", then starts pgturbo and PgBouncer with the same pool settings
 # (transaction mode, default_pool_size 20, max_client_conn 2000; pgturbo with 2 workers) and
 # runs every pgbench row against all three, one target after the other, so drift over the run
-# hits all of them alike. Progress goes to stderr and the report to stdout, so
+# hits all of them alike. The cluster accepts TLS, but every row except the last runs in plain
+# end to end (pgbench PGSSLMODE=disable, both poolers server_tls_sslmode = disable); the last
+# row repeats `-S -c 8` with TLS between pgbench and its target (PGSSLMODE=require; both poolers
+# restarted with client_tls_sslmode = require and the same throwaway certificate of
+# tests/harness/certs.sh), the poolers' server side still plain. Progress goes to stderr and
+# the report to stdout, so
 # `bench/pgbench_compare.sh build-release/pgturbo 15 > results.md` keeps a clean table.
 # Everything the script starts is stopped and removed on exit, also on failure or Ctrl-C.
 set -eu
@@ -34,6 +39,9 @@ CLK_TCK=$(getconf CLK_TCK)
 
 make_workdir bench
 chmod 755 "$WORK"
+# The poolers' certificate for the TLS row; PgBouncer runs as postgres and must read its key.
+"$ROOT/tests/harness/certs.sh" "$WORK/certs"
+chown -R postgres "$WORK/certs"
 BOUNCER_PID=""
 PGBENCH_PID=""
 cleanup_on_exit PGBENCH_PID TURBO_PID BOUNCER_PID
@@ -95,6 +103,7 @@ log_connections = 0
 log_disconnections = 0
 logfile = $WORK/pgbouncer/pgbouncer.log
 $BOUNCER_EXTRA
+$POOLER_TLS_SETTINGS
 EOF
     chown -R postgres "$WORK/pgbouncer"
     setpriv --reuid=postgres --regid=postgres --init-groups \
@@ -110,14 +119,37 @@ EOF
     log "PgBouncer on 127.0.0.1:$BOUNCER_PORT (pid $BOUNCER_PID)"
 }
 
-# Runs one pgbench cell against PORT with the row's flags (CLIENTS is the row's -c, to cap -j). Sets R_TPS and R_LAT (ms), or
-# R_TPS=failed. If PID is given (a pooler), also sets R_CPU to its CPU microseconds per
-# transaction over the run.
+# The [pgturbo] / [pgbouncer] TLS lines, the same for both poolers: the server side always
+# plain; with TLS=1 also client_tls_sslmode = require with the run's certificate. Sets
+# POOLER_TLS_SETTINGS and TURBO_EXTRA (which launch_pgturbo adds to pgturbo.ini).
+set_pooler_tls() {
+    POOLER_TLS_SETTINGS="server_tls_sslmode = disable"
+    if [ "$1" -eq 1 ]; then
+        POOLER_TLS_SETTINGS="$POOLER_TLS_SETTINGS
+client_tls_sslmode = require
+client_tls_cert_file = $WORK/certs/server.crt
+client_tls_key_file = $WORK/certs/server.key"
+    fi
+    # shellcheck disable=SC2034  # read by launch_pgturbo (scripts/lib.sh)
+    TURBO_EXTRA=$POOLER_TLS_SETTINGS
+}
+
+# What libpq negotiated with the target on PORT over TLS, as psql's \conninfo says it
+# ("protocol: TLSv1.3, cipher: ..."), or "unknown".
+tls_conninfo() {
+    PGSSLMODE=require psql -h 127.0.0.1 -p "$1" -U postgres -d bench -XAtqc '\conninfo' 2>/dev/null |
+        sed -n 's/^SSL connection (\(protocol: [^,]*, cipher: [^,]*\),.*/\1/p' | grep . || echo unknown
+}
+
+# Runs one pgbench cell against PORT with the row's flags (CLIENTS is the row's -c, to cap -j),
+# with PGSSLMODE=SSLMODE. Sets R_TPS and R_LAT (ms), or R_TPS=failed. If PID is given (a
+# pooler), also sets R_CPU to its CPU microseconds per transaction over the run.
 run_cell() {
     port=$1
     pid=$2
     clients=$3
-    shift 3
+    sslmode=$4
+    shift 4
     R_TPS=failed
     R_LAT=failed
     R_CPU=failed
@@ -127,7 +159,7 @@ run_cell() {
     if [ -n "$pid" ]; then t0=$(cpu_ticks "$pid") || return 0; fi
     out=$WORK/pgbench.out
     # In the background, so that a signal to this script is handled at once, not after pgbench.
-    timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$port" -U postgres -n \
+    PGSSLMODE=$sslmode timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$port" -U postgres -n \
         -T "$DURATION" -j "$jobs" "$@" bench >"$out" 2>&1 &
     PGBENCH_PID=$!
     rc=0
@@ -193,6 +225,8 @@ pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -q -s "$SCALE" bench >"$WORK/i
     }
 pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -S -T 2 -c 2 -j 2 bench >/dev/null 2>&1 || true
 
+POOLERS_TLS=0
+set_pooler_tls 0
 start_pgbouncer || true
 start_pgturbo_logged || true
 
@@ -210,17 +244,39 @@ ROWS=(
     "-S -c 8 -M prepared"
     "-S -c 50 -M prepared"
     "-S -c 8 -C -M simple"
+    "TLS -S -c 8 -M simple"
 )
 NOTES=()
 TABLE=()
+TURBO_TLS_INFO="" BOUNCER_TLS_INFO=""
 for row in "${ROWS[@]}"; do
+    # A row starting with TLS runs its flags over TLS between pgbench and its target.
+    tls=0
+    case $row in "TLS "*)
+        tls=1
+        row=${row#TLS }
+        ;;
+    esac
     read -r -a flags <<<"$row"
     clients=${flags[2]}
     prepared=0
     case $row in *prepared*) prepared=1 ;; esac
+    sslmode=disable suffix=""
+    if [ "$tls" -eq 1 ]; then
+        sslmode=require suffix=" over TLS"
+    fi
+    # Both poolers restart when the client TLS setting changes (stopped here, started below).
+    if [ "$tls" -ne "$POOLERS_TLS" ]; then
+        log "[$row$suffix] restarting both poolers with client_tls_sslmode $sslmode ..."
+        stop_proc "$BOUNCER_PID"
+        stop_proc "$TURBO_PID"
+        BOUNCER_PID="" TURBO_PID=""
+        POOLERS_TLS=$tls
+        set_pooler_tls "$tls"
+    fi
 
-    log "[$row] direct PostgreSQL ..."
-    run_cell "$PG_PORT" "" "$clients" "${flags[@]}"
+    log "[$row$suffix] direct PostgreSQL ..."
+    run_cell "$PG_PORT" "" "$clients" "$sslmode" "${flags[@]}"
     d_tps=$R_TPS d_lat=$R_LAT
 
     if [ "$prepared" -eq 1 ] && [ "$BOUNCER_PREPARED" -eq 0 ]; then
@@ -232,8 +288,9 @@ for row in "${ROWS[@]}"; do
             start_pgbouncer || true
         fi
         if [ -n "$BOUNCER_PID" ]; then
-            log "[$row] PgBouncer ..."
-            run_cell "$BOUNCER_PORT" "$BOUNCER_PID" "$clients" "${flags[@]}"
+            log "[$row$suffix] PgBouncer ..."
+            if [ "$tls" -eq 1 ]; then BOUNCER_TLS_INFO=$(tls_conninfo "$BOUNCER_PORT"); fi
+            run_cell "$BOUNCER_PORT" "$BOUNCER_PID" "$clients" "$sslmode" "${flags[@]}"
             b_tps=$R_TPS b_lat=$R_LAT b_cpu=$R_CPU
         else
             b_tps=failed b_lat=failed b_cpu=failed
@@ -249,8 +306,9 @@ for row in "${ROWS[@]}"; do
         start_pgturbo_logged || true
     fi
     if [ -n "$TURBO_PID" ]; then
-        log "[$row] pgturbo ..."
-        run_cell "$TURBO_PORT" "$TURBO_PID" "$clients" "${flags[@]}"
+        log "[$row$suffix] pgturbo ..."
+        if [ "$tls" -eq 1 ]; then TURBO_TLS_INFO=$(tls_conninfo "$TURBO_PORT"); fi
+        run_cell "$TURBO_PORT" "$TURBO_PID" "$clients" "$sslmode" "${flags[@]}"
         t_tps=$R_TPS t_lat=$R_LAT t_cpu=$R_CPU
     else
         t_tps=failed t_lat=failed t_cpu=failed
@@ -262,7 +320,7 @@ for row in "${ROWS[@]}"; do
         tb=$(ratio "$t_tps" "$b_tps")
     fi
     td=$(ratio "$t_tps" "$d_tps")
-    TABLE+=("| \`$row\` | $d_tps | $b_tps | $t_tps | $tb | $td | $b_cpu | $t_cpu | $d_lat | $b_lat | $t_lat |")
+    TABLE+=("| \`$row\`$suffix | $d_tps | $b_tps | $t_tps | $tb | $td | $b_cpu | $t_cpu | $d_lat | $b_lat | $t_lat |")
 done
 
 echo "# pgturbo vs PgBouncer vs PostgreSQL"
@@ -276,6 +334,12 @@ echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $(uname -sr)"
 echo "- PostgreSQL $PG_VERSION, PgBouncer $BOUNCER_VERSION, pgturbo: $TURBO_VERSION"
 echo "- Both poolers: pool_mode=transaction, default_pool_size=$POOL_SIZE," \
     "max_client_conn=$MAX_CLIENT_CONN; pgturbo workers=$WORKERS; PgBouncer log_connections=0"
+echo "- TLS: the cluster accepts TLS, but all rows except the last run in plain end to end" \
+    "(pgbench PGSSLMODE=disable; both poolers server_tls_sslmode=disable). The row \"over TLS\"" \
+    "sets PGSSLMODE=require for pgbench, so its direct cell is TLS straight to PostgreSQL, and" \
+    "runs both poolers (restarted for it) with client_tls_sslmode=require and the same P-256" \
+    "certificate (tests/harness/certs.sh); their server side stays plain. Negotiated with" \
+    "pgbench's libpq: PgBouncer ${BOUNCER_TLS_INFO:-not measured}; pgturbo ${TURBO_TLS_INFO:-not measured}"
 echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction; in brackets the user-space part, the pooler's own code (the rest is the kernel's TCP and scheduling)"
 echo
 echo "| test | direct tps | pgbouncer tps | pgturbo tps | pgturbo/pgbouncer | pgturbo/direct" \

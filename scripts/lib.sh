@@ -153,9 +153,10 @@ wait_ready() {
 
 # One try at starting PGTURBO on a fresh port (TURBO_PORT) in front of the cluster's database
 # DB, in transaction mode with POOL_SIZE server connections per pool, MAX_CLIENT_CONN clients
-# and WORKERS threads (pgturbo's default if not given). Its configuration is WORK/pgturbo.ini
-# and its output is appended to WORK/pgturbo.log. Sets TURBO_PID once pgturbo answers a query;
-# if it does not, stops it, empties TURBO_PID and returns 1.
+# and WORKERS threads (pgturbo's default if not given), plus the [pgturbo] lines in the global
+# TURBO_EXTRA if it is set (e.g. TLS settings). Its configuration is WORK/pgturbo.ini and its
+# output is appended to WORK/pgturbo.log. Sets TURBO_PID once pgturbo answers a query; if it
+# does not, stops it, empties TURBO_PID and returns 1.
 launch_pgturbo() {
     local db=$1 pool_size=$2 max_client_conn=$3 workers=${4:-}
     TURBO_PORT=$(free_port)
@@ -170,6 +171,7 @@ default_pool_size = $pool_size
 max_client_conn = $max_client_conn
 EOF
         [ -z "$workers" ] || echo "workers = $workers"
+        [ -z "${TURBO_EXTRA:-}" ] || printf '%s\n' "$TURBO_EXTRA"
         cat <<EOF
 
 [databases]

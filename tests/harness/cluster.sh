@@ -1,14 +1,19 @@
 #!/bin/sh
 # Starts and stops the throwaway PostgreSQL 15 cluster the integration tests run against.
 #   cluster.sh start ENVDIR   initdb as user postgres, listen on a free 127.0.0.1 port,
-#                             write the port to ENVDIR/pg.port
+#                             write the port to ENVDIR/pg.port and the directory of the
+#                             cluster's certificates (certs.sh: ca.crt, server.crt,
+#                             client-pgturbo_cert.crt, other-ca.crt ...) to ENVDIR/pg.certs
 #   cluster.sh stop ENVDIR    stop the cluster and remove its data
 # PostgreSQL refuses to run as root, so the cluster runs as the unprivileged user postgres
 # (created if missing) through runuser; its data lives in a fresh directory under /tmp.
+# The cluster accepts TLS (ssl = on, with a throwaway CA from certs.sh) and plain connections
+# alike, so clients that prefer TLS (libpq's and pgturbo's default) get it.
 set -e
 cmd=$1
 envdir=$2
 PGBIN=/usr/lib/postgresql/15/bin
+CERTS_SH=$(cd "$(dirname "$0")" && pwd)/certs.sh
 if [ -z "$cmd" ] || [ -z "$envdir" ]; then
     echo "usage: $0 start|stop ENVDIR" >&2
     exit 2
@@ -38,6 +43,12 @@ start() {
     [ "$(id -u)" -eq 0 ] && chown postgres "$data"
     echo "$data" > "$envdir/pg.datadir"
     port=$(free_port)
+    # Made as whoever runs this, then given to postgres, which refuses keys others can read
+    # (certs.sh makes them 0600). client-pgturbo_cert.crt is the certificate that pgturbo
+    # presents for the role pgturbo_cert.
+    certs="$data/certs"
+    "$CERTS_SH" "$certs" pgturbo_cert
+    [ "$(id -u)" -eq 0 ] && chown -R postgres "$certs"
     as_pg "$PGBIN/initdb" -D "$data/pgdata" -U postgres -A trust --no-sync -E UTF8 >"$data/initdb.log" 2>&1 ||
         { cat "$data/initdb.log" >&2; exit 1; }
     cat >> "$data/pgdata/postgresql.conf" <<CONF
@@ -49,12 +60,21 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_preload_libraries = ''
+ssl = on
+ssl_cert_file = '$certs/server.crt'
+ssl_key_file = '$certs/server.key'
+ssl_ca_file = '$certs/ca.crt'
 CONF
     # Roles that test pgturbo's password login to PostgreSQL (tests/integration/test_server_auth.c,
-    # and test_client_auth.c for SCRAM pass-through and auth_file secrets); everybody else is
-    # trusted.
+    # and test_client_auth.c for SCRAM pass-through and auth_file secrets), one that only TLS
+    # connections may use and one that needs a client certificate too (test_tls_proxy.c);
+    # everybody else is trusted, over TLS or not.
     hba="$data/pgdata/pg_hba.conf"
     {
+        echo "hostssl all pgturbo_tls 127.0.0.1/32 trust"
+        echo "hostnossl all pgturbo_tls 127.0.0.1/32 reject"
+        echo "hostssl all pgturbo_cert 127.0.0.1/32 cert"
+        echo "hostnossl all pgturbo_cert 127.0.0.1/32 reject"
         echo "host all pgturbo_scram 127.0.0.1/32 scram-sha-256"
         echo "host all pgturbo_md5 127.0.0.1/32 md5"
         echo "host all pgturbo_plain 127.0.0.1/32 password"
@@ -67,6 +87,7 @@ CONF
     [ "$(id -u)" -eq 0 ] && chown postgres "$hba"
     as_pg "$PGBIN/pg_ctl" -D "$data/pgdata" -l "$data/postgres.log" -w -t 60 start >/dev/null
     echo "$port" > "$envdir/pg.port"
+    echo "$certs" > "$envdir/pg.certs"
     echo "PostgreSQL 15 on 127.0.0.1:$port, data in $data"
 }
 
@@ -75,7 +96,7 @@ stop() {
     data=$(cat "$envdir/pg.datadir")
     as_pg "$PGBIN/pg_ctl" -D "$data/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$data"
-    rm -f "$envdir/pg.datadir" "$envdir/pg.port"
+    rm -f "$envdir/pg.datadir" "$envdir/pg.port" "$envdir/pg.certs"
 }
 
 case "$cmd" in

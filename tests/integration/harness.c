@@ -147,6 +147,14 @@ int harness_pg_port(void)
     return port;
 }
 
+const char *harness_pg_certs(void)
+{
+    static char dir[512];
+    if (dir[0] == '\0')
+        read_testenv_file("pg.certs", dir, sizeof(dir));
+    return dir;
+}
+
 static int ephemeral_low(void)
 {
     int low = 32768, high = 60999;

@@ -24,6 +24,11 @@ typedef struct pgturbo_proc {
 /* Port of the test cluster (user postgres, trust auth, database postgres). */
 int harness_pg_port(void);
 
+/* Directory of the test cluster's certificates (tests/harness/certs.sh: ca.crt, the CA that
+ * signed its server.crt for localhost and 127.0.0.1 and client-pgturbo_cert.crt, and
+ * other-ca.crt, which signed neither); a static string. */
+const char *harness_pg_certs(void);
+
 /* A free 127.0.0.1 TCP port below the ephemeral range. */
 int harness_free_port(void);
 
