@@ -1271,8 +1271,11 @@ static void read_answer(int fd, char *first_column, size_t len, int *rows)
             fail_msg("connection ended before ReadyForQuery");
         if (type == 'E')
             fail_msg("unexpected ErrorResponse");
-        if (type == 'T' && n > 2)
-            snprintf(first_column, len, "%s", buf + 2);
+        if (type == 'T' && n > 2) {
+            size_t name_len = strnlen(buf + 2, len - 1);
+            memcpy(first_column, buf + 2, name_len);
+            first_column[name_len] = '\0';
+        }
         if (type == 'D')
             (*rows)++;
         if (type == 'Z')
