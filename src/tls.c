@@ -226,6 +226,9 @@ static SSL_CTX *context_new(const SSL_METHOD *method, const tls_settings_t *s, c
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Read ahead: one read takes what the socket has, not a record header and then its body
+     * (and an EAGAIN); tls_pending tells the caller what is left in OpenSSL's buffer. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (apply_protocols(ctx, prefix, s->protocols, err, errlen) < 0 ||
         apply_ciphers(ctx, prefix, s->ciphers, err, errlen) < 0) {
         SSL_CTX_free(ctx);
@@ -523,7 +526,7 @@ ssize_t tls_write(SSL *ssl, const void *p, size_t n)
 
 int tls_pending(const SSL *ssl)
 {
-    return SSL_pending(ssl);
+    return SSL_has_pending(ssl);
 }
 
 void tls_free(SSL *ssl)

@@ -11,9 +11,10 @@
  * from them; connections belong to the thread that drives them.
  *
  * As PostgreSQL does, contexts turn off session tickets and resumption, compression and
- * renegotiation. OpenSSL never reads ahead of the record it decrypts, so bytes still in the
- * socket keep it readable for a level-triggered epoll; bytes already decrypted but not yet
- * returned do not, and tls_pending counts them. OpenSSL writes to the socket with write(2),
+ * renegotiation. OpenSSL reads ahead (one read(2) takes what the socket holds, several records
+ * at once), so bytes may wait in OpenSSL's buffer, decrypted or not, while the socket is no
+ * longer readable for a level-triggered epoll: tls_pending says so, and the caller reads again
+ * until it says no more. OpenSSL writes to the socket with write(2),
  * so the process must block or ignore SIGPIPE.
  */
 #ifndef PGTURBO_TLS_H
@@ -143,7 +144,8 @@ __attribute__((warn_unused_result)) ssize_t tls_read(SSL *ssl, void *p, size_t n
  */
 __attribute__((warn_unused_result)) ssize_t tls_write(SSL *ssl, const void *p, size_t n);
 
-/* Decrypted bytes held in OpenSSL that tls_read returns without the socket being readable. */
+/* Nonzero while OpenSSL holds bytes (records, or a part of one) read from the socket that a
+ * tls_read may return without the socket being readable. */
 int tls_pending(const SSL *ssl);
 
 /*
