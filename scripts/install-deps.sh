@@ -4,7 +4,7 @@
 set -e
 
 PACKAGES="build-essential cmake pkg-config libpq-dev libpg-query-dev libssl-dev libhiredis-dev
-liblz4-dev libinih-dev libjansson-dev libcmocka-dev postgresql-15 postgresql-contrib
+liblz4-dev libinih-dev libjansson-dev libmicrohttpd-dev libcmocka-dev postgresql-15 postgresql-contrib
 postgresql-15-hypopg redis-server pgbouncer python3-psycopg procps iproute2 util-linux"
 
 missing=""

@@ -103,6 +103,20 @@ static const setting_t pgturbo_settings[] = {
     {PGTURBO_FIELD(shutdown_timeout), VALUE_TIME, 0, 0, 0},
     {PGTURBO_FIELD(max_packet_size), VALUE_INT, 1024, INT_MAX, 0},
     {PGTURBO_FIELD(verbose), VALUE_VERBOSE, 0, 0, 0},
+    {PGTURBO_FIELD(slow_query_warn_ms), VALUE_INT, 0, INT_MAX, 0},
+    {PGTURBO_FIELD(slow_query_error_ms), VALUE_INT, 0, INT_MAX, 0},
+    {PGTURBO_FIELD(log_parameters), VALUE_BOOL, 0, 0, 0},
+    {PGTURBO_FIELD(slow_request_warn_ms), VALUE_INT, 0, INT_MAX, 0},
+    {PGTURBO_FIELD(slow_request_error_ms), VALUE_INT, 0, INT_MAX, 0},
+    {PGTURBO_FIELD(n_plus_one_threshold), VALUE_INT, 2, INT_MAX, 0},
+    {PGTURBO_FIELD(stats_max_fingerprints), VALUE_INT, 10, 1000000, 0},
+    {PGTURBO_FIELD(slow_log_size), VALUE_INT, 1, 1000000, 0},
+    {PGTURBO_FIELD(alert_p95_ms), VALUE_INT, 1, INT_MAX, 0},
+    {PGTURBO_FIELD(alert_error_rate), VALUE_INT, 1, 100, 0},
+    {PGTURBO_FIELD(alert_waiting_clients), VALUE_INT, 1, INT_MAX, 0},
+    {PGTURBO_FIELD(admin_listen), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(admin_token), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(admin_stats_token), VALUE_STRING, 0, 0, 0},
     {PGTURBO_FIELD(auth_type), VALUE_AUTH_TYPE, 0, 0, 0},
     {PGTURBO_FIELD(auth_file), VALUE_STRING, 0, 0, 0},
     {PGTURBO_FIELD(auth_hba_file), VALUE_STRING, 0, 0, 0},
@@ -646,6 +660,17 @@ static void set_defaults(config_t *cfg)
     cfg->shutdown_timeout = 30000;
     cfg->max_packet_size = 2147483647;
     cfg->verbose = false;
+    cfg->slow_query_warn_ms = 100;
+    cfg->slow_query_error_ms = 500;
+    cfg->slow_request_warn_ms = 200;
+    cfg->slow_request_error_ms = 1000;
+    cfg->n_plus_one_threshold = 10;
+    cfg->stats_max_fingerprints = 5000;
+    cfg->slow_log_size = 1000;
+    cfg->alert_p95_ms = 100;
+    cfg->alert_error_rate = 10;
+    cfg->alert_waiting_clients = 1;
+    strcpy(cfg->admin_listen, "127.0.0.1:9930");
     cfg->auth_type = AUTH_TYPE_MD5;
     strcpy(cfg->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
     cfg->client_tls.sslmode = TLS_DISABLE;
@@ -891,6 +916,8 @@ void config_show(const config_t *cfg, config_show_fn fn, void *arg)
             if (strcmp(s->key, fixed[k]) == 0)
                 changeable = false;
         format_value(cfg, s, value, sizeof(value));
+        if (strstr(s->key, "token") != NULL && value[0] != '\0')
+            strcpy(value, "********"); /* a secret: SHOW CONFIG only says it is set */
         dflt[0] = '\0';
         if (defaults != NULL)
             format_value(defaults, s, dflt, sizeof(dflt));

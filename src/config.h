@@ -119,6 +119,24 @@ typedef struct config {
     config_tls_t client_tls; /* clients to pgturbo; sslmode default disable */
     config_tls_t server_tls; /* pgturbo to PostgreSQL; sslmode default prefer */
 
+    /* [pgturbo] query statistics */
+    int slow_query_warn_ms;     /* default 100: a query this slow is logged as a warning */
+    int slow_query_error_ms;    /* default 500: ... as an error */
+    bool log_parameters;        /* default false: parameter values in the slow log */
+    int slow_request_warn_ms;   /* default 200: a request (request_id) with this much DB time */
+    int slow_request_error_ms;  /* default 1000 */
+    int n_plus_one_threshold;   /* default 10: same fingerprint this often in a txn/request */
+    int stats_max_fingerprints; /* default 5000 per worker; the coldest are evicted */
+    int slow_log_size;          /* default 1000 entries kept for the API */
+    int alert_p95_ms;           /* default 100 */
+    int alert_error_rate;       /* default 10 (percent) */
+    int alert_waiting_clients;  /* default 1: clients waiting for a server */
+
+    /* [pgturbo] admin HTTP API */
+    char admin_listen[CONFIG_HOST_LEN]; /* default "127.0.0.1:9930" */
+    char admin_token[CONFIG_SECRET_LEN];       /* every endpoint; empty = API off */
+    char admin_stats_token[CONFIG_SECRET_LEN]; /* read-only endpoints */
+
     /* [pgturbo] logging */
     bool verbose; /* default false: log every connection and disconnection */
 

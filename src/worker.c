@@ -34,6 +34,7 @@ typedef enum mail_kind {
     MAIL_GATHERED, /* a console request of a client of this worker is complete */
     MAIL_KILL,     /* close every connection of a database */
     MAIL_AUTH,     /* an auth_query answer for a client of this worker */
+    MAIL_CALL,     /* run a function in this worker's thread (worker_call_all) */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
 
@@ -46,9 +47,19 @@ typedef struct mail {
     int32_t cancel_pid, cancel_key;
     struct console_request *request;
     struct authquery_request *auth;
+    struct call *call;
     char database[CONFIG_NAME_LEN];
     struct mail *next;
 } mail_t;
+
+/* A worker_call_all in progress: the caller waits until every worker has run fn. */
+typedef struct call {
+    void (*fn)(worker_t *w, void *arg);
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int pending;
+} call_t;
 
 worker_t *workers;
 int n_workers;
@@ -210,6 +221,44 @@ void worker_post_kill(worker_t *target, const char *database)
     post(target, m);
 }
 
+static void call_finished(call_t *call)
+{
+    pthread_mutex_lock(&call->lock);
+    if (--call->pending == 0)
+        pthread_cond_signal(&call->done);
+    pthread_mutex_unlock(&call->lock);
+}
+
+int worker_call_all(void (*fn)(worker_t *w, void *arg), void *arg)
+{
+    call_t call = {.fn = fn, .arg = arg, .pending = n_workers};
+    mail_t **mails = calloc((size_t)n_workers, sizeof(*mails));
+    int ready = 0;
+    for (; mails != NULL && ready < n_workers; ready++)
+        if ((mails[ready] = new_mail(MAIL_CALL)) == NULL)
+            break;
+    if (mails == NULL || ready < n_workers) {
+        for (int i = 0; i < ready; i++)
+            free(mails[i]);
+        free(mails);
+        return -1;
+    }
+    pthread_mutex_init(&call.lock, NULL);
+    pthread_cond_init(&call.done, NULL);
+    for (int i = 0; i < n_workers; i++) {
+        mails[i]->call = &call;
+        post(&workers[i], mails[i]);
+    }
+    free(mails);
+    pthread_mutex_lock(&call.lock);
+    while (call.pending > 0)
+        pthread_cond_wait(&call.done, &call.lock);
+    pthread_mutex_unlock(&call.lock);
+    pthread_cond_destroy(&call.done);
+    pthread_mutex_destroy(&call.lock);
+    return 0;
+}
+
 /* KILL: closes every client and server of the database's pools in this worker. */
 static void kill_database(worker_t *w, const char *database)
 {
@@ -331,6 +380,10 @@ static void on_mail(void *arg, int events)
             break;
         case MAIL_AUTH:
             authquery_answered(m->auth);
+            break;
+        case MAIL_CALL:
+            m->call->fn(w, m->call->arg);
+            call_finished(m->call);
             break;
         case MAIL_SHUTDOWN:
             begin_shutdown(w);
@@ -476,6 +529,8 @@ static void worker_destroy(worker_t *w)
             server_free(m->server);
         } else if (m->kind == MAIL_AUTH) {
             free(m->auth);
+        } else if (m->kind == MAIL_CALL) {
+            call_finished(m->call); /* the worker is gone: nothing more to run there */
         } else if (m->kind == MAIL_GATHER || m->kind == MAIL_GATHERED) {
             console_abandon(m->request, m->kind == MAIL_GATHERED);
         }

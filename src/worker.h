@@ -108,6 +108,14 @@ void worker_post_auth_answer(worker_t *target, struct authquery_request *req);
 /* Tells worker target to close every client and server connection of database (KILL). */
 void worker_post_kill(worker_t *target, const char *database);
 
+/*
+ * Runs fn(w, arg) in the thread of every worker w and returns once all have run it. For
+ * threads other than the workers' (the admin API): a worker calling it would wait for itself.
+ * Returns 0, or -1 when memory runs out (then fn ran nowhere).
+ */
+__attribute__((warn_unused_result)) int worker_call_all(void (*fn)(worker_t *w, void *arg),
+                                                        void *arg);
+
 /* Links and unlinks connections in the worker's lists. */
 void worker_add_client(worker_t *w, struct client *c);
 void worker_add_server(worker_t *w, struct server *s);

@@ -1,0 +1,343 @@
+/*
+ * inspect.c
+ *    JSON snapshots for the admin API, gathered from the workers; see inspect.h.
+ */
+#include "inspect.h"
+
+#include "client.h"
+#include "config.h"
+#include "pool.h"
+#include "server.h"
+#include "tls.h"
+#include "worker.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* One pool's numbers, summed over the workers. */
+typedef struct pool_row {
+    pool_t *pool;
+    json_int_t cl_active, cl_waiting, sv_active, sv_idle, sv_login, maxwait_us;
+} pool_row_t;
+
+/* What the workers fill in, each in its own thread, under lock. */
+typedef struct gathering {
+    pthread_mutex_t lock;
+    pool_row_t *rows;
+    int n_rows, cap;
+    json_t *array; /* clients or servers */
+    bool failed;
+} gathering_t;
+
+static const config_t *current_config(void)
+{
+    return __atomic_load_n(&workers[0].cfg, __ATOMIC_ACQUIRE);
+}
+
+/* "2026-11-24T21:55:26Z" of a monotonic time in ms. */
+static void iso_time(int64_t mono_ms, char *out, size_t len)
+{
+    time_t wall = time(NULL) - (time_t)((loop_clock_ms() - mono_ms) / 1000);
+    struct tm tm;
+    gmtime_r(&wall, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void tls_text(SSL *ssl, char *out, size_t len)
+{
+    if (ssl == NULL)
+        out[0] = '\0';
+    else
+        snprintf(out, len, "%s/%s", tls_version_name(ssl), tls_cipher_name(ssl));
+}
+
+/* ---- pools ---- */
+
+static pool_row_t *row_of(gathering_t *g, pool_t *pool)
+{
+    for (int i = 0; i < g->n_rows; i++)
+        if (g->rows[i].pool == pool)
+            return &g->rows[i];
+    if (g->n_rows == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 16;
+        pool_row_t *rows = realloc(g->rows, (size_t)cap * sizeof(*rows));
+        if (rows == NULL)
+            return NULL;
+        g->rows = rows;
+        g->cap = cap;
+    }
+    pool_row_t *r = &g->rows[g->n_rows++];
+    memset(r, 0, sizeof(*r));
+    r->pool = pool;
+    return r;
+}
+
+static void count_pools(worker_t *w, void *arg)
+{
+    gathering_t *g = arg;
+    int64_t now = loop_now(w->loop);
+    pthread_mutex_lock(&g->lock);
+    for (client_t *c = w->clients; c != NULL; c = c->next) {
+        pool_row_t *r = c->pool != NULL ? row_of(g, c->pool) : NULL;
+        if (r == NULL)
+            continue;
+        if (c->state == CLIENT_WAITING) {
+            r->cl_waiting++;
+            if ((now - c->wait_since) * 1000 > r->maxwait_us)
+                r->maxwait_us = (now - c->wait_since) * 1000;
+        } else if (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) {
+            r->cl_active++;
+        }
+    }
+    for (server_t *s = w->servers; s != NULL; s = s->next) {
+        pool_row_t *r = row_of(g, s->pool);
+        if (r == NULL)
+            continue;
+        if (s->state == SERVER_ACTIVE)
+            r->sv_active++;
+        else if (s->state == SERVER_IDLE)
+            r->sv_idle++;
+        else if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN)
+            r->sv_login++;
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void list_pool(pool_t *pool, void *arg)
+{
+    row_of(arg, pool);
+}
+
+json_t *inspect_pools(void)
+{
+    gathering_t g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    pool_foreach(list_pool, &g); /* idle pools too */
+    json_t *out = NULL;
+    if (worker_call_all(count_pools, &g) < 0 || (out = json_array()) == NULL)
+        goto done;
+    for (int i = 0; i < g.n_rows; i++) {
+        const pool_row_t *r = &g.rows[i];
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "database", r->pool->database,
+            "user", r->pool->user, "pool_mode",
+            config_pool_mode_name((pool_mode_t)atomic_load(&r->pool->mode)), "cl_active",
+            r->cl_active, "cl_waiting", r->cl_waiting, "sv_active", r->sv_active, "sv_idle",
+            r->sv_idle, "sv_login", r->sv_login, "maxwait_us", r->maxwait_us, "paused",
+            atomic_load(&r->pool->paused));
+        if (o == NULL || json_array_append_new(out, o) < 0) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
+    }
+done:
+    free(g.rows);
+    return out;
+}
+
+/* ---- clients and servers ---- */
+
+static const char *client_state(const client_t *c)
+{
+    switch (c->state) {
+    case CLIENT_LOGIN:
+    case CLIENT_AUTH:
+        return "login";
+    case CLIENT_WAITING:
+        return "waiting";
+    case CLIENT_IDLE:
+        return "idle";
+    case CLIENT_ACTIVE:
+        return "active";
+    case CLIENT_CLOSED:
+        break;
+    }
+    return "closed";
+}
+
+static void add_clients(worker_t *w, void *arg)
+{
+    gathering_t *g = arg;
+    int64_t now = loop_now(w->loop);
+    pthread_mutex_lock(&g->lock);
+    for (client_t *c = w->clients; c != NULL && !g->failed; c = c->next) {
+        char addr[NET_ADDR_LEN], when[32], tls[96];
+        snprintf(addr, sizeof(addr), "%s", c->peer);
+        char *colon = strrchr(addr, ':');
+        int port = colon != NULL ? atoi(colon + 1) : 0;
+        if (colon != NULL)
+            *colon = '\0';
+        iso_time(c->connected_at, when, sizeof(when));
+        tls_text(c->ssl, tls, sizeof(tls));
+        const char *app = (c->params.known & (1u << PARAM_APPLICATION_NAME))
+                              ? c->params.value[PARAM_APPLICATION_NAME]
+                              : "";
+        json_int_t wait_us = c->state == CLIENT_WAITING ? (now - c->wait_since) * 1000 : 0;
+        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "id", c->id,
+                              "user", c->user, "database", c->database, "state", client_state(c),
+                              "addr", addr, "port", port, "tls", tls, "application_name", app,
+                              "connect_time", when, "wait_us", wait_us);
+        if (o == NULL || json_array_append_new(g->array, o) < 0)
+            g->failed = true;
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+static const char *server_state(const server_t *s)
+{
+    switch (s->state) {
+    case SERVER_CONNECTING:
+    case SERVER_LOGIN:
+        return "login";
+    case SERVER_IDLE:
+        return "idle";
+    case SERVER_ACTIVE:
+    case SERVER_MOVING:
+        return "active";
+    case SERVER_CLOSED:
+        break;
+    }
+    return "closed";
+}
+
+static void add_servers(worker_t *w, void *arg)
+{
+    gathering_t *g = arg;
+    pthread_mutex_lock(&g->lock);
+    for (server_t *s = w->servers; s != NULL && !g->failed; s = s->next) {
+        pool_target_t t;
+        pthread_mutex_lock(&s->pool->lock);
+        t = s->pool->target;
+        pthread_mutex_unlock(&s->pool->lock);
+        char when[32], tls[96];
+        iso_time(s->connected_at, when, sizeof(when));
+        tls_text(s->ssl, tls, sizeof(tls));
+        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id,
+                              "user", t.user[0] != '\0' ? t.user : s->pool->user, "database",
+                              s->pool->database, "state", server_state(s), "addr", t.host,
+                              "port", t.port, "tls", tls, "backend_pid", s->backend_pid,
+                              "connect_time", when, "client_id",
+                              s->client != NULL ? json_integer(s->client->id) : json_null());
+        if (o == NULL || json_array_append_new(g->array, o) < 0)
+            g->failed = true;
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+static json_t *gather_array(void (*fn)(worker_t *w, void *arg))
+{
+    gathering_t g = {.lock = PTHREAD_MUTEX_INITIALIZER, .array = json_array()};
+    if (g.array == NULL)
+        return NULL;
+    if (worker_call_all(fn, &g) < 0 || g.failed) {
+        json_decref(g.array);
+        return NULL;
+    }
+    return g.array;
+}
+
+json_t *inspect_clients(void)
+{
+    return gather_array(add_clients);
+}
+
+json_t *inspect_servers(void)
+{
+    return gather_array(add_servers);
+}
+
+/* ---- health ---- */
+
+bool inspect_health(char *why, size_t len)
+{
+    const config_t *cfg = current_config();
+    if (cfg->n_databases == 0) {
+        snprintf(why, len, "no [databases] entry");
+        return false;
+    }
+    const config_database_t *db = &cfg->databases[0];
+    char port[16];
+    snprintf(port, sizeof(port), "%d", db->port);
+    const char *keys[] = {"host", "port", "dbname", "user", "password", "connect_timeout",
+                          "sslmode", NULL};
+    const char *values[] = {db->host,
+                            port,
+                            db->dbname[0] != '\0' ? db->dbname : "postgres",
+                            db->user[0] != '\0' ? db->user : "postgres",
+                            db->password[0] != '\0' ? db->password : NULL,
+                            "2",
+                            "prefer",
+                            NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 0);
+    bool ok = PQstatus(conn) == CONNECTION_OK;
+    if (ok) {
+        PGresult *res = PQexec(conn, "SELECT 1");
+        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        if (!ok)
+            snprintf(why, len, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+    } else {
+        snprintf(why, len, "%s", PQerrorMessage(conn));
+    }
+    PQfinish(conn);
+    return ok;
+}
+
+/* ---- query statistics (stats.c) ---- */
+
+json_t *inspect_queries(inspect_sort_t sort, int limit, const char *database)
+{
+    (void)sort;
+    (void)limit;
+    (void)database;
+    return json_array();
+}
+
+json_t *inspect_query(uint64_t fingerprint)
+{
+    (void)fingerprint;
+    return json_array();
+}
+
+json_t *inspect_slow(int64_t since_ms, int limit)
+{
+    (void)since_ms;
+    (void)limit;
+    return json_array();
+}
+
+json_t *inspect_routes(void)
+{
+    return json_array();
+}
+
+json_t *inspect_slow_requests(int limit)
+{
+    (void)limit;
+    return json_array();
+}
+
+json_t *inspect_n_plus_one(int limit)
+{
+    (void)limit;
+    return json_array();
+}
+
+json_t *inspect_alerts(void)
+{
+    return json_array();
+}
+
+json_t *inspect_metrics(int top_n)
+{
+    (void)top_n;
+    return json_pack("{s:{}, s:[], s:[]}", "counters", "databases", "fingerprints");
+}
+
+void inspect_reset(void)
+{
+}
