@@ -11,6 +11,7 @@
 #include "console.h"
 #include "log.h"
 #include "pool.h"
+#include "profile.h"
 #include "proto.h"
 #include "server.h"
 #include "tls.h"
@@ -101,7 +102,7 @@ void client_accept(worker_t *w, int fd, const struct sockaddr_storage *addr, con
     atomic_fetch_add(&total_clients, 1);
     c->counted = true;
     worker_add_client(w, c);
-    atomic_fetch_add_explicit(&w->stats.clients_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->counters.clients_accepted, 1, memory_order_relaxed);
 }
 
 void client_close(client_t *c, const char *sqlstate, const char *message)
@@ -127,6 +128,7 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
         cancel_unregister(c);
     auth_free(c);
     console_client_closed(c);
+    profile_client_gone(c);
     c->state = CLIENT_CLOSED;
     server_t *s = c->server;
     c->server = NULL;
@@ -220,7 +222,7 @@ static int check_startup(client_t *c, const proto_startup_t *st)
         return -1;
     }
     if (atomic_load(&total_clients) > cfg->max_client_conn) {
-        atomic_fetch_add_explicit(&c->worker->stats.clients_refused, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->worker->counters.clients_refused, 1, memory_order_relaxed);
         client_close(c, "53300", "no more connections allowed (max_client_conn)");
         return -1;
     }
@@ -676,7 +678,7 @@ static bool answer_locally(client_t *c, const proto_msg_t *m)
 
 static void count_query(client_t *c)
 {
-    atomic_fetch_add_explicit(&c->worker->stats.queries, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->worker->counters.queries, 1, memory_order_relaxed);
     c->pool->shards[c->worker->id].query_count++;
 }
 
@@ -686,8 +688,14 @@ static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
     bool mapped = maps_statements(c);
     const uint8_t *whole = m->body - PROTO_HEADER_LEN;
     pending_kind_t expect;
+    uint64_t fingerprint = 0;
     switch (m->type) {
     case 'Q': /* Query */
+        count_query(c);
+        fingerprint =
+            profile_query(c, (const char *)m->body, strnlen((const char *)m->body, m->body_len));
+        expect = PENDING_QUERY;
+        break;
     case 'F': /* FunctionCall */
         count_query(c);
         expect = PENDING_QUERY;
@@ -713,6 +721,7 @@ static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
         break;
     case 'E': /* Execute */
         count_query(c);
+        fingerprint = profile_execute(c);
         s->sync_pending = true;
         expect = PENDING_EXECUTE;
         break;
@@ -728,9 +737,33 @@ static int forward_message(client_t *c, server_t *s, const proto_msg_t *m)
     default:
         return -2;
     }
-    if (buf_append(&s->out, whole, m->len) < 0)
+    if (buf_append(&s->out, whole, m->len) < 0 || server_expect(s, expect, false, 0) < 0)
         return -1;
-    return server_expect(s, expect, false, 0);
+    server_measure_last(s, fingerprint);
+    return 0;
+}
+
+/* Tells profile.c about the statements a client prepares, binds and closes (whoever answers
+ * them: the server, or pgturbo itself for a statement the pool knows). */
+static void observe_statement(client_t *c, const proto_msg_t *m)
+{
+    proto_reader_t r;
+    proto_reader_init(&r, m->body, m->body_len);
+    if (m->type == 'P') {
+        const char *name = proto_get_string(&r);
+        const char *query = proto_get_string(&r);
+        if (proto_reader_ok(&r))
+            profile_parse(c, name, query, strlen(query));
+    } else if (m->type == 'B') {
+        (void)proto_get_string(&r); /* portal */
+        const char *name = proto_get_string(&r);
+        if (proto_reader_ok(&r))
+            profile_bind(c, name, m->body + r.pos, r.len - r.pos);
+    } else if (m->type == 'C' && proto_get_byte(&r) == 'S') {
+        const char *name = proto_get_string(&r);
+        if (proto_reader_ok(&r))
+            profile_close_statement(c, name);
+    }
 }
 
 /* Handles the client's whole messages; a client without a server asks its pool for one. */
@@ -770,6 +803,8 @@ static void client_process(client_t *c)
             buf_consume(&c->in, m.len);
             continue;
         }
+        if (m.type == 'P' || m.type == 'B' || m.type == 'C')
+            observe_statement(c, &m);
         bool mapped = maps_statements(c);
         if (m.type == 'Q' && mapped && (c->server == NULL || c->server->pend_count == 0) &&
             answer_deallocate(c, &m)) {
@@ -891,25 +926,27 @@ static void client_input(client_t *c)
 static void client_read(client_t *c)
 {
     pool_shard_t *sh = shard(c);
+    ssize_t n;
+    bool got = false;
     do {
         if (buf_reserve(&c->in, 4096) < 0) {
             client_close(c, "53200", "out of memory");
             return;
         }
-        ssize_t n = io_read(c, buf_tail(&c->in), buf_room(&c->in));
-        if (n == NET_AGAIN)
+        n = io_read(c, buf_tail(&c->in), buf_room(&c->in));
+        if (n <= 0)
             break;
-        if (n <= 0) {
-            client_close(c, NULL,
-                         n == 0 ? "client closed the connection" : "cannot read from client");
-            return;
-        }
         buf_produce(&c->in, (uint32_t)n);
+        got = true;
         if (sh != NULL)
             sh->bytes_received += (uint64_t)n;
     } while (c->ssl != NULL && tls_pending(c->ssl) > 0); /* OpenSSL may hold more */
-    c->active_at = loop_now(c->worker->loop);
-    client_input(c);
+    if (got) {
+        c->active_at = loop_now(c->worker->loop);
+        client_input(c);
+    }
+    if (n != NET_AGAIN && n <= 0 && c->state != CLIENT_CLOSED)
+        client_close(c, NULL, n == 0 ? "client closed the connection" : "cannot read from client");
 }
 
 static void on_io(void *arg, int events)

@@ -53,6 +53,7 @@ typedef struct client {
     bool console_admin;                  /* ... as one of admin_users */
     struct console_request *console_req; /* a console answer being gathered */
     struct sockaddr_storage addr;        /* the peer, for auth_hba_file */
+    struct profile_state *prof;          /* query measurement state (profile.h), or NULL */
     params_t params;                     /* session parameters the client's session has */
     prepared_map_t *stmts;               /* its named prepared statements (transaction mode) */
     bool welcomed;                       /* got AuthenticationOk ... ReadyForQuery */

@@ -103,6 +103,7 @@ static const setting_t pgturbo_settings[] = {
     {PGTURBO_FIELD(shutdown_timeout), VALUE_TIME, 0, 0, 0},
     {PGTURBO_FIELD(max_packet_size), VALUE_INT, 1024, INT_MAX, 0},
     {PGTURBO_FIELD(verbose), VALUE_VERBOSE, 0, 0, 0},
+    {PGTURBO_FIELD(query_stats), VALUE_BOOL, 0, 0, 0},
     {PGTURBO_FIELD(slow_query_warn_ms), VALUE_INT, 0, INT_MAX, 0},
     {PGTURBO_FIELD(slow_query_error_ms), VALUE_INT, 0, INT_MAX, 0},
     {PGTURBO_FIELD(log_parameters), VALUE_BOOL, 0, 0, 0},
@@ -660,6 +661,7 @@ static void set_defaults(config_t *cfg)
     cfg->shutdown_timeout = 30000;
     cfg->max_packet_size = 2147483647;
     cfg->verbose = false;
+    cfg->query_stats = true;
     cfg->slow_query_warn_ms = 100;
     cfg->slow_query_error_ms = 500;
     cfg->slow_request_warn_ms = 200;

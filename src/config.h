@@ -120,6 +120,7 @@ typedef struct config {
     config_tls_t server_tls; /* pgturbo to PostgreSQL; sslmode default prefer */
 
     /* [pgturbo] query statistics */
+    bool query_stats;           /* default true: measure every query */
     int slow_query_warn_ms;     /* default 100: a query this slow is logged as a warning */
     int slow_query_error_ms;    /* default 500: ... as an error */
     bool log_parameters;        /* default false: parameter values in the slow log */

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "pool.h"
 #include "server.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -107,11 +108,32 @@ static const column_t config_columns[] = {
 
 static const column_t version_columns[] = {TEXT("version")};
 
+/* SHOW QUERIES: pg_stat_statements' names where it has them. */
+static const column_t query_columns[] = {
+    TEXT("database"),
+    TEXT("fingerprint"),
+    TEXT("kind"),
+    TEXT("query"),
+    INT("calls"),
+    INT("errors"),
+    INT("rows"),
+    TEXT("total_exec_time"),
+    TEXT("mean_exec_time"),
+    TEXT("min_exec_time"),
+    TEXT("max_exec_time"),
+    TEXT("p50"),
+    TEXT("p95"),
+    TEXT("p99"),
+    TEXT("p999"),
+    TEXT("wait_time"),
+};
+
 typedef enum gather_kind {
     GATHER_POOLS,
     GATHER_STATS,
     GATHER_CLIENTS,
     GATHER_SERVERS,
+    GATHER_QUERIES,
 } gather_kind_t;
 
 /* One pool's numbers, summed over the workers. */
@@ -132,7 +154,8 @@ struct console_request {
     pool_counts_t *counts;
     buf_t rows; /* DataRow messages (SHOW CLIENTS, SHOW SERVERS) */
     int n_rows;
-    bool failed; /* memory ran out somewhere */
+    bool failed;        /* memory ran out somewhere */
+    stats_view_t *view; /* SHOW QUERIES */
 };
 
 bool console_is_database(const char *name)
@@ -432,6 +455,8 @@ static int collect(worker_t *w, struct console_request *req)
         return add_client_rows(w, req, now);
     case GATHER_SERVERS:
         return add_server_rows(w, req);
+    case GATHER_QUERIES:
+        return req->view != NULL ? stats_view_add(req->view, w->stats) : -1;
     }
     return 0;
 }
@@ -453,6 +478,7 @@ static void request_free(struct console_request *req)
     free(req->pools);
     free(req->counts);
     buf_free(&req->rows);
+    stats_view_free(req->view);
     free(req);
 }
 
@@ -489,6 +515,13 @@ static void gather(client_t *c, gather_kind_t kind)
         free(l.pools);
         if (req != NULL)
             free(req->counts);
+        free(req);
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    if (kind == GATHER_QUERIES && (req->view = stats_view_create()) == NULL) {
+        free(l.pools);
+        free(req->counts);
         free(req);
         client_close(c, "53200", "out of memory");
         return;
@@ -606,6 +639,41 @@ static void deliver_rows(client_t *c, const struct console_request *req)
     finish(c, rc, "SHOW");
 }
 
+/* A JSON value of a query row as text: strings as they are, numbers printed. */
+static void value_text(json_t *v, char *out, size_t len)
+{
+    if (json_is_string(v))
+        snprintf(out, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, len, "%.3f", json_real_value(v));
+    else
+        out[0] = '\0';
+}
+
+static void deliver_queries(client_t *c, const struct console_request *req)
+{
+    json_t *rows = stats_view_queries(req->view, "total", 0, NULL);
+    int rc = rows != NULL ? send_header(c, query_columns, N_COLUMNS(query_columns)) : -1;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        enum { N = N_COLUMNS(query_columns) };
+        char text[N][1024];
+        const char *values[N];
+        for (int k = 0; k < N; k++) {
+            value_text(json_object_get(row, query_columns[k].name), text[k], sizeof(text[k]));
+            values[k] = text[k];
+        }
+        if (rc == 0)
+            rc = proto_build_data_row(&c->out, N, values);
+    }
+    json_decref(rows);
+    finish(c, rc, "SHOW");
+}
+
 void console_deliver(struct console_request *req)
 {
     client_t *c = req->client;
@@ -617,6 +685,8 @@ void console_deliver(struct console_request *req)
             deliver_pools(c, req);
         } else if (req->kind == GATHER_STATS) {
             deliver_stats(c, req);
+        } else if (req->kind == GATHER_QUERIES) {
+            deliver_queries(c, req);
         } else {
             deliver_rows(c, req);
         }
@@ -829,6 +899,8 @@ static bool run_show(client_t *c, const char *what)
         gather(c, GATHER_CLIENTS);
     else if (is(what, "servers"))
         gather(c, GATHER_SERVERS);
+    else if (is(what, "queries"))
+        gather(c, GATHER_QUERIES);
     else if (is(what, "databases"))
         show_databases(c);
     else if (is(what, "config"))

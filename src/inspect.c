@@ -7,7 +7,10 @@
 #include "client.h"
 #include "config.h"
 #include "pool.h"
+#include "alerts.h"
+#include "log.h"
 #include "server.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -121,13 +124,12 @@ json_t *inspect_pools(void)
         goto done;
     for (int i = 0; i < g.n_rows; i++) {
         const pool_row_t *r = &g.rows[i];
-        json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "database", r->pool->database,
-            "user", r->pool->user, "pool_mode",
-            config_pool_mode_name((pool_mode_t)atomic_load(&r->pool->mode)), "cl_active",
-            r->cl_active, "cl_waiting", r->cl_waiting, "sv_active", r->sv_active, "sv_idle",
-            r->sv_idle, "sv_login", r->sv_login, "maxwait_us", r->maxwait_us, "paused",
-            atomic_load(&r->pool->paused));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "database",
+                              r->pool->database, "user", r->pool->user, "pool_mode",
+                              config_pool_mode_name((pool_mode_t)atomic_load(&r->pool->mode)),
+                              "cl_active", r->cl_active, "cl_waiting", r->cl_waiting, "sv_active",
+                              r->sv_active, "sv_idle", r->sv_idle, "sv_login", r->sv_login,
+                              "maxwait_us", r->maxwait_us, "paused", atomic_load(&r->pool->paused));
         if (o == NULL || json_array_append_new(out, o) < 0) {
             json_decref(out);
             out = NULL;
@@ -216,12 +218,12 @@ static void add_servers(worker_t *w, void *arg)
         char when[32], tls[96];
         iso_time(s->connected_at, when, sizeof(when));
         tls_text(s->ssl, tls, sizeof(tls));
-        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id,
-                              "user", t.user[0] != '\0' ? t.user : s->pool->user, "database",
-                              s->pool->database, "state", server_state(s), "addr", t.host,
-                              "port", t.port, "tls", tls, "backend_pid", s->backend_pid,
-                              "connect_time", when, "client_id",
-                              s->client != NULL ? json_integer(s->client->id) : json_null());
+        json_t *o =
+            json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id, "user",
+                      t.user[0] != '\0' ? t.user : s->pool->user, "database", s->pool->database,
+                      "state", server_state(s), "addr", t.host, "port", t.port, "tls", tls,
+                      "backend_pid", s->backend_pid, "connect_time", when, "client_id",
+                      s->client != NULL ? json_integer(s->client->id) : json_null());
         if (o == NULL || json_array_append_new(g->array, o) < 0)
             g->failed = true;
     }
@@ -262,7 +264,7 @@ bool inspect_health(char *why, size_t len)
     const config_database_t *db = &cfg->databases[0];
     char port[16];
     snprintf(port, sizeof(port), "%d", db->port);
-    const char *keys[] = {"host", "port", "dbname", "user", "password", "connect_timeout",
+    const char *keys[] = {"host",    "port", "dbname", "user", "password", "connect_timeout",
                           "sslmode", NULL};
     const char *values[] = {db->host,
                             port,
@@ -289,55 +291,118 @@ bool inspect_health(char *why, size_t len)
 
 /* ---- query statistics (stats.c) ---- */
 
+typedef struct view_gathering {
+    pthread_mutex_t lock;
+    stats_view_t *view;
+    bool failed;
+} view_gathering_t;
+
+static void add_view(worker_t *w, void *arg)
+{
+    view_gathering_t *g = arg;
+    pthread_mutex_lock(&g->lock);
+    if (stats_view_add(g->view, w->stats) < 0)
+        g->failed = true;
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Every worker's statistics merged; NULL when memory runs out. */
+static stats_view_t *gather_view(void)
+{
+    view_gathering_t g = {.lock = PTHREAD_MUTEX_INITIALIZER, .view = stats_view_create()};
+    if (g.view == NULL)
+        return NULL;
+    if (worker_call_all(add_view, &g) < 0 || g.failed) {
+        stats_view_free(g.view);
+        return NULL;
+    }
+    return g.view;
+}
+
+static const char *sort_name(inspect_sort_t sort)
+{
+    switch (sort) {
+    case INSPECT_SORT_TOTAL:
+        break;
+    case INSPECT_SORT_P95:
+        return "p95";
+    case INSPECT_SORT_CALLS:
+        return "calls";
+    case INSPECT_SORT_ERRORS:
+        return "errors";
+    }
+    return "total";
+}
+
 json_t *inspect_queries(inspect_sort_t sort, int limit, const char *database)
 {
-    (void)sort;
-    (void)limit;
-    (void)database;
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_queries(v, sort_name(sort), limit, database) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_query(uint64_t fingerprint)
 {
-    (void)fingerprint;
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_query(v, fingerprint) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_slow(int64_t since_ms, int limit)
 {
-    (void)since_ms;
-    (void)limit;
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_slow(v, since_ms, limit) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_routes(void)
 {
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_routes(v) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_slow_requests(int limit)
 {
-    (void)limit;
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_slow_requests(v, limit) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_n_plus_one(int limit)
 {
-    (void)limit;
-    return json_array();
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_n_plus_one(v, limit) : NULL;
+    stats_view_free(v);
+    return out;
 }
 
 json_t *inspect_alerts(void)
 {
-    return json_array();
+    return alerts_active();
 }
 
 json_t *inspect_metrics(int top_n)
 {
-    (void)top_n;
-    return json_pack("{s:{}, s:[], s:[]}", "counters", "databases", "fingerprints");
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_metrics(v, top_n) : NULL;
+    stats_view_free(v);
+    return out;
+}
+
+static void reset_worker(worker_t *w, void *arg)
+{
+    (void)arg;
+    stats_reset(w->stats);
 }
 
 void inspect_reset(void)
 {
+    if (worker_call_all(reset_worker, NULL) < 0)
+        log_error("stats reset failed: out of memory");
 }

@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "log.h"
+#include "profile.h"
 #include "prepared.h"
 #include "server.h"
 #include "worker.h"
@@ -275,7 +276,7 @@ static bool open_server(pool_t *pool, worker_t *w, bool reserve)
     server_t *s = server_connect(pool, w);
     if (s == NULL) {
         release_slot(pool);
-        atomic_fetch_add_explicit(&w->stats.server_connect_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->counters.server_connect_failures, 1, memory_order_relaxed);
         if (sh->n_servers == 0)
             fail_waiters(sh, "08006", "server connection failed");
         return false;
@@ -426,7 +427,9 @@ void pool_release(server_t *s)
     client_t *c;
     while ((c = sh->wait_head) != NULL) {
         pool_unqueue(pool, c);
-        sh->wait_time_us += (uint64_t)(loop_now(w->loop) - c->wait_since) * 1000;
+        int64_t waited_us = (loop_now(w->loop) - c->wait_since) * 1000;
+        sh->wait_time_us += (uint64_t)waited_us;
+        profile_waited(c, waited_us);
         if (client_take_server(c, s))
             return;
     }
@@ -459,7 +462,7 @@ void pool_server_gone(server_t *s, bool never_ready)
     sh->n_servers--;
     if (never_ready) {
         sh->n_connecting--;
-        atomic_fetch_add_explicit(&w->stats.server_connect_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->counters.server_connect_failures, 1, memory_order_relaxed);
     }
     release_slot(pool);
     if (sh->wait_head == NULL)

@@ -7,6 +7,7 @@
  */
 #include "serve.h"
 
+#include "alerts.h"
 #include "authquery.h"
 #include "cancel.h"
 #include "config.h"
@@ -14,11 +15,15 @@
 #include "pool.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* How often the main thread evaluates the alerts, in seconds. */
+#define ALERT_PERIOD_S 5
 
 /* Configs replaced by a reload. Connections may still point into them, so they are freed
  * only at exit; each reload keeps one file's worth of memory. */
@@ -39,10 +44,10 @@ static void log_summary(void)
 {
     uint64_t accepted = 0, transactions = 0, queries = 0, connects = 0;
     for (int i = 0; i < n_workers; i++) {
-        accepted += atomic_load(&workers[i].stats.clients_accepted);
-        transactions += atomic_load(&workers[i].stats.transactions);
-        queries += atomic_load(&workers[i].stats.queries);
-        connects += atomic_load(&workers[i].stats.server_connects);
+        accepted += atomic_load(&workers[i].counters.clients_accepted);
+        transactions += atomic_load(&workers[i].counters.transactions);
+        queries += atomic_load(&workers[i].counters.queries);
+        connects += atomic_load(&workers[i].counters.server_connects);
     }
     log_info("served %llu clients, %llu transactions, %llu queries with %llu server connections",
              (unsigned long long)accepted, (unsigned long long)transactions,
@@ -108,9 +113,13 @@ int serve_run(const char *path)
 
     retired_t *retired = NULL;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        const struct timespec period = {.tv_sec = ALERT_PERIOD_S};
+        int sig = sigtimedwait(&set, NULL, &period);
+        if (sig < 0) {
+            if (errno == EAGAIN && cfg->query_stats)
+                alerts_evaluate(cfg);
             continue;
+        }
         if (sig == SIGHUP)
             cfg = reload(path, cfg, &retired);
         else if (sig == SIGTERM || sig == SIGINT)
@@ -122,6 +131,7 @@ int serve_run(const char *path)
     authquery_stop();
     log_summary();
     worker_free_all();
+    alerts_free();
     pool_free_all();
     cancel_free_all();
     config_free(cfg);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "net.h"
 #include "pool.h"
+#include "profile.h"
 #include "proto.h"
 #include "scram.h"
 #include "tls.h"
@@ -85,7 +86,7 @@ server_t *server_connect(pool_t *pool, worker_t *w)
         return NULL;
     }
     worker_add_server(w, s);
-    atomic_fetch_add_explicit(&w->stats.server_connects, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->counters.server_connects, 1, memory_order_relaxed);
     server_log(LOG_DEBUG, s, "connecting to %s:%d", t.host, t.port);
     return s;
 }
@@ -198,6 +199,9 @@ int server_expect(server_t *s, pending_kind_t kind, bool swallow, uint64_t hash)
     e->kind = (uint8_t)kind;
     e->swallow = swallow;
     e->hash = hash;
+    e->failed = false;
+    e->rows = 0;
+    e->fingerprint = 0;
     s->pend_count++;
     return 0;
 }
@@ -515,6 +519,43 @@ static void handle_error(server_t *s, const proto_msg_t *m, pending_t *head, boo
     }
 }
 
+void server_measure_last(server_t *s, uint64_t fingerprint)
+{
+    if (fingerprint == 0 || s->pend_count == 0)
+        return;
+    pending_t *e = &s->pending[(s->pend_head + s->pend_count - 1) % s->pend_cap];
+    e->fingerprint = fingerprint;
+    e->started_us = loop_clock_us();
+}
+
+/* The rows a CommandComplete tag reports: its last number ("SELECT 5", "INSERT 0 3"). */
+static uint32_t tag_rows(const proto_msg_t *m)
+{
+    const uint8_t *end = memchr(m->body, '\0', m->body_len);
+    if (end == NULL)
+        return 0;
+    const uint8_t *p = end;
+    while (p > m->body && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    if (p == end || p == m->body || p[-1] != ' ')
+        return 0;
+    uint64_t n = 0;
+    for (; p < end && n < UINT32_MAX; p++)
+        n = n * 10 + (uint64_t)(*p - '0');
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* A response to a measured query: counts rows and errors, and ends it when it is over. */
+static void measure_response(server_t *s, const proto_msg_t *m, pending_t *head, bool terminal)
+{
+    if (m->type == 'C')
+        head->rows += tag_rows(m);
+    else if (m->type == 'E')
+        head->failed = true;
+    if (terminal || (m->type == 'E' && head->kind == PENDING_EXECUTE))
+        profile_finish(s, head);
+}
+
 /* A ReadyForQuery: the transaction status, and the counters of SHOW STATS. */
 static void count_ready(server_t *s, const proto_msg_t *m, const pending_t *head)
 {
@@ -526,7 +567,7 @@ static void count_ready(server_t *s, const proto_msg_t *m, const pending_t *head
     sh->query_time_us += (uint64_t)(now - s->query_started_us);
     s->query_started_us = now;
     if (s->txn_status == 'I') {
-        atomic_fetch_add_explicit(&s->worker->stats.transactions, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->worker->counters.transactions, 1, memory_order_relaxed);
         sh->xact_count++;
         sh->xact_time_us += (uint64_t)(now - s->xact_started_us);
     }
@@ -548,6 +589,10 @@ static void handle_response(server_t *s, const proto_msg_t *m)
     bool terminal = is_terminal(m->type, head);
     if (m->type == 'Z')
         count_ready(s, m, head);
+    if (head->fingerprint != 0)
+        measure_response(s, m, head, terminal);
+    if (m->type == 'Z' && s->txn_status == 'I' && s->client != NULL && !head->swallow)
+        profile_transaction_end(s->client);
     if (forward)
         to_client(s, m->body - PROTO_HEADER_LEN, m->len);
     if (terminal && m->type == '1' && head->hash != 0)
@@ -684,21 +729,24 @@ static void handle_input(server_t *s)
 
 static void server_read(server_t *s)
 {
+    ssize_t n;
+    bool got = false;
     do {
         if (buf_reserve(&s->in, 4096) < 0) {
             server_close(s, "out of memory");
             return;
         }
-        ssize_t n = io_read(s, buf_tail(&s->in), buf_room(&s->in));
-        if (n == NET_AGAIN)
+        n = io_read(s, buf_tail(&s->in), buf_room(&s->in));
+        if (n <= 0)
             break;
-        if (n <= 0) {
-            server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
-            return;
-        }
         buf_produce(&s->in, (uint32_t)n);
+        got = true;
     } while (s->ssl != NULL && tls_pending(s->ssl) > 0); /* OpenSSL may hold more */
-    handle_input(s);
+    /* What came before an end of stream (an ErrorResponse, say) is handled first. */
+    if (got)
+        handle_input(s);
+    if (n != NET_AGAIN && n <= 0 && s->state != SERVER_CLOSED)
+        server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
 }
 
 /* Whether to ask this server for TLS: server_tls_sslmode prefer or stricter, over TCP. */

@@ -53,7 +53,11 @@ typedef enum pending_kind {
 typedef struct pending {
     uint8_t kind;  /* pending_kind_t */
     bool swallow;  /* pgturbo's own request: the client does not see the response */
+    bool failed;   /* a measured query: an ErrorResponse came */
+    uint32_t rows; /* a measured query: rows its CommandCompletes reported */
     uint64_t hash; /* PENDING_PARSE of a named statement: forgotten if the Parse fails */
+    uint64_t fingerprint; /* a measured Query or Execute (profile.h); 0 = not measured */
+    int64_t started_us;   /* when it was sent */
 } pending_t;
 
 typedef struct server {
@@ -111,6 +115,9 @@ int server_flush(server_t *s);
 /* Queues an owed response; -1 when memory runs out. */
 __attribute__((warn_unused_result)) int server_expect(server_t *s, pending_kind_t kind,
                                                       bool swallow, uint64_t hash);
+
+/* Marks the request queued last as a measured query with this fingerprint, sent now. */
+void server_measure_last(server_t *s, uint64_t fingerprint);
 
 /* Sends one of pgturbo's own queries; its response is dropped. -1 when memory runs out. */
 __attribute__((warn_unused_result)) int server_run_query(server_t *s, const char *sql);

@@ -12,7 +12,10 @@
 #include "log.h"
 #include "net.h"
 #include "pool.h"
+#include "profile.h"
 #include "server.h"
+#include "sqlparse.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,7 +25,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define TICK_MS 200
+#define TICK_MS        200
+#define SQL_CACHE_SIZE 10000 /* distinct query texts a worker remembers the parse of */
 
 typedef enum mail_kind {
     MAIL_SERVER,   /* a server connection handed over by another worker */
@@ -459,6 +463,8 @@ static void on_tick(void *arg)
     while (c != NULL) {
         client_t *next = c->next;
         client_check_timeouts(c, now);
+        if (c->state != CLIENT_CLOSED)
+            profile_tick(c, now);
         c = next;
     }
     server_t *s = w->servers;
@@ -508,6 +514,12 @@ static int worker_init(worker_t *w, int id, const config_t *cfg, char *err, size
         snprintf(err, errlen, "cannot set up worker %d: %s", id, strerror(errno));
         return -1;
     }
+    w->stats = stats_create();
+    w->sql = sqlparse_cache_create(SQL_CACHE_SIZE);
+    if (w->stats == NULL || w->sql == NULL) {
+        snprintf(err, errlen, "cannot set up worker %d: out of memory", id);
+        return -1;
+    }
     loop_set_tick(w->loop, TICK_MS, on_tick, w);
     loop_set_after(w->loop, after_batch, w);
     return 0;
@@ -538,6 +550,8 @@ static void worker_destroy(worker_t *w)
         m = next;
     }
     loop_free(w->loop);
+    stats_free(w->stats);
+    sqlparse_cache_free(w->sql);
     pthread_mutex_destroy(&w->mail_lock);
 }
 

@@ -19,6 +19,8 @@
 #include <stdint.h>
 
 struct client;
+struct stats;
+struct sqlparse_cache;
 struct server;
 struct pool;
 struct cancel_conn;
@@ -55,7 +57,9 @@ typedef struct worker {
     struct cancel_conn *cancels; /* connections carrying CancelRequests to PostgreSQL */
     bool shutting_down;
     int64_t shutdown_deadline;
-    worker_stats_t stats;
+    worker_stats_t counters;
+    struct stats *stats;          /* query statistics, written by this worker only */
+    struct sqlparse_cache *sql;   /* query texts this worker has parsed */
 } worker_t;
 
 /* The workers, set up by worker_start_all; indexes are worker ids. */
