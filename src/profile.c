@@ -5,6 +5,7 @@
 #include "profile.h"
 
 #include "client.h"
+#include "loopdetect.h"
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
@@ -21,22 +22,6 @@
 #define MAX_TAGS        8
 #define PARAMS_TEXT_MAX 512
 
-/* One fingerprint's runs within a scope. */
-typedef struct loop_slot {
-    uint64_t fingerprint;
-    uint64_t preceding;   /* the fingerprint run before its first run in the scope */
-    uint64_t last_params; /* its parameters last time: a repeat with the same ones is no loop */
-    int count;
-    bool reported;
-} loop_slot_t;
-
-/* A transaction or a request: where an N+1 loop is looked for. */
-typedef struct scope {
-    loop_slot_t slots[SCOPE_SLOTS];
-    int n;
-    uint64_t last;
-} scope_t;
-
 typedef struct named {
     uint64_t name_hash;
     uint64_t fingerprint;
@@ -49,7 +34,7 @@ struct profile_state {
     named_t *names; /* named statements of the client */
     int n_names, cap_names;
     int64_t wait_us;
-    scope_t txn, req;
+    loop_scope_t txn, req;
     bool in_request;
     char request_id[SQLPARSE_TAG_VALUE];
     char route[SQLPARSE_TAG_VALUE];
@@ -73,41 +58,21 @@ static profile_state_t *state(client_t *c)
 
 /* ---- N+1 ---- */
 
-static void scope_reset(scope_t *sc)
-{
-    sc->n = 0;
-    sc->last = 0;
-}
-
-static void count_run(client_t *c, scope_t *sc, const char *scope_name, uint64_t fp,
+static void count_run(client_t *c, loop_scope_t *sc, const char *scope_name, uint64_t fp,
                       uint64_t params)
 {
-    loop_slot_t *slot = NULL;
-    for (int i = 0; i < sc->n && slot == NULL; i++)
-        if (sc->slots[i].fingerprint == fp)
-            slot = &sc->slots[i];
-    if (slot == NULL && sc->n < SCOPE_SLOTS) {
-        slot = &sc->slots[sc->n++];
-        memset(slot, 0, sizeof(*slot));
-        slot->fingerprint = fp;
-        slot->preceding = sc->last != fp ? sc->last : 0;
-    }
-    sc->last = fp;
-    if (slot == NULL || (slot->count > 0 && slot->last_params == params))
-        return;
-    slot->count++;
-    slot->last_params = params;
     const config_t *cfg = c->worker->cfg;
-    if (slot->count < cfg->n_plus_one_threshold || slot->reported)
+    uint64_t preceding = 0;
+    int count = loop_scope_run(sc, fp, params, cfg->n_plus_one_threshold, &preceding);
+    if (count == 0)
         return;
-    slot->reported = true;
     stats_n_plus_one_t f = {
         .database = c->pool->database,
         .scope = scope_name,
         .request_id = sc == &c->prof->req ? c->prof->request_id : "",
         .fingerprint = fp,
-        .preceding = slot->preceding,
-        .count = slot->count,
+        .preceding = preceding,
+        .count = count,
     };
     stats_record_n_plus_one(c->worker->stats, cfg, &f);
 }
@@ -139,7 +104,7 @@ static void end_request(client_t *c)
     };
     stats_record_request(c->worker->stats, c->worker->cfg, &r);
     ps->in_request = false;
-    scope_reset(&ps->req);
+    loop_scope_reset(&ps->req);
 }
 
 /* Reads the sqlcommenter tags of a query and follows its request. */
@@ -353,7 +318,7 @@ void profile_finish(server_t *s, const pending_t *p)
 void profile_transaction_end(client_t *c)
 {
     if (c->prof != NULL)
-        scope_reset(&c->prof->txn);
+        loop_scope_reset(&c->prof->txn);
 }
 
 void profile_tick(client_t *c, int64_t now_ms)
