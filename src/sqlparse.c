@@ -941,6 +941,63 @@ static size_t strip_comments(const char *text, size_t len, char *out)
     return n;
 }
 
+/* The end of the numeric literal starting at i: digits, a fraction, an exponent. */
+static size_t skip_number(const char *s, size_t len, size_t i)
+{
+    size_t j = i;
+    while (j < len && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' || s[j] == '_'))
+        j++;
+    if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+        size_t k = j + 1;
+        if (k < len && (s[k] == '+' || s[k] == '-'))
+            k++;
+        if (k < len && s[k] >= '0' && s[k] <= '9') {
+            j = k;
+            while (j < len && s[j] >= '0' && s[j] <= '9')
+                j++;
+        }
+    }
+    return j;
+}
+
+/*
+ * The shape of a text without comments: every constant (a number, a string, a dollar-quoted
+ * string) becomes '?', so that texts differing only in their constants (what a simple-protocol
+ * client sends for every row it asks for) share one cache entry and one parse, as they share
+ * one fingerprint. Identifiers, quoted ones too, and $n parameters stay. Returns the length.
+ */
+static size_t shape_of(const char *s, size_t len, char *out)
+{
+    size_t i = 0, n = 0;
+    while (i < len) {
+        char c = s[i];
+        size_t end = i;
+        if (c == '\'') {
+            end = skip_string(s, len, i);
+        } else if (c == '$') {
+            end = skip_dollar_quote(s, len, i);
+        } else if (((c >= '0' && c <= '9') ||
+                    (c == '.' && i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9')) &&
+                   (i == 0 || !is_ident_char((unsigned char)s[i - 1]))) {
+            end = skip_number(s, len, i);
+        } else if (c == '"') {
+            size_t e = skip_quoted_ident(s, len, i);
+            memcpy(out + n, s + i, e - i);
+            n += e - i;
+            i = e;
+            continue;
+        }
+        if (end > i) {
+            out[n++] = '?';
+            i = end;
+        } else {
+            out[n++] = c;
+            i++;
+        }
+    }
+    return n;
+}
+
 /* ---- sqlcommenter tags ---- */
 
 static int hex_value(char c)
@@ -1075,7 +1132,7 @@ typedef struct entry {
     sql_info_t *info;
     uint64_t hash;
     size_t len;
-    char text[]; /* the text without comments (the key), NUL-terminated for the parser */
+    char text[]; /* the key: the shape of the text without comments (shape_of) */
 } entry_t;
 
 struct sqlparse_cache {
@@ -1084,7 +1141,8 @@ struct sqlparse_cache {
     int capacity;
     int count;
     entry_t *newest, *oldest;
-    char *scratch; /* the key of the text being looked up */
+    char *scratch; /* the text being looked up, without comments */
+    char *shape;   /* its shape: the key */
     size_t scratch_cap;
     uint64_t hits, misses;
 };
@@ -1125,6 +1183,7 @@ void sqlparse_cache_free(sqlparse_cache_t *cache)
     }
     free(cache->slots);
     free(cache->scratch);
+    free(cache->shape);
     free(cache);
 }
 
@@ -1194,11 +1253,16 @@ const sql_info_t *sqlparse_cache_get(sqlparse_cache_t *cache, const char *text, 
         if (bigger == NULL)
             return NULL;
         cache->scratch = bigger;
+        if ((bigger = realloc(cache->shape, len + 1)) == NULL)
+            return NULL;
+        cache->shape = bigger;
         cache->scratch_cap = len + 1;
     }
-    size_t key_len = strip_comments(text, len, cache->scratch);
-    uint64_t hash = sqlparse_hash(cache->scratch, key_len);
-    uint32_t i = find_slot(cache, hash, cache->scratch, key_len);
+    size_t text_len = strip_comments(text, len, cache->scratch);
+    cache->scratch[text_len] = '\0';
+    size_t key_len = shape_of(cache->scratch, text_len, cache->shape);
+    uint64_t hash = sqlparse_hash(cache->shape, key_len);
+    uint32_t i = find_slot(cache, hash, cache->shape, key_len);
     entry_t *e = cache->slots[i];
     if (e != NULL) {
         cache->hits++;
@@ -1210,11 +1274,11 @@ const sql_info_t *sqlparse_cache_get(sqlparse_cache_t *cache, const char *text, 
     e = malloc(sizeof(*e) + key_len + 1);
     if (e == NULL)
         return NULL;
-    memcpy(e->text, cache->scratch, key_len);
+    memcpy(e->text, cache->shape, key_len);
     e->text[key_len] = '\0';
     e->len = key_len;
     e->hash = hash;
-    e->info = sqlparse_analyze(e->text);
+    e->info = sqlparse_analyze(cache->scratch);
     if (e->info == NULL) {
         free(e);
         return NULL;
