@@ -903,7 +903,8 @@ static void format_value(const config_t *cfg, const setting_t *s, char *out, siz
 
 void config_show(const config_t *cfg, config_show_fn fn, void *arg)
 {
-    static const char *const fixed[] = {"listen_addr", "listen_port", "workers"};
+    /* Read at start only; admin_listen is also read when a reload turns the API on. */
+    static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "admin_listen"};
     config_t *defaults = calloc(1, sizeof(*defaults));
     char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
 

@@ -134,7 +134,7 @@ typedef struct config {
     int alert_waiting_clients;  /* default 1: clients waiting for a server */
 
     /* [pgturbo] admin HTTP API */
-    char admin_listen[CONFIG_HOST_LEN]; /* default "127.0.0.1:9930" */
+    char admin_listen[CONFIG_HOST_LEN];        /* default "127.0.0.1:9930"; a restart changes it */
     char admin_token[CONFIG_SECRET_LEN];       /* every endpoint; empty = API off */
     char admin_stats_token[CONFIG_SECRET_LEN]; /* read-only endpoints */
 

@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "jsontext.h"
 #include "pool.h"
 #include "alerts.h"
 #include "log.h"
@@ -124,12 +125,13 @@ json_t *inspect_pools(void)
         goto done;
     for (int i = 0; i < g.n_rows; i++) {
         const pool_row_t *r = &g.rows[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "database",
-                              r->pool->database, "user", r->pool->user, "pool_mode",
-                              config_pool_mode_name((pool_mode_t)atomic_load(&r->pool->mode)),
-                              "cl_active", r->cl_active, "cl_waiting", r->cl_waiting, "sv_active",
-                              r->sv_active, "sv_idle", r->sv_idle, "sv_login", r->sv_login,
-                              "maxwait_us", r->maxwait_us, "paused", atomic_load(&r->pool->paused));
+        json_t *o =
+            json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "database",
+                      jsontext_string(r->pool->database), "user", jsontext_string(r->pool->user),
+                      "pool_mode", config_pool_mode_name((pool_mode_t)atomic_load(&r->pool->mode)),
+                      "cl_active", r->cl_active, "cl_waiting", r->cl_waiting, "sv_active",
+                      r->sv_active, "sv_idle", r->sv_idle, "sv_login", r->sv_login, "maxwait_us",
+                      r->maxwait_us, "paused", atomic_load(&r->pool->paused));
         if (o == NULL || json_array_append_new(out, o) < 0) {
             json_decref(out);
             out = NULL;
@@ -179,10 +181,11 @@ static void add_clients(worker_t *w, void *arg)
                               ? c->params.value[PARAM_APPLICATION_NAME]
                               : "";
         json_int_t wait_us = c->state == CLIENT_WAITING ? (now - c->wait_since) * 1000 : 0;
-        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "id", c->id,
-                              "user", c->user, "database", c->database, "state", client_state(c),
-                              "addr", addr, "port", port, "tls", tls, "application_name", app,
-                              "connect_time", when, "wait_us", wait_us);
+        json_t *o =
+            json_pack("{s:i, s:o, s:o, s:s, s:s, s:i, s:s, s:o, s:s, s:I}", "id", c->id, "user",
+                      jsontext_string(c->user), "database", jsontext_string(c->database), "state",
+                      client_state(c), "addr", addr, "port", port, "tls", tls, "application_name",
+                      jsontext_string(app), "connect_time", when, "wait_us", wait_us);
         if (o == NULL || json_array_append_new(g->array, o) < 0)
             g->failed = true;
     }
@@ -218,12 +221,12 @@ static void add_servers(worker_t *w, void *arg)
         char when[32], tls[96];
         iso_time(s->connected_at, when, sizeof(when));
         tls_text(s->ssl, tls, sizeof(tls));
-        json_t *o =
-            json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id, "user",
-                      t.user[0] != '\0' ? t.user : s->pool->user, "database", s->pool->database,
-                      "state", server_state(s), "addr", t.host, "port", t.port, "tls", tls,
-                      "backend_pid", s->backend_pid, "connect_time", when, "client_id",
-                      s->client != NULL ? json_integer(s->client->id) : json_null());
+        json_t *o = json_pack("{s:i, s:o, s:o, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id,
+                              "user", jsontext_string(t.user[0] != '\0' ? t.user : s->pool->user),
+                              "database", jsontext_string(s->pool->database), "state",
+                              server_state(s), "addr", t.host, "port", t.port, "tls", tls,
+                              "backend_pid", s->backend_pid, "connect_time", when, "client_id",
+                              s->client != NULL ? json_integer(s->client->id) : json_null());
         if (o == NULL || json_array_append_new(g->array, o) < 0)
             g->failed = true;
     }

@@ -1,12 +1,13 @@
 /*
  * serve.c
- *    The daemon's main thread: starts the workers, then waits for signals. SIGHUP loads the
- *    config again and hands it to the pools and workers (a bad file is reported and the old
- *    one kept); SIGTERM and SIGINT stop accepting and let transactions finish, up to
- *    shutdown_timeout.
+ *    The daemon's main thread: starts the workers and then the admin HTTP API, then waits for
+ *    signals. SIGHUP loads the config again and hands it to the pools, workers and admin API
+ *    (a bad file is reported and the old one kept); SIGTERM and SIGINT stop the admin API,
+ *    stop accepting and let transactions finish, up to shutdown_timeout.
  */
 #include "serve.h"
 
+#include "admin.h"
 #include "alerts.h"
 #include "authquery.h"
 #include "cancel.h"
@@ -74,6 +75,7 @@ static config_t *reload(const char *path, config_t *current, retired_t **retired
     log_set_level(next->verbose ? LOG_DEBUG : LOG_INFO);
     pool_reload_all(next);
     worker_reload_all(next);
+    admin_reload(next);
     log_info("config reloaded from %s", path);
     return next;
 }
@@ -108,6 +110,17 @@ int serve_run(const char *path)
         config_free(cfg);
         return 1;
     }
+    /* After the workers, whom its requests call into; a bad admin_listen stops the start. */
+    if (admin_start(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgturbo: %s\n", err);
+        worker_shutdown_all();
+        authquery_stop();
+        worker_free_all();
+        pool_free_all();
+        cancel_free_all();
+        config_free(cfg);
+        return 1;
+    }
     log_info("pgturbo listening on %s:%d with %d workers, pool_mode %s", cfg->listen_addr,
              cfg->listen_port, n, config_pool_mode_name(cfg->pool_mode));
 
@@ -127,6 +140,8 @@ int serve_run(const char *path)
     }
     log_info("shutting down: waiting up to %lld ms for transactions to finish",
              (long long)cfg->shutdown_timeout);
+    /* Before the workers: a request in progress waits for them to answer. */
+    admin_stop();
     worker_shutdown_all();
     authquery_stop();
     log_summary();

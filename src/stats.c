@@ -4,6 +4,7 @@
  */
 #include "stats.h"
 
+#include "jsontext.h"
 #include "log.h"
 
 #include <pthread.h>
@@ -652,16 +653,17 @@ static json_t *query_row(const view_entry_t *e)
 {
     char fp[17];
     hex(e->fingerprint, fp);
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-        "s:f, s:f}",
-        "fingerprint", fp, "database", e->database, "kind", sql_kind_name(e->kind), "query",
-        e->query, "calls", (json_int_t)e->calls, "errors", (json_int_t)e->errors, "rows",
-        (json_int_t)e->rows, "total_exec_time", ms(e->total_us), "mean_exec_time",
-        e->calls ? ms(e->total_us) / e->calls : 0.0, "min_exec_time", ms(e->min_us),
-        "max_exec_time", ms(e->max_us), "p50", ms(histogram_percentile(&e->hist, 50)), "p95",
-        ms(histogram_percentile(&e->hist, 95)), "p99", ms(histogram_percentile(&e->hist, 99)),
-        "p999", ms(histogram_percentile(&e->hist, 99.9)), "wait_time", ms(e->wait_us));
+    return json_pack("{s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+                     "s:f, s:f}",
+                     "fingerprint", fp, "database", jsontext_string(e->database), "kind",
+                     sql_kind_name(e->kind), "query", jsontext_string(e->query), "calls",
+                     (json_int_t)e->calls, "errors", (json_int_t)e->errors, "rows",
+                     (json_int_t)e->rows, "total_exec_time", ms(e->total_us), "mean_exec_time",
+                     e->calls ? ms(e->total_us) / e->calls : 0.0, "min_exec_time", ms(e->min_us),
+                     "max_exec_time", ms(e->max_us), "p50", ms(histogram_percentile(&e->hist, 50)),
+                     "p95", ms(histogram_percentile(&e->hist, 95)), "p99",
+                     ms(histogram_percentile(&e->hist, 99)), "p999",
+                     ms(histogram_percentile(&e->hist, 99.9)), "wait_time", ms(e->wait_us));
 }
 
 static const char *sort_key;
@@ -745,12 +747,13 @@ json_t *stats_view_slow(const stats_view_t *v, int64_t since_ms, int limit)
         char when[40], fp[17];
         iso_time(s->time_ms, when, sizeof(when));
         hex(s->fingerprint, fp);
-        json_t *row =
-            json_pack("{s:s, s:s, s:s, s:s, s:f, s:s, s:s}", "time", when, "database", s->database,
-                      "user", s->user, "level", s->error_level ? "error" : "warning", "duration",
-                      ms((uint64_t)s->duration_us), "fingerprint", fp, "query", s->query);
+        json_t *row = json_pack("{s:s, s:o, s:o, s:s, s:f, s:s, s:o}", "time", when, "database",
+                                jsontext_string(s->database), "user", jsontext_string(s->user),
+                                "level", s->error_level ? "error" : "warning", "duration",
+                                ms((uint64_t)s->duration_us), "fingerprint", fp, "query",
+                                jsontext_string(s->query));
         if (row != NULL && s->has_parameters)
-            json_object_set_new(row, "parameters", json_string(s->parameters));
+            json_object_set_new(row, "parameters", jsontext_string(s->parameters));
         out = append_or_fail(out, row);
         n++;
     }
@@ -780,11 +783,12 @@ json_t *stats_view_n_plus_one(const stats_view_t *v, int limit)
         char when[40], fp[17];
         iso_time(f->time_ms, when, sizeof(when));
         hex(f->fingerprint, fp);
-        out = append_or_fail(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "time",
-                                            when, "database", f->database, "scope", f->scope,
-                                            "request_id", f->request_id, "fingerprint", fp, "query",
-                                            f->query, "count", f->count, "preceding_query",
-                                            f->preceding_query, "suggestion", suggestion_for(f)));
+        out = append_or_fail(
+            out, json_pack("{s:s, s:o, s:s, s:o, s:s, s:o, s:i, s:o, s:s}", "time", when,
+                           "database", jsontext_string(f->database), "scope", f->scope,
+                           "request_id", jsontext_string(f->request_id), "fingerprint", fp, "query",
+                           jsontext_string(f->query), "count", f->count, "preceding_query",
+                           jsontext_string(f->preceding_query), "suggestion", suggestion_for(f)));
     }
     return out;
 }
@@ -803,8 +807,9 @@ json_t *stats_view_routes(const stats_view_t *v)
     json_t *out = json_array();
     for (int i = 0; i < v->n_routes && out != NULL; i++) {
         const view_route_t *r = v->routes[i];
-        out = append_or_fail(out, json_pack("{s:s, s:I, s:I, s:o, s:o}", "route", r->name,
-                                            "requests", (json_int_t)r->requests, "slow_requests",
+        out = append_or_fail(out, json_pack("{s:o, s:I, s:I, s:o, s:o}", "route",
+                                            jsontext_string(r->name), "requests",
+                                            (json_int_t)r->requests, "slow_requests",
                                             (json_int_t)r->slow_requests, "queries_per_request",
                                             summary(&r->n_queries, 1.0), "db_time_per_request",
                                             summary(&r->db_time, 0.001)));
@@ -827,11 +832,11 @@ json_t *stats_view_slow_requests(const stats_view_t *v, int limit)
         const slow_request_t *r = &v->requests[i];
         char when[40];
         iso_time(r->time_ms, when, sizeof(when));
-        out =
-            append_or_fail(out, json_pack("{s:s, s:s, s:s, s:i, s:f, s:s}", "time", when,
-                                          "request_id", r->request_id, "route", r->route, "queries",
-                                          r->queries, "db_time", ms((uint64_t)r->db_time_us),
-                                          "level", r->error_level ? "error" : "warning"));
+        out = append_or_fail(out, json_pack("{s:s, s:o, s:o, s:i, s:f, s:s}", "time", when,
+                                            "request_id", jsontext_string(r->request_id), "route",
+                                            jsontext_string(r->route), "queries", r->queries,
+                                            "db_time", ms((uint64_t)r->db_time_us), "level",
+                                            r->error_level ? "error" : "warning"));
     }
     return out;
 }
@@ -865,7 +870,7 @@ json_t *stats_view_metrics(const stats_view_t *v, int top_n)
     json_t *dbs = json_object_get(out, "databases");
     for (int i = 0; i < v->n_dbs; i++) {
         json_t *h = histogram_json(&v->dbs[i]->hist);
-        if (h == NULL || json_object_set_new(h, "database", json_string(v->dbs[i]->database)) ||
+        if (h == NULL || json_object_set_new(h, "database", jsontext_string(v->dbs[i]->database)) ||
             json_array_append_new(dbs, h) < 0) {
             json_decref(out);
             return NULL;
@@ -888,7 +893,7 @@ json_t *stats_view_metrics(const stats_view_t *v, int top_n)
             json_t *h = histogram_json(&e->hist);
             if (h != NULL) {
                 json_object_set_new(h, "fingerprint", json_string(fp));
-                json_object_set_new(h, "database", json_string(db));
+                json_object_set_new(h, "database", jsontext_string(db));
                 json_array_append_new(fps, h);
             }
         }

@@ -232,17 +232,21 @@ int harness_free_port(void)
     return -1;
 }
 
+/* With own_databases, the [databases] section is extra_databases alone. */
 static void write_ini(const pgturbo_proc_t *p, const char *extra_pgturbo,
-                      const char *extra_databases)
+                      const char *extra_databases, bool own_databases)
 {
     FILE *f = fopen(p->ini, "w");
     if (f == NULL)
         fail_msg("cannot write %s: %s", p->ini, strerror(errno));
     int pg = harness_pg_port();
+    fprintf(f, "[databases]\n");
+    if (!own_databases)
+        fprintf(f,
+                "postgres = host=127.0.0.1 port=%d dbname=postgres\n"
+                "* = host=127.0.0.1 port=%d\n",
+                pg, pg);
     fprintf(f,
-            "[databases]\n"
-            "postgres = host=127.0.0.1 port=%d dbname=postgres\n"
-            "* = host=127.0.0.1 port=%d\n"
             "%s\n"
             "[pgturbo]\n"
             "listen_addr = 127.0.0.1\n"
@@ -250,8 +254,7 @@ static void write_ini(const pgturbo_proc_t *p, const char *extra_pgturbo,
             "workers = 2\n"
             "auth_type = trust\n"
             "%s\n",
-            pg, pg, extra_databases ? extra_databases : "", p->port,
-            extra_pgturbo ? extra_pgturbo : "");
+            extra_databases ? extra_databases : "", p->port, extra_pgturbo ? extra_pgturbo : "");
     if (fclose(f) != 0)
         fail_msg("cannot write %s: %s", p->ini, strerror(errno));
 }
@@ -366,8 +369,8 @@ static struct daemon_slot *slot_add(pid_t pid, const char *dir)
     return NULL;
 }
 
-void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
-                           const char *extra_databases)
+static void start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo, const char *extra_databases,
+                          bool own_databases)
 {
     if (!atexit_registered) {
         atexit(kill_all_daemons);
@@ -384,7 +387,7 @@ void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
      * a daemon that exits during start-up is therefore retried on a new port. */
     for (int attempt = 0; attempt < 3; attempt++) {
         p->port = harness_free_port();
-        write_ini(p, extra_pgturbo, extra_databases);
+        write_ini(p, extra_pgturbo, extra_databases, own_databases);
         p->pid = spawn(p);
         struct daemon_slot *s = slot_add(p->pid, p->dir);
         long long deadline = harness_now_ms() + 10000;
@@ -411,6 +414,18 @@ void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
     fail_msg("pgturbo failed to start three times; see the logs above");
 }
 
+void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
+                           const char *extra_databases)
+{
+    start_pgturbo(p, extra_pgturbo, extra_databases, false);
+}
+
+void harness_start_pgturbo_databases(pgturbo_proc_t *p, const char *extra_pgturbo,
+                                     const char *databases)
+{
+    start_pgturbo(p, extra_pgturbo, databases, true);
+}
+
 static int count_in_file(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -430,7 +445,7 @@ void harness_reload_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
 {
     int done_before = count_in_file(p->log, "config reloaded");
     int failed_before = count_in_file(p->log, "reload failed");
-    write_ini(p, extra_pgturbo, extra_databases);
+    write_ini(p, extra_pgturbo, extra_databases, false);
     if (kill(p->pid, SIGHUP) != 0)
         fail_msg("kill(SIGHUP, %d): %s", (int)p->pid, strerror(errno));
     /* Waits for the daemon to say it has applied (or refused) the new file. */

@@ -42,6 +42,11 @@ int harness_free_port(void);
 void harness_start_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
                            const char *extra_databases);
 
+/* Like harness_start_pgturbo, but [databases] holds only the lines in databases (to make an
+ * entry other than the test cluster's the first one). */
+void harness_start_pgturbo_databases(pgturbo_proc_t *p, const char *extra_pgturbo,
+                                     const char *databases);
+
 /* Rewrites the ini with new extra lines and sends SIGHUP (the listen port stays). */
 void harness_reload_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
                             const char *extra_databases);
