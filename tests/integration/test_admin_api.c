@@ -698,6 +698,118 @@ static void health_is_503_when_the_first_database_is_down(void **state)
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
+/* A known mix of queries; what the API and /metrics say of it. */
+static void run_known_mix(int port)
+{
+    PGconn *c = harness_connect(port, "postgres", NULL);
+    for (int i = 0; i < 10; i++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SELECT %d AS api_fast", i);
+        harness_exec_ok(c, sql);
+    }
+    for (int i = 0; i < 3; i++)
+        harness_exec_ok(c, "SELECT pg_sleep(0.12) AS api_slow");
+    for (int i = 0; i < 2; i++)
+        assert_string_equal(harness_exec_error(c, "SELECT 1/0 AS api_err"), "22012");
+    harness_exec_ok(c, "BEGIN");
+    harness_exec_ok(c, "SELECT generate_series(1, 5) AS api_list");
+    for (int i = 1; i <= 5; i++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SELECT %d + 1 AS api_item", i);
+        harness_exec_ok(c, sql);
+    }
+    harness_exec_ok(c, "COMMIT");
+    PQfinish(c);
+}
+
+static double real_member(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v))
+        fail_msg("member %s is missing or not a number", key);
+    return json_number_value(v);
+}
+
+static void query_statistics_show_the_known_mix(void **state)
+{
+    pgturbo_proc_t p;
+    char settings[512];
+    int port = harness_free_port();
+    admin_settings(settings, sizeof(settings), port, ADMIN_TOKEN, "n_plus_one_threshold = 5\n");
+    harness_start_pgturbo(&p, settings, NULL);
+    wait_listening(port);
+    run_known_mix(p.port);
+
+    json_t *rows = get_array(port, "/api/v1/queries?sort=calls&limit=100", ADMIN_TOKEN);
+    json_t *fast = find(rows, "query", "SELECT $1 AS api_fast");
+    json_t *slow = find(rows, "query", "SELECT pg_sleep($1) AS api_slow");
+    json_t *err = find(rows, "query", "SELECT $1/$2 AS api_err");
+    assert_non_null(fast);
+    assert_non_null(slow);
+    assert_non_null(err);
+    assert_int_equal(int_member(fast, "calls"), 10);
+    assert_int_equal(int_member(fast, "rows"), 10);
+    assert_int_equal(int_member(slow, "calls"), 3);
+    assert_true(real_member(slow, "p50") >= 120.0 && real_member(slow, "p50") < 1000.0);
+    assert_true(real_member(slow, "min_exec_time") >= 120.0);
+    assert_int_equal(int_member(err, "errors"), 2);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/queries/%s",
+             json_string_value(json_object_get(slow, "fingerprint")));
+    json_decref(rows);
+
+    json_t *one = get_array(port, path, STATS_TOKEN);
+    assert_int_equal(json_array_size(one), 1);
+    assert_int_equal(int_member(json_array_get(one, 0), "calls"), 3);
+    json_decref(one);
+
+    rows = get_array(port, "/api/v1/queries?sort=p95&limit=1", STATS_TOKEN);
+    assert_int_equal(json_array_size(rows), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "query")),
+                        "SELECT pg_sleep($1) AS api_slow");
+    json_decref(rows);
+
+    json_t *slowlog = get_array(port, "/api/v1/slow", STATS_TOKEN);
+    assert_int_equal(json_array_size(slowlog), 3); /* exactly the slow ones */
+    size_t i;
+    json_t *entry;
+    json_array_foreach(slowlog, i, entry)
+    {
+        assert_string_equal(json_string_value(json_object_get(entry, "query")),
+                            "SELECT pg_sleep($1) AS api_slow");
+        assert_true(real_member(entry, "duration") >= 120.0);
+    }
+    json_decref(slowlog);
+
+    json_t *findings = get_array(port, "/api/v1/n-plus-one", STATS_TOKEN);
+    assert_int_equal(json_array_size(findings), 1);
+    json_t *f = json_array_get(findings, 0);
+    assert_string_equal(json_string_value(json_object_get(f, "query")),
+                        "SELECT $1 + $2 AS api_item");
+    assert_string_equal(json_string_value(json_object_get(f, "preceding_query")),
+                        "SELECT generate_series($1, $2) AS api_list");
+    assert_string_equal(json_string_value(json_object_get(f, "scope")), "transaction");
+    assert_int_equal(int_member(f, "count"), 5);
+    json_decref(findings);
+
+    response_t m = http(port, "GET", "/metrics", STATS_TOKEN);
+    assert_int_equal(m.status, 200);
+    assert_non_null(strstr(m.body, "pgturbo_slow_queries_total 3"));
+    assert_non_null(strstr(m.body, "pgturbo_query_errors_total 2"));
+    /* 10 + 3 + 2 + BEGIN + list + 5 items + COMMIT */
+    assert_non_null(
+        strstr(m.body, "pgturbo_query_duration_seconds_count{database=\"postgres\"} 23"));
+    response_free(&m);
+
+    response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    rows = get_array(port, "/api/v1/queries", STATS_TOKEN);
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +826,7 @@ int main(void)
         cmocka_unit_test(busy_admin_listen_exits_1_naming_the_address),
         cmocka_unit_test(malformed_admin_listen_exits_1),
         cmocka_unit_test(health_is_503_when_the_first_database_is_down),
+        cmocka_unit_test(query_statistics_show_the_known_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
