@@ -53,6 +53,9 @@ say "Sample data in database \"demo\" (scripts/demo_schema.sql): $n_users users,
     "$n_projects projects, $n_logs activity_logs rows."
 
 heading "pgturbo"
+# shellcheck disable=SC2034 # read by launch_pgturbo in scripts/lib.sh
+TURBO_EXTRA="admin_users = postgres
+n_plus_one_threshold = 10"
 if ! start_pgturbo demo "$POOL_SIZE" 200; then
     say "pgturbo did not start. Its last log lines:"
     tail -n 20 "$WORK/pgturbo.log" || true
@@ -106,6 +109,36 @@ if [ "$max_conns" -gt 0 ] && [ "$max_conns" -lt "$CLIENTS" ]; then
     say
     say "Without a pooler each client holds a PostgreSQL backend of its own: $CLIENTS of them."
     say "Through pgturbo the $CLIENTS clients shared $max_conns."
+fi
+
+# An endpoint written the way ORMs write it by default: a list, then one query per item.
+say
+say "One more request, as an ORM makes it: the projects of a user, then each project's latest"
+say "activity one query at a time (tagged with a sqlcommenter comment)."
+{
+    echo "BEGIN;"
+    echo "SELECT id FROM projects WHERE owner_id = 1 /*route='/api/projects',request_id='demo-1'*/;"
+    for id in $(seq 1 12); do
+        echo "SELECT created_at, action FROM activity_logs WHERE project_id = $id" \
+            "ORDER BY created_at DESC LIMIT 1 /*route='/api/projects',request_id='demo-1'*/;"
+    done
+    echo "COMMIT;"
+} | psql -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -d demo -Xq >/dev/null
+
+heading "What pgturbo saw (admin console: SHOW QUERIES)"
+printf '%-8s %10s %9s %9s  %s\n' "calls" "total ms" "mean ms" "p95 ms" "query (normalized)"
+psql -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -d pgturbo -XAt -F '|' -c "SHOW QUERIES" |
+    head -n 5 |
+    awk -F'|' '{ q = $4; if (length(q) > 70) q = substr(q, 1, 67) "...";
+        printf "%-8s %10.1f %9.3f %9.3f  %s\n", $5, $8, $9, $13, q }'
+findings=$(grep -c 'N+1:' "$WORK/pgturbo.log" || true)
+say
+if [ "${findings:-0}" -gt 0 ]; then
+    say "N+1 findings ($findings):"
+    grep 'N+1:' "$WORK/pgturbo.log" | sed 's/^.*N+1: /  /' | cut -c1-160
+    say "  Suggested rewrite: one query for all the ids (WHERE project_id = ANY(\$1)), or a JOIN."
+else
+    say "No N+1 findings."
 fi
 
 heading "Done"

@@ -267,6 +267,26 @@ void stats_free(stats_t *st)
     free(st);
 }
 
+/* A copy of a normalized text on one line: each run of whitespace becomes one space (its
+ * constants are $n by now, so no string literal is changed). NULL when memory runs out. */
+static char *one_line(const char *text)
+{
+    char *out = malloc(strlen(text) + 1);
+    if (out == NULL)
+        return NULL;
+    size_t n = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        bool space = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+        if (space && (n == 0 || out[n - 1] == ' '))
+            continue;
+        out[n++] = space ? ' ' : *p;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    return out;
+}
+
 void stats_note_query(stats_t *st, const config_t *cfg, const char *database,
                       const sql_info_t *info)
 {
@@ -274,7 +294,7 @@ void stats_note_query(stats_t *st, const config_t *cfg, const char *database,
     if (e == NULL || e->query != NULL)
         return;
     e->kind = info->kind;
-    e->query = strdup(info->normalized != NULL ? info->normalized : "");
+    e->query = one_line(info->normalized != NULL ? info->normalized : "");
     if (info->kind == SQL_UNPARSED)
         st->unparsed++;
 }
