@@ -246,6 +246,47 @@ static void test_query_stats_off_measures_nothing(void **state)
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
+static void test_parameters_reach_the_slow_log_only_when_asked(void **state)
+{
+    pgturbo_proc_t p;
+    start(&p, "slow_query_warn_ms = 50\nlog_parameters = on\n");
+    PGconn *c = harness_connect(p.port, "postgres", NULL);
+    const char *param[] = {"0.06"};
+    PGresult *r =
+        PQexecParams(c, "SELECT pg_sleep($1::float8) AS qs_params", 1, NULL, param, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(c);
+    assert_int_equal(log_lines(&p, "slow query:", "parameters='0.06'"), 1);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+
+    start(&p, "slow_query_warn_ms = 50\n");
+    c = harness_connect(p.port, "postgres", NULL);
+    r = PQexecParams(c, "SELECT pg_sleep($1::float8) AS qs_params", 1, NULL, param, NULL, NULL, 0);
+    PQclear(r);
+    PQfinish(c);
+    assert_int_equal(log_lines(&p, "slow query:", "qs_params"), 1);
+    assert_int_equal(log_lines(&p, "slow query:", "0.06"), 0);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
+static void test_unparseable_text_is_forwarded_and_counted(void **state)
+{
+    pgturbo_proc_t p;
+    start(&p, NULL);
+    PGconn *c = harness_connect(p.port, "postgres", NULL);
+    assert_string_equal(harness_exec_error(c, "SELEC 1 AS qs_typo"), "42601");
+    harness_exec_ok(c, "SELECT 1"); /* the connection goes on */
+    PQfinish(c);
+    PGresult *res = show_queries(p.port);
+    int row = row_of(res, "");
+    assert_true(row >= 0);
+    assert_string_equal(PQgetvalue(res, row, PQfnumber(res, "kind")), "unparsed");
+    assert_int_equal(atol(PQgetvalue(res, row, PQfnumber(res, "errors"))), 1);
+    PQclear(res);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +298,8 @@ int main(void)
         cmocka_unit_test(test_n_plus_one_in_a_request_and_route_stats),
         cmocka_unit_test(test_p95_alert_is_raised_and_logged_once),
         cmocka_unit_test(test_query_stats_off_measures_nothing),
+        cmocka_unit_test(test_parameters_reach_the_slow_log_only_when_asked),
+        cmocka_unit_test(test_unparseable_text_is_forwarded_and_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
