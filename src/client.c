@@ -960,6 +960,24 @@ static void on_io(void *arg, int events)
         client_read(c);
 }
 
+const char *client_state_name(client_state_t state)
+{
+    switch (state) {
+    case CLIENT_LOGIN:
+    case CLIENT_AUTH:
+        return "login";
+    case CLIENT_WAITING:
+        return "waiting";
+    case CLIENT_IDLE:
+        return "idle";
+    case CLIENT_ACTIVE:
+        return "active";
+    case CLIENT_CLOSED:
+        break;
+    }
+    return "closed";
+}
+
 void client_check_timeouts(client_t *c, int64_t now)
 {
     const config_t *cfg = c->worker->cfg;

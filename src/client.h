@@ -101,6 +101,9 @@ void client_welcome(client_t *c);
 /* Stops or resumes reading from the client (while its server's output is full). */
 void client_pause_reading(client_t *c, bool pause);
 
+/* "login", "waiting", "idle", "active" or "closed", for the console and the admin API. */
+const char *client_state_name(client_state_t state);
+
 /* Timeouts of one client, checked from the worker's tick. */
 void client_check_timeouts(client_t *c, int64_t now);
 

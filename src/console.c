@@ -349,23 +349,6 @@ static int add_connection_row(struct console_request *req, const char *type, con
     return proto_build_data_row(&req->rows, N_COLUMNS(connection_columns), values);
 }
 
-static const char *client_state_name(const client_t *c)
-{
-    switch (c->state) {
-    case CLIENT_LOGIN:
-    case CLIENT_AUTH:
-        return "login";
-    case CLIENT_WAITING:
-        return "waiting";
-    case CLIENT_IDLE:
-    case CLIENT_ACTIVE:
-        return "active";
-    case CLIENT_CLOSED:
-        break;
-    }
-    return "closed";
-}
-
 static int add_client_rows(worker_t *w, struct console_request *req, int64_t now)
 {
     for (client_t *c = w->clients; c != NULL; c = c->next) {
@@ -386,27 +369,12 @@ static int add_client_rows(worker_t *w, struct console_request *req, int64_t now
         const char *app = (c->params.known & (1u << PARAM_APPLICATION_NAME))
                               ? c->params.value[PARAM_APPLICATION_NAME]
                               : "";
-        if (add_connection_row(req, "C", c->user, c->database, client_state_name(c), &r, app) < 0)
+        if (add_connection_row(req, "C", c->user, c->database,
+                               c->state == CLIENT_IDLE ? "active" : client_state_name(c->state), &r,
+                               app) < 0)
             return -1;
     }
     return 0;
-}
-
-static const char *server_state_name(const server_t *s)
-{
-    switch (s->state) {
-    case SERVER_CONNECTING:
-    case SERVER_LOGIN:
-        return "login";
-    case SERVER_IDLE:
-        return "idle";
-    case SERVER_ACTIVE:
-    case SERVER_MOVING:
-        return "active";
-    case SERVER_CLOSED:
-        break;
-    }
-    return "closed";
 }
 
 static int add_server_rows(worker_t *w, struct console_request *req)
@@ -431,7 +399,8 @@ static int add_server_rows(worker_t *w, struct console_request *req)
         snprintf(r.pid, sizeof(r.pid), "%d", s->backend_pid);
         describe_tls(s->ssl, r.tls, sizeof(r.tls));
         const char *user = t.user[0] != '\0' ? t.user : s->pool->user;
-        if (add_connection_row(req, "S", user, s->pool->database, server_state_name(s), &r, "") < 0)
+        if (add_connection_row(req, "S", user, s->pool->database, server_state_name(s->state), &r,
+                               "") < 0)
             return -1;
     }
     return 0;

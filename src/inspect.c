@@ -145,24 +145,6 @@ done:
 
 /* ---- clients and servers ---- */
 
-static const char *client_state(const client_t *c)
-{
-    switch (c->state) {
-    case CLIENT_LOGIN:
-    case CLIENT_AUTH:
-        return "login";
-    case CLIENT_WAITING:
-        return "waiting";
-    case CLIENT_IDLE:
-        return "idle";
-    case CLIENT_ACTIVE:
-        return "active";
-    case CLIENT_CLOSED:
-        break;
-    }
-    return "closed";
-}
-
 static void add_clients(worker_t *w, void *arg)
 {
     gathering_t *g = arg;
@@ -181,32 +163,15 @@ static void add_clients(worker_t *w, void *arg)
                               ? c->params.value[PARAM_APPLICATION_NAME]
                               : "";
         json_int_t wait_us = c->state == CLIENT_WAITING ? (now - c->wait_since) * 1000 : 0;
-        json_t *o =
-            json_pack("{s:i, s:o, s:o, s:s, s:s, s:i, s:s, s:o, s:s, s:I}", "id", c->id, "user",
-                      jsontext_string(c->user), "database", jsontext_string(c->database), "state",
-                      client_state(c), "addr", addr, "port", port, "tls", tls, "application_name",
-                      jsontext_string(app), "connect_time", when, "wait_us", wait_us);
+        json_t *o = json_pack("{s:i, s:o, s:o, s:s, s:s, s:i, s:s, s:o, s:s, s:I}", "id", c->id,
+                              "user", jsontext_string(c->user), "database",
+                              jsontext_string(c->database), "state", client_state_name(c->state),
+                              "addr", addr, "port", port, "tls", tls, "application_name",
+                              jsontext_string(app), "connect_time", when, "wait_us", wait_us);
         if (o == NULL || json_array_append_new(g->array, o) < 0)
             g->failed = true;
     }
     pthread_mutex_unlock(&g->lock);
-}
-
-static const char *server_state(const server_t *s)
-{
-    switch (s->state) {
-    case SERVER_CONNECTING:
-    case SERVER_LOGIN:
-        return "login";
-    case SERVER_IDLE:
-        return "idle";
-    case SERVER_ACTIVE:
-    case SERVER_MOVING:
-        return "active";
-    case SERVER_CLOSED:
-        break;
-    }
-    return "closed";
 }
 
 static void add_servers(worker_t *w, void *arg)
@@ -224,8 +189,8 @@ static void add_servers(worker_t *w, void *arg)
         json_t *o = json_pack("{s:i, s:o, s:o, s:s, s:s, s:i, s:s, s:i, s:s, s:o}", "id", s->id,
                               "user", jsontext_string(t.user[0] != '\0' ? t.user : s->pool->user),
                               "database", jsontext_string(s->pool->database), "state",
-                              server_state(s), "addr", t.host, "port", t.port, "tls", tls,
-                              "backend_pid", s->backend_pid, "connect_time", when, "client_id",
+                              server_state_name(s->state), "addr", t.host, "port", t.port, "tls",
+                              tls, "backend_pid", s->backend_pid, "connect_time", when, "client_id",
                               s->client != NULL ? json_integer(s->client->id) : json_null());
         if (o == NULL || json_array_append_new(g->array, o) < 0)
             g->failed = true;

@@ -118,6 +118,23 @@ void server_close(server_t *s, const char *reason)
     worker_bury_server(s->worker, s);
 }
 
+const char *server_state_name(server_state_t state)
+{
+    switch (state) {
+    case SERVER_CONNECTING:
+    case SERVER_LOGIN:
+        return "login";
+    case SERVER_IDLE:
+        return "idle";
+    case SERVER_ACTIVE:
+    case SERVER_MOVING:
+        return "active";
+    case SERVER_CLOSED:
+        break;
+    }
+    return "closed";
+}
+
 void server_free(server_t *s)
 {
     buf_free(&s->in);

@@ -140,6 +140,9 @@ __attribute__((warn_unused_result)) int server_attach(server_t *s, struct worker
 /* Unregisters from the current worker's loop (before a move). */
 void server_detach(server_t *s);
 
+/* "login", "idle", "active" or "closed", for the console and the admin API. */
+const char *server_state_name(server_state_t state);
+
 /* Frees a closed server's memory (after the batch that closed it). */
 void server_free(server_t *s);
 

@@ -786,17 +786,16 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* The end of the string literal whose opening quote is at i ('...' or E'...'). */
-static size_t skip_string(const char *s, size_t len, size_t i)
+/* The end of the text quoted with quote that opens at i, where a doubled quote stands for
+ * itself and, with backslash_escapes, a backslash escapes the character after it. */
+static size_t skip_quoted(const char *s, size_t len, size_t i, char quote, bool backslash_escapes)
 {
-    bool backslash_escapes = i >= 1 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
-                             (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
     size_t j = i + 1;
     while (j < len) {
         if (backslash_escapes && s[j] == '\\') {
             j += 2;
-        } else if (s[j] == '\'') {
-            if (j + 1 < len && s[j + 1] == '\'')
+        } else if (s[j] == quote) {
+            if (j + 1 < len && s[j + 1] == quote)
                 j += 2;
             else
                 return j + 1;
@@ -807,21 +806,18 @@ static size_t skip_string(const char *s, size_t len, size_t i)
     return len;
 }
 
+/* The end of the string literal whose opening quote is at i ('...' or E'...'). */
+static size_t skip_string(const char *s, size_t len, size_t i)
+{
+    bool backslash_escapes = i >= 1 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
+                             (i < 2 || !is_ident_char((unsigned char)s[i - 2]));
+    return skip_quoted(s, len, i, '\'', backslash_escapes);
+}
+
 /* The end of the quoted identifier whose opening quote is at i. */
 static size_t skip_quoted_ident(const char *s, size_t len, size_t i)
 {
-    size_t j = i + 1;
-    while (j < len) {
-        if (s[j] == '"') {
-            if (j + 1 < len && s[j + 1] == '"')
-                j += 2;
-            else
-                return j + 1;
-        } else {
-            j++;
-        }
-    }
-    return len;
+    return skip_quoted(s, len, i, '"', false);
 }
 
 /* The end of the dollar-quoted string starting at i ($tag$...$tag$), or i when the '$' at i

@@ -748,9 +748,10 @@ json_t *stats_view_query(const stats_view_t *v, uint64_t fingerprint)
     return out;
 }
 
-static int newest_slow_first(const void *a, const void *b)
+/* For qsort, newest first: slow_entry_t, finding_t and slow_request_t all begin with time_ms. */
+static int newest_first(const void *a, const void *b)
 {
-    int64_t x = ((const slow_entry_t *)a)->time_ms, y = ((const slow_entry_t *)b)->time_ms;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
@@ -758,7 +759,7 @@ json_t *stats_view_slow(const stats_view_t *v, int64_t since_ms, int limit)
 {
     json_t *out = json_array();
     if (v->n_slow > 0)
-        qsort(v->slow, (size_t)v->n_slow, sizeof(*v->slow), newest_slow_first);
+        qsort(v->slow, (size_t)v->n_slow, sizeof(*v->slow), newest_first);
     int n = 0;
     for (int i = 0; i < v->n_slow && out != NULL && (limit <= 0 || n < limit); i++) {
         const slow_entry_t *s = &v->slow[i];
@@ -787,17 +788,11 @@ static const char *suggestion_for(const finding_t *f)
            "JOIN it to the query that produced the values";
 }
 
-static int newest_finding_first(const void *a, const void *b)
-{
-    int64_t x = ((const finding_t *)a)->time_ms, y = ((const finding_t *)b)->time_ms;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 json_t *stats_view_n_plus_one(const stats_view_t *v, int limit)
 {
     json_t *out = json_array();
     if (v->n_findings > 0)
-        qsort(v->findings, (size_t)v->n_findings, sizeof(*v->findings), newest_finding_first);
+        qsort(v->findings, (size_t)v->n_findings, sizeof(*v->findings), newest_first);
     for (int i = 0; i < v->n_findings && out != NULL && (limit <= 0 || i < limit); i++) {
         const finding_t *f = &v->findings[i];
         char when[40], fp[17];
@@ -837,17 +832,11 @@ json_t *stats_view_routes(const stats_view_t *v)
     return out;
 }
 
-static int newest_request_first(const void *a, const void *b)
-{
-    int64_t x = ((const slow_request_t *)a)->time_ms, y = ((const slow_request_t *)b)->time_ms;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 json_t *stats_view_slow_requests(const stats_view_t *v, int limit)
 {
     json_t *out = json_array();
     if (v->n_requests > 0)
-        qsort(v->requests, (size_t)v->n_requests, sizeof(*v->requests), newest_request_first);
+        qsort(v->requests, (size_t)v->n_requests, sizeof(*v->requests), newest_first);
     for (int i = 0; i < v->n_requests && out != NULL && (limit <= 0 || i < limit); i++) {
         const slow_request_t *r = &v->requests[i];
         char when[40];
