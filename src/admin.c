@@ -288,21 +288,38 @@ static void serve_queries(const request_t *req, reply_t *out)
         serve_snapshot(out, inspect_queries(sort, limit, database));
 }
 
-static void serve_query(const request_t *req, reply_t *out)
+/* A fingerprint in the path: true, or false with a 400 reply. */
+static bool path_fingerprint(const request_t *req, reply_t *out, uint64_t *fingerprint)
 {
     const char *hex = req->rest;
     if (strlen(hex) != 16 || strspn(hex, "0123456789abcdefABCDEF") != 16) {
         reply_error(out, MHD_HTTP_BAD_REQUEST, "fingerprint: expected 16 hex digits, got \"%.64s\"",
                     hex);
-        return;
+        return false;
     }
-    json_t *rows = inspect_query(strtoull(hex, NULL, 16));
+    *fingerprint = strtoull(hex, NULL, 16);
+    return true;
+}
+
+static void serve_query(const request_t *req, reply_t *out)
+{
+    uint64_t fingerprint;
+    if (!path_fingerprint(req, out, &fingerprint))
+        return;
+    json_t *rows = inspect_query(fingerprint);
     if (rows != NULL && json_array_size(rows) == 0) {
         json_decref(rows);
-        reply_error(out, MHD_HTTP_NOT_FOUND, "unknown fingerprint %s", hex);
+        reply_error(out, MHD_HTTP_NOT_FOUND, "unknown fingerprint %s", req->rest);
         return;
     }
     serve_snapshot(out, rows);
+}
+
+static void serve_samples(const request_t *req, reply_t *out)
+{
+    uint64_t fingerprint;
+    if (path_fingerprint(req, out, &fingerprint))
+        serve_snapshot(out, inspect_samples(fingerprint));
 }
 
 static void serve_slow(const request_t *req, reply_t *out)
@@ -391,6 +408,7 @@ static const endpoint_t endpoints[] = {
     {"/api/v1/servers", "GET", false, false, serve_servers},
     {"/api/v1/queries", "GET", false, false, serve_queries},
     {"/api/v1/queries/", "GET", false, false, serve_query},
+    {"/api/v1/samples/", "GET", false, true, serve_samples},
     {"/api/v1/slow", "GET", false, false, serve_slow},
     {"/api/v1/routes", "GET", false, false, serve_routes},
     {"/api/v1/requests/slow", "GET", false, false, serve_slow_requests},

@@ -318,6 +318,14 @@ json_t *inspect_query(uint64_t fingerprint)
     return out;
 }
 
+json_t *inspect_samples(uint64_t fingerprint)
+{
+    stats_view_t *v = gather_view();
+    json_t *out = v != NULL ? stats_view_samples(v, fingerprint) : NULL;
+    stats_view_free(v);
+    return out;
+}
+
 json_t *inspect_slow(int64_t since_ms, int limit)
 {
     stats_view_t *v = gather_view();

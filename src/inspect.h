@@ -53,6 +53,10 @@ json_t *inspect_queries(inspect_sort_t sort, int limit, const char *database);
  * an empty array when it is unknown. */
 json_t *inspect_query(uint64_t fingerprint);
 
+/* The parameter samples of a fingerprint (for pgturbo advise; admin only): [{"database",
+ * "query" (the text as sent, or the normalized text), "parameters" (array or null)}]. */
+json_t *inspect_samples(uint64_t fingerprint);
+
 /* Slow-log entries newer than since (Unix ms; 0 = all), newest first, at most limit. */
 json_t *inspect_slow(int64_t since_ms, int limit);
 

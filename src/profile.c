@@ -13,14 +13,15 @@
 #include "stats.h"
 #include "worker.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SCOPE_SLOTS     32   /* fingerprints followed per transaction or request */
 #define REQUEST_IDLE_MS 1000 /* a request with no query for this long is over */
 #define MAX_TAGS        8
 #define PARAMS_TEXT_MAX 512
+#define SAMPLE_TEXT_MAX 8192 /* longest query text kept as a sample */
 
 typedef struct named {
     uint64_t name_hash;
@@ -167,6 +168,9 @@ uint64_t profile_query(client_t *c, const char *text, size_t len)
     if (info == NULL)
         return 0;
     c->prof->params_text[0] = '\0';
+    if (stats_wants_sample(c->worker->stats, c->pool->database, info->fingerprint))
+        stats_add_sample(c->worker->stats, c->pool->database, info->fingerprint, text,
+                         len < SAMPLE_TEXT_MAX ? len : SAMPLE_TEXT_MAX, NULL);
     count_loops(c, info->fingerprint, info->kind, sqlparse_hash(text, len));
     if (c->prof->in_request)
         c->prof->req_queries++;
@@ -205,8 +209,12 @@ void profile_parse(client_t *c, const char *name, const char *text, size_t len)
     n->kind = info->kind;
 }
 
-/* The text of a Bind's parameters for the slow log: 'a', 'b', (binary), NULL. */
-static void describe_parameters(char *out, size_t size, const uint8_t *body, size_t len)
+/* Calls fn for each parameter of a Bind (the body after the portal and statement names):
+ * its text, or NULL for SQL NULL or a binary value (binary true then). */
+static void for_each_parameter(const uint8_t *body, size_t len,
+                               void (*fn)(void *arg, int i, const uint8_t *v, int32_t n,
+                                          bool binary),
+                               void *arg)
 {
     proto_reader_t r;
     proto_reader_init(&r, body, (uint32_t)len);
@@ -218,24 +226,70 @@ static void describe_parameters(char *out, size_t size, const uint8_t *body, siz
             formats[i] = f;
     }
     int16_t n = proto_get_int16(&r);
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < n && proto_reader_ok(&r) && used + 1 < size; i++) {
+    for (int i = 0; i < n && proto_reader_ok(&r); i++) {
         int32_t vlen = proto_get_int32(&r);
         int16_t format = n_formats == 1 ? formats[0] : (i < 64 ? formats[i] : 1);
         const uint8_t *v = vlen > 0 ? proto_get_bytes(&r, (uint32_t)vlen) : NULL;
-        int w;
-        if (vlen < 0)
-            w = snprintf(out + used, size - used, "%sNULL", i ? ", " : "");
-        else if (format != 0 || v == NULL)
-            w = snprintf(out + used, size - used, "%s%s", i ? ", " : "",
-                         vlen == 0 ? "''" : "(binary)");
-        else
-            w = snprintf(out + used, size - used, "%s'%.*s'", i ? ", " : "", (int)vlen, v);
-        if (w < 0)
+        if (!proto_reader_ok(&r))
             break;
-        used += (size_t)w;
+        if (vlen == 0)
+            v = (const uint8_t *)"";
+        fn(arg, i, v, vlen, format != 0);
     }
+}
+
+typedef struct text_out {
+    char *out;
+    size_t size, used;
+} text_out_t;
+
+/* The slow log's text of the parameters: 'a', 'b', (binary), NULL. */
+static void describe_one(void *arg, int i, const uint8_t *v, int32_t n, bool binary)
+{
+    text_out_t *t = arg;
+    if (t->used + 1 >= t->size)
+        return;
+    int w;
+    if (v == NULL)
+        w = snprintf(t->out + t->used, t->size - t->used, "%sNULL", i ? ", " : "");
+    else if (binary)
+        w = snprintf(t->out + t->used, t->size - t->used, "%s(binary)", i ? ", " : "");
+    else
+        w = snprintf(t->out + t->used, t->size - t->used, "%s'%.*s'", i ? ", " : "", (int)n, v);
+    if (w > 0)
+        t->used += (size_t)w;
+}
+
+static void describe_parameters(char *out, size_t size, const uint8_t *body, size_t len)
+{
+    text_out_t t = {out, size, 0};
+    out[0] = '\0';
+    for_each_parameter(body, len, describe_one, &t);
+}
+
+/* For advise's samples: a JSON array of the parameters' texts (null for NULL and binary). */
+static void json_one(void *arg, int i, const uint8_t *v, int32_t n, bool binary)
+{
+    (void)i;
+    json_t *value = v != NULL && !binary ? json_stringn((const char *)v, (size_t)n) : NULL;
+    json_array_append_new(arg, value != NULL ? value : json_null());
+}
+
+/* Keeps this run's parameters as a sample of the statement when stats wants one. */
+static void sample_parameters(client_t *c, uint64_t fp, const uint8_t *body, size_t len)
+{
+    stats_t *st = c->worker->stats;
+    if (fp == 0 || !stats_wants_sample(st, c->pool->database, fp))
+        return;
+    json_t *array = json_array();
+    if (array == NULL)
+        return;
+    for_each_parameter(body, len, json_one, array);
+    char *text = json_dumps(array, JSON_COMPACT);
+    if (text != NULL)
+        stats_add_sample(st, c->pool->database, fp, NULL, 0, text);
+    free(text);
+    json_decref(array);
 }
 
 void profile_bind(client_t *c, const char *name, const uint8_t *params, size_t len)
@@ -252,6 +306,7 @@ void profile_bind(client_t *c, const char *name, const uint8_t *params, size_t l
         ps->portal_kind = n != NULL ? n->kind : SQL_UNPARSED;
     }
     ps->portal_params = sqlparse_hash((const char *)params, len);
+    sample_parameters(c, ps->portal_fp, params, len);
     ps->params_text[0] = '\0';
     if (c->worker->cfg->log_parameters)
         describe_parameters(ps->params_text, sizeof(ps->params_text), params, len);

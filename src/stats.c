@@ -30,7 +30,10 @@ typedef struct entry {
     sql_kind_t kind;
     char *query; /* normalized text, owned; "" when the parser gave none */
     uint64_t calls, errors, rows, total_us, wait_us, min_us, max_us;
-    histogram_t *hist; /* allocated on the first record */
+    histogram_t *hist;                  /* allocated on the first record */
+    char *sample_text[STATS_SAMPLES];   /* a simple query as sent, or NULL */
+    char *sample_params[STATS_SAMPLES]; /* JSON array of Bind parameters, or NULL */
+    int n_samples;
     struct entry *chain;
     struct entry *newer, *older; /* the LRU list */
 } entry_t;
@@ -96,6 +99,7 @@ struct stats {
     db_hist_t **dbs;
     int n_dbs;
     uint64_t queries, errors, unparsed, slow_queries, n_plus_one, requests_total;
+    uint64_t random; /* xorshift state for sampling */
 };
 
 static int64_t unix_ms(void)
@@ -184,6 +188,10 @@ static entry_t *find(stats_t *st, uint64_t fingerprint, const char *database)
 
 static void entry_free(entry_t *e)
 {
+    for (int i = 0; i < STATS_SAMPLES; i++) {
+        free(e->sample_text[i]);
+        free(e->sample_params[i]);
+    }
     free(e->query);
     free(e->hist);
     free(e);
@@ -230,7 +238,10 @@ static entry_t *entry_get(stats_t *st, const config_t *cfg, uint64_t fingerprint
 
 stats_t *stats_create(void)
 {
-    return calloc(1, sizeof(stats_t));
+    stats_t *st = calloc(1, sizeof(stats_t));
+    if (st != NULL)
+        st->random = (uint64_t)unix_ms() | 1;
+    return st;
 }
 
 static void free_routes_and_dbs(stats_t *st)
@@ -297,6 +308,32 @@ void stats_note_query(stats_t *st, const config_t *cfg, const char *database,
     e->query = one_line(info->normalized != NULL ? info->normalized : "");
     if (info->kind == SQL_UNPARSED)
         st->unparsed++;
+}
+
+bool stats_wants_sample(stats_t *st, const char *database, uint64_t fingerprint)
+{
+    const entry_t *e = find(st, fingerprint, database);
+    if (e == NULL)
+        return false;
+    if (e->n_samples < STATS_SAMPLES)
+        return true;
+    st->random ^= st->random << 13;
+    st->random ^= st->random >> 7;
+    st->random ^= st->random << 17;
+    return (st->random & 255) == 0;
+}
+
+void stats_add_sample(stats_t *st, const char *database, uint64_t fingerprint, const char *text,
+                      size_t len, const char *parameters)
+{
+    entry_t *e = find(st, fingerprint, database);
+    if (e == NULL)
+        return;
+    int slot = e->n_samples < STATS_SAMPLES ? e->n_samples++ : (int)(st->random % STATS_SAMPLES);
+    free(e->sample_text[slot]);
+    free(e->sample_params[slot]);
+    e->sample_text[slot] = text != NULL ? strndup(text, len) : NULL;
+    e->sample_params[slot] = parameters != NULL ? strdup(parameters) : NULL;
 }
 
 void stats_count_unparsed(stats_t *st)
@@ -463,6 +500,7 @@ typedef struct view_entry {
     char *query;
     uint64_t calls, errors, rows, total_us, wait_us, min_us, max_us;
     histogram_t hist;
+    json_t *samples; /* array of {"database", "query", "parameters"} */
 } view_entry_t;
 
 typedef struct view_route {
@@ -498,6 +536,7 @@ void stats_view_free(stats_view_t *v)
         return;
     for (int i = 0; i < v->n_entries; i++) {
         free(v->entries[i]->query);
+        json_decref(v->entries[i]->samples);
         free(v->entries[i]);
     }
     free(v->entries);
@@ -539,6 +578,23 @@ static view_entry_t *view_entry(stats_view_t *v, const entry_t *e)
     return ve;
 }
 
+static int add_samples(view_entry_t *ve, const entry_t *e)
+{
+    if (e->n_samples > 0 && ve->samples == NULL && (ve->samples = json_array()) == NULL)
+        return -1;
+    for (int i = 0; i < e->n_samples; i++) {
+        json_t *params =
+            e->sample_params[i] != NULL ? json_loads(e->sample_params[i], 0, NULL) : NULL;
+        json_t *s =
+            json_pack("{s:o, s:o, s:o}", "database", jsontext_string(e->database), "query",
+                      jsontext_string(e->sample_text[i] != NULL ? e->sample_text[i] : e->query),
+                      "parameters", params != NULL ? params : json_null());
+        if (s == NULL || json_array_append_new(ve->samples, s) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int add_entries(stats_view_t *v, const stats_t *st)
 {
     for (const entry_t *e = st->newest; e != NULL; e = e->older) {
@@ -558,6 +614,8 @@ static int add_entries(stats_view_t *v, const stats_t *st)
         ve->wait_us += e->wait_us;
         if (e->hist != NULL)
             histogram_merge(&ve->hist, e->hist);
+        if (add_samples(ve, e) < 0)
+            return -1;
     }
     return 0;
 }
@@ -749,6 +807,21 @@ json_t *stats_view_query(const stats_view_t *v, uint64_t fingerprint)
 }
 
 /* For qsort, newest first: slow_entry_t, finding_t and slow_request_t all begin with time_ms. */
+json_t *stats_view_samples(const stats_view_t *v, uint64_t fingerprint)
+{
+    json_t *out = json_array();
+    for (int i = 0; i < v->n_entries && out != NULL; i++) {
+        const view_entry_t *e = v->entries[i];
+        if (e->fingerprint != fingerprint || e->samples == NULL)
+            continue;
+        if (json_array_extend(out, e->samples) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 static int newest_first(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -71,6 +71,20 @@ typedef struct stats_request {
 
 void stats_record_request(stats_t *st, const config_t *cfg, const stats_request_t *r);
 
+/*
+ * Parameter samples, for pgturbo advise: a few real runs of each fingerprint (the query text
+ * as sent, or the Bind parameters of an extended-protocol query), shown only to admin_token.
+ * stats_wants_sample says whether a run of (database, fingerprint) should be kept: the first
+ * STATS_SAMPLES, then one run in 256 replacing an older one.
+ */
+#define STATS_SAMPLES 3
+bool stats_wants_sample(stats_t *st, const char *database, uint64_t fingerprint);
+
+/* Keeps a sample: text (a simple query's text, or NULL) and parameters (a JSON array of the
+ * Bind parameters as text, or NULL); both copied. */
+void stats_add_sample(stats_t *st, const char *database, uint64_t fingerprint, const char *text,
+                      size_t len, const char *parameters);
+
 /* Counts a query the parser could not read (it is forwarded all the same). */
 void stats_count_unparsed(stats_t *st);
 
@@ -97,6 +111,8 @@ __attribute__((warn_unused_result)) int stats_view_add(stats_view_t *v, const st
 json_t *stats_view_queries(const stats_view_t *v, const char *sort, int limit,
                            const char *database);
 json_t *stats_view_query(const stats_view_t *v, uint64_t fingerprint);
+/* The samples of a fingerprint: [{"database", "query", "parameters"}...]. */
+json_t *stats_view_samples(const stats_view_t *v, uint64_t fingerprint);
 json_t *stats_view_slow(const stats_view_t *v, int64_t since_ms, int limit);
 json_t *stats_view_n_plus_one(const stats_view_t *v, int limit);
 json_t *stats_view_routes(const stats_view_t *v);

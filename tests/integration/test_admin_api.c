@@ -747,6 +747,9 @@ static void query_statistics_show_the_known_mix(void **state)
     assert_non_null(fast);
     assert_non_null(slow);
     assert_non_null(err);
+    char fast_fp[17];
+    snprintf(fast_fp, sizeof(fast_fp), "%s",
+             json_string_value(json_object_get(fast, "fingerprint")));
     assert_int_equal(int_member(fast, "calls"), 10);
     assert_int_equal(int_member(fast, "rows"), 10);
     assert_int_equal(int_member(slow, "calls"), 3);
@@ -800,6 +803,34 @@ static void query_statistics_show_the_known_mix(void **state)
     assert_non_null(
         strstr(m.body, "pgturbo_query_duration_seconds_count{database=\"postgres\"} 23"));
     response_free(&m);
+
+    /* Samples: real runs, for admin_token only. */
+    snprintf(path, sizeof(path), "/api/v1/samples/%s", fast_fp);
+    expect_error(port, "GET", path, STATS_TOKEN, 403, "admin_token");
+    json_t *samples = get_array(port, path, ADMIN_TOKEN);
+    assert_int_equal(json_array_size(samples), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(samples, 0), "query")),
+                        "SELECT 0 AS api_fast");
+    json_decref(samples);
+    PGconn *ext = harness_connect(p.port, "postgres", NULL);
+    const char *param[] = {"42"};
+    PGresult *er =
+        PQexecParams(ext, "SELECT abs($1::int) AS api_ext", 1, NULL, param, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(er), PGRES_TUPLES_OK);
+    PQclear(er);
+    PQfinish(ext);
+    rows = get_array(port, "/api/v1/queries?sort=calls&limit=100", ADMIN_TOKEN);
+    json_t *extrow = find(rows, "query", "SELECT abs($1::int) AS api_ext");
+    assert_non_null(extrow);
+    snprintf(path, sizeof(path), "/api/v1/samples/%s",
+             json_string_value(json_object_get(extrow, "fingerprint")));
+    json_decref(rows);
+    samples = get_array(port, path, ADMIN_TOKEN);
+    assert_int_equal(json_array_size(samples), 1);
+    json_t *params = json_object_get(json_array_get(samples, 0), "parameters");
+    assert_int_equal(json_array_size(params), 1);
+    assert_string_equal(json_string_value(json_array_get(params, 0)), "42");
+    json_decref(samples);
 
     response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
     assert_int_equal(r.status, 200);
