@@ -762,7 +762,9 @@ static void server_read(server_t *s)
     /* What came before an end of stream (an ErrorResponse, say) is handled first. */
     if (got)
         handle_input(s);
-    if (n != NET_AGAIN && n <= 0 && s->state != SERVER_CLOSED)
+    /* A server handed to another worker meanwhile is that worker's now: it sees the end of
+     * the stream itself once it watches the socket. */
+    if (n != NET_AGAIN && n <= 0 && s->state != SERVER_CLOSED && s->state != SERVER_MOVING)
         server_close(s, n == 0 ? "server closed the connection" : "cannot read from server");
 }
 
