@@ -23,7 +23,8 @@
  *                     used, 3 per sequence >= 75 % used
  *   replication       5 per replica lagging by the warning threshold or more           10
  *
- * A factor whose input is unknown (no blocks read yet, no daemon figures) costs nothing.
+ * A factor whose input is unknown costs nothing: the cache hit ratio before 10,000 blocks were
+ * read or hit (report.c), the slow-query ratio without the daemon's figures.
  */
 #ifndef PGTURBO_HEALTH_H
 #define PGTURBO_HEALTH_H
