@@ -21,8 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ISO_TIME(expr)     "to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-#define USER_SCHEMA(ns)    "(" ns " !~ '^pg_' AND " ns " <> 'information_schema')"
 #define MIN_CACHE_BLOCKS   10000 /* fewer blocks read or hit than this say nothing yet */
 #define MAX_RECS_PER_CHECK 10    /* more findings of a kind are summed up in one line */
 #define MSG_LEN            1024
@@ -351,14 +349,12 @@ static void check_database(ctx_t *c)
         c, "database", NULL,
         "SELECT current_database() AS name, current_setting('server_version') AS version,"
         " pg_database_size(current_database()) AS size_bytes,"
-        " (SELECT " ISO_TIME("stats_reset") " FROM pg_stat_database"
-                                            "   WHERE datname = current_database()) AS stats_reset,"
-                                            " pg_is_in_recovery() AS in_recovery,"
-                                            " current_setting('block_size')::int AS block_size,"
-                                            " current_setting('track_commit_timestamp')::bool AS "
-                                            "track_commit_timestamp,"
-                                            " current_setting('autovacuum')::bool AS autovacuum,"
-                                            " " ISO_TIME("now()") " AS generated_at");
+        " (SELECT to_char((stats_reset) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        " FROM pg_stat_database   WHERE datname = current_database()) AS stats_reset,"
+        " pg_is_in_recovery() AS in_recovery, current_setting('block_size')::int AS block_size,"
+        " current_setting('track_commit_timestamp')::bool AS track_commit_timestamp,"
+        " current_setting('autovacuum')::bool AS autovacuum,"
+        " to_char((now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS generated_at");
     if (r == NULL) {
         fail(c, "database: cannot read the database's size and settings");
         return;
@@ -398,14 +394,14 @@ static void check_tables(ctx_t *c)
     PGresult *r =
         run(c, "tables", NULL,
             "SELECT n.nspname AS schema, c.relname AS table,"
-            " pg_total_relation_size(c.oid) AS total_bytes, pg_relation_size(c.oid) AS table_bytes,"
-            " pg_indexes_size(c.oid) AS index_bytes,"
-            " coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast_bytes,"
-            " CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END AS rows"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
-            " WHERE c.relkind IN ('r', 'm') AND " USER_SCHEMA(
-                "n.nspname") " ORDER BY total_bytes DESC, 1, 2 LIMIT $1::int",
+            " pg_total_relation_size(c.oid) AS total_bytes,"
+            " pg_relation_size(c.oid) AS table_bytes, pg_indexes_size(c.oid) AS index_bytes,"
+            " coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast_bytes, CASE"
+            " WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE s.n_live_tup END AS rows"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT"
+            " JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.relkind IN ('r', 'm')"
+            " AND (n.nspname !~ '^pg_' AND n.nspname <> 'information_schema')"
+            " ORDER BY total_bytes DESC, 1, 2 LIMIT $1::int",
             1, params);
     json_t *largest = json_array();
     for (int i = 0; r != NULL && i < PQntuples(r); i++) {
@@ -423,14 +419,15 @@ static void check_tables(ctx_t *c)
     json_t *tables = json_object();
     json_object_set_new(tables, "largest", largest);
 
-    r = run0(c, "tables", NULL,
-             "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'm')) AS count,"
-             " coalesce(sum(pg_table_size(c.oid)) FILTER (WHERE c.relkind IN ('r', 'm')), 0)"
-             "  AS table_bytes,"
-             " coalesce(sum(pg_relation_size(c.oid)) FILTER (WHERE c.relkind = 'i'), 0)"
-             "  AS index_bytes"
-             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-             " WHERE c.relkind IN ('r', 'm', 'i') AND " USER_SCHEMA("n.nspname"));
+    r = run0(
+        c, "tables", NULL,
+        "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'm')) AS count,"
+        " coalesce(sum(pg_table_size(c.oid)) FILTER (WHERE c.relkind IN ('r', 'm')), 0)  AS "
+        "table_bytes,"
+        " coalesce(sum(pg_relation_size(c.oid)) FILTER (WHERE c.relkind = 'i'), 0)  AS index_bytes"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'm', 'i') AND (n.nspname !~ '^pg_'"
+        " AND n.nspname <> 'information_schema')");
     if (r != NULL) {
         put_int(tables, r, 0, "count");
         put_int(tables, r, 0, "table_bytes");
@@ -684,31 +681,23 @@ static void check_indexes(ctx_t *c)
         "SELECT i.indexrelid AS oid, i.indrelid AS table_oid, n.nspname AS schema,"
         " t.relname AS table, x.relname AS index, x.relkind AS kind, am.amname AS am,"
         " i.indkey::text AS keys, i.indclass::text AS opclasses,"
-        " i.indcollation::text AS collations, i.indoption::text AS options,"
-        " i.indnatts AS natts, i.indnkeyatts AS nkeys,"
-        " pg_get_expr(i.indexprs, i.indrelid) AS exprs,"
-        " pg_get_expr(i.indpred, i.indrelid) AS pred,"
-        " i.indisunique AS unique, i.indisvalid AS valid,"
-        " (SELECT k.conname FROM pg_constraint k WHERE k.conindid = i.indexrelid"
-        "   AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') LIMIT 1)"
-        "  AS constraint_name,"
+        " i.indcollation::text AS collations, i.indoption::text AS options, i.indnatts AS natts,"
+        " i.indnkeyatts AS nkeys, pg_get_expr(i.indexprs, i.indrelid) AS exprs,"
+        " pg_get_expr(i.indpred, i.indrelid) AS pred, i.indisunique AS unique,"
+        " i.indisvalid AS valid, (SELECT k.conname FROM pg_constraint k"
+        " WHERE k.conindid = i.indexrelid   AND k.conrelid = i.indrelid"
+        " AND k.contype IN ('p', 'u', 'x') LIMIT 1)  AS constraint_name,"
         " pg_relation_size(i.indexrelid) AS size_bytes, coalesce(s.idx_scan, 0) AS scans,"
-        " pg_get_indexdef(i.indexrelid) AS definition,"
-        " CASE WHEN current_setting('track_commit_timestamp')::bool"
-        "  THEN " ISO_TIME(
-            "pg_xact_commit_timestamp(x.xmin)") " END AS created_at,"
-                                                " EXISTS (SELECT 1 FROM "
-                                                "pg_stat_progress_create_index p"
-                                                "   WHERE p.index_relid = i.indexrelid) AS building"
-                                                " FROM pg_index i JOIN pg_class x ON x.oid = "
-                                                "i.indexrelid"
-                                                " JOIN pg_class t ON t.oid = i.indrelid JOIN "
-                                                "pg_namespace n ON n.oid = t.relnamespace"
-                                                " JOIN pg_am am ON am.oid = x.relam"
-                                                " LEFT JOIN pg_stat_user_indexes s ON s.indexrelid "
-                                                "= i.indexrelid"
-                                                " WHERE " USER_SCHEMA(
-                                                    "n.nspname") " ORDER BY i.indexrelid");
+        " pg_get_indexdef(i.indexrelid) AS definition, CASE"
+        " WHEN current_setting('track_commit_timestamp')::bool"
+        "  THEN to_char((pg_xact_commit_timestamp(x.xmin)) AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        " END AS created_at, EXISTS (SELECT 1 FROM pg_stat_progress_create_index p "
+        "  WHERE p.index_relid = i.indexrelid) AS building FROM pg_index i"
+        " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+        " JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = x.relam LEFT"
+        " JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid WHERE (n.nspname !~ '^pg_'"
+        " AND n.nspname <> 'information_schema') ORDER BY i.indexrelid");
     if (r == NULL)
         return;
     int n = PQntuples(r);
@@ -785,26 +774,23 @@ static void check_foreign_keys(ctx_t *c)
     PGresult *r = run0(
         c, "foreign_keys", NULL,
         "SELECT n.nspname AS schema, t.relname AS table, k.conname AS constraint,"
-        " array_to_json(ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY"
-        "   AS u(attnum, ord) JOIN pg_attribute a ON a.attrelid = k.conrelid"
-        "   AND a.attnum = u.attnum ORDER BY u.ord))::text AS columns,"
-        " rn.nspname AS referenced_schema, rt.relname AS referenced_table,"
-        " pg_table_size(t.oid) AS table_bytes,"
-        " CASE WHEN t.reltuples >= 0 THEN t.reltuples::bigint END AS rows"
-        " FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid"
-        " JOIN pg_namespace n ON n.oid = t.relnamespace"
-        " JOIN pg_class rt ON rt.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = rt.relnamespace"
-        " WHERE k.contype = 'f' AND k.conparentid = 0 AND " USER_SCHEMA(
-            "n.nspname") " AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid"
-                         "   AND i.indisvalid AND i.indpred IS NULL AND i.indnkeyatts >= "
-                         "cardinality(k.conkey)"
-                         "   AND (string_to_array(i.indkey::text, ' "
-                         "')::int2[])[1:cardinality(k.conkey)]"
-                         "       @> k.conkey"
-                         "   AND (string_to_array(i.indkey::text, ' "
-                         "')::int2[])[1:cardinality(k.conkey)]"
-                         "       <@ k.conkey)"
-                         " ORDER BY table_bytes DESC, 1, 2, 3");
+        " array_to_json(ARRAY(SELECT a.attname"
+        " FROM unnest(k.conkey) WITH ORDINALITY   AS u(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = k.conrelid   AND a.attnum = u.attnum"
+        " ORDER BY u.ord))::text AS columns, rn.nspname AS referenced_schema,"
+        " rt.relname AS referenced_table, pg_table_size(t.oid) AS table_bytes, CASE"
+        " WHEN t.reltuples >= 0 THEN t.reltuples::bigint END AS rows FROM pg_constraint k"
+        " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
+        " JOIN pg_class rt ON rt.oid = k.confrelid"
+        " JOIN pg_namespace rn ON rn.oid = rt.relnamespace WHERE k.contype = 'f'"
+        " AND k.conparentid = 0 AND (n.nspname !~ '^pg_' AND n.nspname <> 'information_schema')"
+        " AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid "
+        "  AND i.indisvalid AND i.indpred IS NULL AND i.indnkeyatts >= cardinality(k.conkey) "
+        "  AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(k.conkey)]       @> "
+        "k.conkey "
+        "  AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(k.conkey)]       <@ "
+        "k.conkey)"
+        " ORDER BY table_bytes DESC, 1, 2, 3");
     json_t *list = json_array();
     json_object_set_new(c->doc, "foreign_keys_without_index", list);
     for (int i = 0; r != NULL && i < PQntuples(r); i++) {
@@ -1032,38 +1018,36 @@ static void check_bloat(ctx_t *c)
 {
     PGresult *t =
         run0(c, "bloat", NULL,
-             "SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relpages::float8 AS pages,"
-             " c.reltuples::float8 AS tuples,"
-             " coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o"
-             "   WHERE o LIKE 'fillfactor=%'), 100) AS fillfactor,"
+             "SELECT c.oid, n.nspname AS schema, c.relname AS table,"
+             " c.relpages::float8 AS pages, c.reltuples::float8 AS tuples,"
+             " coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o "
+             "  WHERE o LIKE 'fillfactor=%'), 100) AS fillfactor,"
              " sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0))::float8 AS width,"
              " count(*) AS natts, count(s.attname) AS with_stats,"
-             " coalesce(bool_or(s.null_frac > 0), false) AS nulls"
-             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+             " coalesce(bool_or(s.null_frac > 0), false) AS nulls FROM pg_class c"
+             " JOIN pg_namespace n ON n.oid = c.relnamespace"
              " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
              " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname"
-             "  AND s.attname = a.attname AND NOT s.inherited"
-             " WHERE c.relkind IN ('r', 'm') AND " USER_SCHEMA(
-                 "n.nspname") " GROUP BY c.oid, n.nspname, c.relname, c.relpages, c.reltuples, "
-                              "c.reloptions");
+             "  AND s.attname = a.attname AND NOT s.inherited WHERE c.relkind IN ('r', 'm')"
+             " AND (n.nspname !~ '^pg_' AND n.nspname <> 'information_schema') GROUP BY c.oid,"
+             " n.nspname, c.relname, c.relpages, c.reltuples, c.reloptions");
     PGresult *x =
         run0(c, "bloat", NULL,
              "SELECT x.oid, n.nspname AS schema, t.relname AS table, x.relname AS index,"
              " x.relpages::float8 AS pages, x.reltuples::float8 AS tuples,"
-             " coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(x.reloptions) o"
-             "   WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor,"
-             " sum(coalesce(s.avg_width, 0))::float8 AS width,"
-             " count(*) AS natts, count(s.attname) AS with_stats"
-             " FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid"
-             " JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
-             " JOIN pg_am am ON am.oid = x.relam AND am.amname = 'btree'"
-             " JOIN pg_attribute a ON a.attrelid = t.oid"
-             "  AND a.attnum = ANY (string_to_array(i.indkey::text, ' ')::int2[])"
-             " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = t.relname"
-             "  AND s.attname = a.attname AND NOT s.inherited"
-             " WHERE x.relkind = 'i' AND i.indexprs IS NULL AND i.indisvalid"
-             "  AND " USER_SCHEMA("n.nspname") " GROUP BY x.oid, n.nspname, t.relname, x.relname,"
-                                               "  x.relpages, x.reltuples, x.reloptions");
+             " coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(x.reloptions) o "
+             "  WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor,"
+             " sum(coalesce(s.avg_width, 0))::float8 AS width, count(*) AS natts,"
+             " count(s.attname) AS with_stats FROM pg_index i"
+             " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+             " JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = x.relam"
+             " AND am.amname = 'btree' JOIN pg_attribute a ON a.attrelid = t.oid"
+             "  AND a.attnum = ANY (string_to_array(i.indkey::text, ' ')::int2[]) LEFT"
+             " JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = t.relname"
+             "  AND s.attname = a.attname AND NOT s.inherited WHERE x.relkind = 'i'"
+             " AND i.indexprs IS NULL AND i.indisvalid  AND (n.nspname !~ '^pg_'"
+             " AND n.nspname <> 'information_schema') GROUP BY x.oid, n.nspname, t.relname,"
+             " x.relname,  x.relpages, x.reltuples, x.reloptions");
     if (t == NULL || x == NULL) {
         PQclear(t);
         PQclear(x);
@@ -1156,81 +1140,21 @@ done:
 
 static void check_maintenance(ctx_t *c)
 {
-    PGresult *r =
-        run0(c, "maintenance", NULL,
-             "SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live,"
-             " s.n_dead_tup AS dead, s.n_mod_since_analyze AS modified,"
-             " " ISO_TIME(
-                 "s.last_vacuum") " AS last_vacuum,"
-                                  " " ISO_TIME(
-                                      "s.last_autovacuum") " AS last_autovacuum,"
-                                                           " " ISO_TIME(
-                                                               "s.last_analyze") " AS "
-                                                                                 "last_analyze,"
-                                                                                 " " ISO_TIME(
-                                                                                     "s.last_"
-                                                                                     "autoanalyz"
-                                                                                     "e") " AS "
-                                                                                          "last_"
-                                                                                          "autoa"
-                                                                                          "nalyz"
-                                                                                          "e,"
-                                                                                          " coal"
-                                                                                          "esce("
-                                                                                          "(SELE"
-                                                                                          "CT "
-                                                                                          "split"
-                                                                                          "_part"
-                                                                                          "(o, "
-                                                                                          "'=', "
-                                                                                          "2)::"
-                                                                                          "bool "
-                                                                                          "FROM "
-                                                                                          "unnes"
-                                                                                          "t(c."
-                                                                                          "relop"
-                                                                                          "tions"
-                                                                                          ") o"
-                                                                                          "   "
-                                                                                          "WHERE"
-                                                                                          " o "
-                                                                                          "LIKE "
-                                                                                          "'auto"
-                                                                                          "vacuu"
-                                                                                          "m_"
-                                                                                          "enabl"
-                                                                                          "ed=%'"
-                                                                                          "), "
-                                                                                          "true)"
-                                                                                          " AS "
-                                                                                          "autov"
-                                                                                          "acuum"
-                                                                                          "_enab"
-                                                                                          "led"
-                                                                                          " FROM"
-                                                                                          " pg_"
-                                                                                          "stat_"
-                                                                                          "user_"
-                                                                                          "table"
-                                                                                          "s s "
-                                                                                          "JOIN "
-                                                                                          "pg_"
-                                                                                          "class"
-                                                                                          " c "
-                                                                                          "ON "
-                                                                                          "c."
-                                                                                          "oid "
-                                                                                          "= "
-                                                                                          "s."
-                                                                                          "relid"
-                                                                                          " ORDE"
-                                                                                          "R BY "
-                                                                                          "s.n_"
-                                                                                          "dead_"
-                                                                                          "tup "
-                                                                                          "DESC,"
-                                                                                          " 1, "
-                                                                                          "2");
+    PGresult *r = run0(c, "maintenance", NULL,
+                       "SELECT s.schemaname AS schema, s.relname AS table, s.n_live_tup AS live,"
+                       " s.n_dead_tup AS dead, s.n_mod_since_analyze AS modified,"
+                       " to_char((s.last_vacuum) AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_vacuum,"
+                       " to_char((s.last_autovacuum) AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_autovacuum,"
+                       " to_char((s.last_analyze) AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_analyze,"
+                       " to_char((s.last_autoanalyze) AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_autoanalyze,"
+                       " coalesce((SELECT split_part(o, '=', 2)::bool FROM unnest(c.reloptions) o "
+                       "  WHERE o LIKE 'autovacuum_enabled=%'), true) AS autovacuum_enabled"
+                       " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                       " ORDER BY s.n_dead_tup DESC, 1, 2");
     json_t *vacuum = json_array(), *analyze = json_array();
     json_t *m = json_object();
     json_object_set_new(m, "vacuum", vacuum);
@@ -1300,8 +1224,8 @@ static void check_connections(ctx_t *c)
     PGresult *r = run0(c, "connections", NULL,
                        "SELECT CASE WHEN backend_type IS NULL THEN 'hidden'"
                        "  ELSE coalesce(state, 'unknown') END AS state, count(*) AS n,"
-                       " current_setting('max_connections')::int AS max"
-                       " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                       " current_setting('max_connections')::int AS max FROM pg_stat_activity"
+                       " WHERE backend_type = 'client backend'"
                        /* What other roles' sessions look like to a role without
                         * pg_read_all_stats: no type, no state, but a user and a database. */
                        " OR (backend_type IS NULL AND datname IS NOT NULL"
@@ -1361,17 +1285,15 @@ static void check_sessions(ctx_t *c)
     PGresult *r = run(
         c, "sessions", NULL,
         "SELECT pid, usename AS user, application_name, client_addr::text AS client_addr, state,"
-        " extract(epoch FROM now() - query_start)::float8 AS query_s,"
-        " extract(epoch FROM now() - state_change)::float8 AS idle_s,"
-        " extract(epoch FROM now() - xact_start)::float8 AS xact_s,"
-        " left(query, 500) AS query, wait_event_type, wait_event"
-        " FROM pg_stat_activity"
-        " WHERE datname = current_database() AND backend_type = 'client backend'"
-        " AND pid <> pg_backend_pid()"
-        " AND ((state = 'active' AND now() - query_start >= make_interval(secs => $1::float8))"
-        "  OR (state IN ('idle in transaction', 'idle in transaction (aborted)')"
-        "      AND now() - state_change >= make_interval(secs => $2::float8)))"
-        " ORDER BY query_start, pid",
+        " extract(epoch FROM now() - query_start)::float8 AS query_s, extract(epoch"
+        " FROM now() - state_change)::float8 AS idle_s, extract(epoch"
+        " FROM now() - xact_start)::float8 AS xact_s, left(query, 500) AS query,"
+        " wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND ((state = 'active'"
+        " AND now() - query_start >= make_interval(secs => $1::float8))"
+        "  OR (state IN ('idle in transaction', 'idle in transaction (aborted)')    "
+        "  AND now() - state_change >= make_interval(secs => $2::float8))) ORDER BY query_start,"
+        " pid",
         2, params);
     json_t *running = json_array(), *idle = json_array();
     json_t *s = json_object();
@@ -1432,17 +1354,15 @@ static void check_locks(ctx_t *c)
     PGresult *r =
         run0(c, "locks", NULL,
              "SELECT w.pid, w.usename AS user, w.application_name, left(w.query, 500) AS query,"
-             " w.wait_event_type, w.wait_event,"
-             " extract(epoch FROM now() - (SELECT min(l.waitstart) FROM pg_locks l"
-             "   WHERE l.pid = w.pid AND NOT l.granted))::float8 AS waiting_s,"
-             " b.pid AS blocker_pid, b.usename AS blocker_user, b.state AS blocker_state,"
-             " left(b.query, 500) AS blocker_query,"
-             " extract(epoch FROM now() - b.xact_start)::float8 AS blocker_xact_s"
-             " FROM pg_stat_activity w"
-             " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)"
-             " LEFT JOIN pg_stat_activity b ON b.pid = bp.pid"
-             " WHERE w.datname = current_database() AND w.backend_type = 'client backend'"
-             " ORDER BY w.pid, bp.pid");
+             " w.wait_event_type, w.wait_event, extract(epoch"
+             " FROM now() - (SELECT min(l.waitstart) FROM pg_locks l   WHERE l.pid = w.pid"
+             " AND NOT l.granted))::float8 AS waiting_s, b.pid AS blocker_pid,"
+             " b.usename AS blocker_user, b.state AS blocker_state,"
+             " left(b.query, 500) AS blocker_query, extract(epoch"
+             " FROM now() - b.xact_start)::float8 AS blocker_xact_s FROM pg_stat_activity w CROSS"
+             " JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) LEFT"
+             " JOIN pg_stat_activity b ON b.pid = bp.pid WHERE w.datname = current_database()"
+             " AND w.backend_type = 'client backend' ORDER BY w.pid, bp.pid");
     json_t *waits = json_array();
     json_t *locks = json_object();
     json_object_set_new(locks, "waits", waits);
@@ -1499,26 +1419,25 @@ static void check_sequences(ctx_t *c)
 {
     PGresult *r = run0(
         c, "sequences", NULL,
-        "SELECT n.nspname AS schema, c.relname AS sequence,"
-        " s.seqmin::text AS min, s.seqmax::text AS max, s.seqincrement::text AS increment,"
-        " has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,"
-        " CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')"
+        "SELECT n.nspname AS schema, c.relname AS sequence, s.seqmin::text AS min,"
+        " s.seqmax::text AS max, s.seqincrement::text AS increment,"
+        " has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable, CASE"
+        " WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')"
         "  THEN pg_sequence_last_value(c.oid)::text END AS last_value,"
         " col.schema AS column_schema, col.table AS column_table, col.name AS column_name,"
-        " col.type AS column_type, col.max AS column_max"
-        " FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " LEFT JOIN LATERAL (SELECT tn.nspname AS schema, t.relname AS table, a.attname AS name,"
-        "   format_type(a.atttypid, NULL) AS type,"
-        "   CASE a.atttypid WHEN 'int2'::regtype THEN 32767"
-        "    WHEN 'int4'::regtype THEN 2147483647 END AS max"
-        "   FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid"
-        "   JOIN pg_namespace tn ON tn.oid = t.relnamespace"
-        "   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
-        "   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
-        "   AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')"
-        "   AND d.refobjsubid > 0 LIMIT 1) col ON true"
-        " WHERE " USER_SCHEMA("n.nspname") " ORDER BY 1, 2");
+        " col.type AS column_type, col.max AS column_max FROM pg_sequence s"
+        " JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT"
+        " JOIN LATERAL (SELECT tn.nspname AS schema, t.relname AS table, a.attname AS name,   "
+        "format_type(a.atttypid, NULL) AS type, "
+        "  CASE a.atttypid WHEN 'int2'::regtype THEN 32767    WHEN 'int4'::regtype THEN 2147483647"
+        " END AS max   FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid "
+        "  JOIN pg_namespace tn ON tn.oid = t.relnamespace "
+        "  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+        "  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+        "  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+        "  AND d.refobjsubid > 0 LIMIT 1) col ON true WHERE (n.nspname !~ '^pg_'"
+        " AND n.nspname <> 'information_schema') ORDER BY 1, 2");
     json_t *list = json_array();
     json_object_set_new(c->doc, "sequences", list);
     int unreadable = 0;
@@ -1601,10 +1520,9 @@ static void check_replication(ctx_t *c)
     PGresult *r =
         run0(c, "replication", NULL,
              "SELECT application_name, client_addr::text AS client_addr, state, sync_state,"
-             " extract(epoch FROM write_lag)::float8 AS write_lag_s,"
-             " extract(epoch FROM flush_lag)::float8 AS flush_lag_s,"
-             " extract(epoch FROM replay_lag)::float8 AS replay_lag_s,"
-             " CASE WHEN pg_is_in_recovery() THEN NULL"
+             " extract(epoch FROM write_lag)::float8 AS write_lag_s, extract(epoch"
+             " FROM flush_lag)::float8 AS flush_lag_s, extract(epoch"
+             " FROM replay_lag)::float8 AS replay_lag_s, CASE WHEN pg_is_in_recovery() THEN NULL"
              "  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS lag_bytes"
              " FROM pg_stat_replication ORDER BY 1, 2");
     json_t *replicas = json_array();
@@ -1638,9 +1556,8 @@ static void check_replication(ctx_t *c)
     }
     PQclear(r);
     r = run0(c, "replication", NULL,
-             "SELECT pg_is_in_recovery() AS in_recovery,"
-             " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
-             "  AS replay_delay_s");
+             "SELECT pg_is_in_recovery() AS in_recovery, extract(epoch"
+             " FROM now() - pg_last_xact_replay_timestamp())::float8  AS replay_delay_s");
     if (r != NULL) {
         bool replica = flag(r, 0, "in_recovery");
         json_object_set_new(o, "role", json_string(replica ? "replica" : "primary"));
