@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STATEMENT_TIMEOUT  "60s" /* for every query of the report */
+#define MEASURE_TIMEOUT    "10s" /* for each pgstattuple call */
 #define MIN_CACHE_BLOCKS   10000 /* fewer blocks read or hit than this say nothing yet */
 #define MAX_RECS_PER_CHECK 10    /* more findings of a kind are summed up in one line */
 #define MSG_LEN            1024
@@ -918,7 +920,11 @@ static void measure_bloat(ctx_t *c, bloat_row_t *rows, int n)
              schema);
     snprintf(index_sql, sizeof(index_sql),
              "SELECT leaf_pages, avg_leaf_density FROM %s.pgstatindex($1::regclass)", schema);
-    for (int k = 0; k < m && k < c->opt->exact_bloat_limit; k++) {
+    /* pgstatindex reads the whole index: a huge one keeps its estimate rather than hold the
+     * report up. */
+    PQclear(run0(c, "bloat_exact", NULL, "SET statement_timeout = '" MEASURE_TIMEOUT "'"));
+    int timed_out = 0;
+    for (int k = 0; k < m && k < c->opt->exact_bloat_limit && !c->failed; k++) {
         bloat_row_t *b = big[k];
         const char *params[] = {b->oid};
         PGresult *r =
@@ -926,6 +932,7 @@ static void measure_bloat(ctx_t *c, bloat_row_t *rows, int n)
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             bool denied = state != NULL && strcmp(state, "42501") == 0;
+            timed_out += state != NULL && strcmp(state, "57014") == 0;
             char msg[MSG_LEN], reason[2 * MSG_LEN];
             error_text(r, c->conn, msg, sizeof(msg));
             PQclear(r);
@@ -958,6 +965,15 @@ static void measure_bloat(ctx_t *c, bloat_row_t *rows, int n)
         PQclear(r);
     }
     free(big);
+    PQclear(run0(c, "bloat_exact", NULL, "SET statement_timeout = '" STATEMENT_TIMEOUT "'"));
+    if (timed_out > 0) {
+        char reason[MSG_LEN];
+        snprintf(reason, sizeof(reason),
+                 "pgstattuple took over " MEASURE_TIMEOUT
+                 " on %d relation%s, whose bloat is estimated instead",
+                 timed_out, timed_out == 1 ? "" : "s");
+        skip(c, "bloat_exact", reason);
+    }
 }
 
 static void bloat_recommend(ctx_t *c, const bloat_row_t *b)
@@ -1351,18 +1367,22 @@ static void check_sessions(ctx_t *c)
 
 static void check_locks(ctx_t *c)
 {
+    /* pg_blocking_pids gives 0 for a prepared transaction, which has no session. */
     PGresult *r =
         run0(c, "locks", NULL,
              "SELECT w.pid, w.usename AS user, w.application_name, left(w.query, 500) AS query,"
-             " w.wait_event_type, w.wait_event, extract(epoch"
-             " FROM now() - (SELECT min(l.waitstart) FROM pg_locks l   WHERE l.pid = w.pid"
-             " AND NOT l.granted))::float8 AS waiting_s, b.pid AS blocker_pid,"
-             " b.usename AS blocker_user, b.state AS blocker_state,"
-             " left(b.query, 500) AS blocker_query, extract(epoch"
-             " FROM now() - b.xact_start)::float8 AS blocker_xact_s FROM pg_stat_activity w CROSS"
-             " JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) LEFT"
-             " JOIN pg_stat_activity b ON b.pid = bp.pid WHERE w.datname = current_database()"
-             " AND w.backend_type = 'client backend' ORDER BY w.pid, bp.pid");
+             " w.wait_event_type, w.wait_event,"
+             " extract(epoch FROM now() - (SELECT min(l.waitstart) FROM pg_locks l"
+             "   WHERE l.pid = w.pid AND NOT l.granted))::float8 AS waiting_s,"
+             " bp.pid AS blocker_pid, b.usename AS blocker_user,"
+             " CASE WHEN bp.pid = 0 THEN 'prepared transaction' ELSE b.state END AS blocker_state,"
+             " left(b.query, 500) AS blocker_query,"
+             " extract(epoch FROM now() - b.xact_start)::float8 AS blocker_xact_s"
+             " FROM pg_stat_activity w"
+             " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)"
+             " LEFT JOIN pg_stat_activity b ON b.pid = bp.pid"
+             " WHERE w.datname = current_database() AND w.backend_type = 'client backend'"
+             " ORDER BY w.pid, bp.pid");
     json_t *waits = json_array();
     json_t *locks = json_object();
     json_object_set_new(locks, "waits", waits);
@@ -1394,10 +1414,16 @@ static void check_locks(ctx_t *c)
                      i + 1 < PQntuples(r) && strcmp(val(r, i + 1, "pid"), cur_pid) == 0
                          ? " and others"
                          : "");
-            snprintf(action, sizeof(action),
-                     "Find why pid %s holds its lock so long (see sessions); end it with SELECT "
-                     "pg_terminate_backend(%s); set lock_timeout in the waiting application",
-                     blocker, blocker);
+            if (strcmp(blocker, "0") == 0)
+                snprintf(action, sizeof(action),
+                         "COMMIT PREPARED or ROLLBACK PREPARED the transaction holding it (see "
+                         "pg_prepared_xacts); set lock_timeout in the waiting application");
+            else
+                snprintf(action, sizeof(action),
+                         "Find why pid %s holds its lock so long (see sessions); end it with "
+                         "SELECT pg_terminate_backend(%s); set lock_timeout in the waiting "
+                         "application",
+                         blocker, blocker);
             recommend(c, HEALTH_WARNING, "locks", "lock_wait", object, msg, action);
         }
         json_t *b = json_object();
@@ -1665,7 +1691,7 @@ json_t *report_build(PGconn *conn, const report_options_t *opt, char *err, size_
     }
     /* A report waits for no lock and no query long; the extended protocol takes one
      * statement at a time. */
-    PQclear(run0(&c, "settings", NULL, "SET statement_timeout = '60s'"));
+    PQclear(run0(&c, "settings", NULL, "SET statement_timeout = '" STATEMENT_TIMEOUT "'"));
     PQclear(run0(&c, "settings", NULL, "SET lock_timeout = '5s'"));
     PQclear(run0(&c, "settings", NULL, "SET idle_in_transaction_session_timeout = 0"));
     if (c.failed)

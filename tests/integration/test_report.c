@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "report.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -342,6 +343,10 @@ static void bloated_table_needs_vacuum_and_says_autovacuum_is_off(void **state)
     assert_string_equal(field(r, "action"),
                         "VACUUM (ANALYZE) \"public\".\"audit_logs\"; ALTER TABLE "
                         "\"public\".\"audit_logs\" RESET (autovacuum_enabled);");
+    /* Without pgstattuple the report says how to get measured figures. */
+    const json_t *s = row_with(json_object_get(doc, "skipped"), "check", "bloat_exact");
+    assert_non_null(s);
+    assert_non_null(strstr(field(s, "reason"), "CREATE EXTENSION pgstattuple"));
     /* The unbloated big table is not in the list. */
     assert_null(find_rec(doc, "table_bloat", "public.activity_logs"));
 }
@@ -541,6 +546,42 @@ static void empty_database_reports_nothing_wrong(void **state)
     json_decref(d);
 }
 
+/* ---- the daemon's figures (the hook for GET /api/v1/report) ---- */
+
+static void daemon_figures_feed_the_score_and_recommendations(void **state)
+{
+    json_error_t e;
+    json_t *daemon = json_loads(
+        "{\"pools\": [{\"database\": \"app\", \"user\": \"web\", \"cl_active\": 20,"
+        "  \"cl_waiting\": 3, \"sv_active\": 20, \"sv_idle\": 0, \"maxwait_us\": 1500000},"
+        " {\"database\": \"app\", \"user\": \"batch\", \"cl_waiting\": 0}],"
+        " \"queries\": {\"total\": 1000, \"slow\": 30}}",
+        0, &e);
+    assert_non_null(daemon);
+    report_options_t opt;
+    report_options_init(&opt);
+    opt.daemon = daemon;
+    PGconn *c = harness_connect_direct(DB);
+    char err[256];
+    json_t *d = report_build(c, &opt, err, sizeof(err));
+    PQfinish(c);
+    if (d == NULL)
+        fail_msg("report_build: %s", err);
+    const json_t *r = find_rec(d, "slow_queries", NULL);
+    assert_non_null(r);
+    assert_string_equal(field(r, "severity"), "warning"); /* 3 %: 1 % warns, 5 % is critical */
+    assert_non_null(strstr(field(r, "message"), "3.0 % of queries are slow (30 of 1000)"));
+    r = find_rec(d, "pool_waiting", "app/web");
+    assert_non_null(r);
+    assert_string_equal(field(r, "severity"), "warning");
+    assert_null(find_rec(d, "pool_waiting", "app/batch"));
+    const json_t *p = row_with(json_object_get(d, "score_breakdown"), "factor", "slow_queries");
+    assert_float_equal(json_number_value(json_object_get(p, "penalty")), 12.0, 1e-9);
+    assert_true(json_equal(json_object_get(d, "daemon"), daemon));
+    json_decref(d);
+    json_decref(daemon);
+}
+
 /* ---- bad input ---- */
 
 static void unreachable_server_exits_1_with_a_clear_message(void **state)
@@ -609,6 +650,7 @@ int main(void)
         cmocka_unit_test(missing_privileges_skip_checks_instead_of_failing),
         cmocka_unit_test(pgstattuple_measures_bloat_when_installed),
         cmocka_unit_test(empty_database_reports_nothing_wrong),
+        cmocka_unit_test(daemon_figures_feed_the_score_and_recommendations),
         cmocka_unit_test(unreachable_server_exits_1_with_a_clear_message),
         cmocka_unit_test(bad_arguments_exit_2),
         cmocka_unit_test(unwritable_output_exits_1),
