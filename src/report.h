@@ -62,7 +62,8 @@ void report_options_init(report_options_t *opt);
 
 /*
  * Builds the report of the database conn is connected to (PostgreSQL 14 or later). Borrows
- * conn, and sets statement_timeout, lock_timeout and client_encoding on it for the session.
+ * conn, and leaves these set on its session: client_encoding UTF8, statement_timeout 60 s,
+ * lock_timeout 5 s, idle_in_transaction_session_timeout 0.
  * Returns a new JSON object the caller releases with json_decref, or NULL with a message in
  * err (a lost connection, a query that failed for another reason than those skipped above,
  * an older server, no memory).
