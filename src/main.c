@@ -2,6 +2,7 @@
  * main.c
  *    The pgturbo command line: picks the subcommand and hands over; nothing else.
  */
+#include "reportcli.h"
 #include "serve.h"
 
 #include <stdio.h>
@@ -11,8 +12,13 @@
 
 static int usage(FILE *out, int code)
 {
-    fprintf(out, "usage: pgturbo serve [-c] CONFIG.ini   run the proxy\n"
-                 "       pgturbo version                print the version\n");
+    fprintf(out,
+            "usage: pgturbo serve [-c] CONFIG.ini   run the proxy\n"
+            "%s"
+            "       pgturbo version                print the version\n"
+            "exit codes: 0 done, 1 failed (no connection, a failed query, an unwritable\n"
+            "output), 2 bad usage or a bad config file\n",
+            report_cli_usage);
     return code;
 }
 
@@ -29,6 +35,8 @@ int main(int argc, char **argv)
             return usage(stderr, 2);
         return serve_run(argv[i]);
     }
+    if (strcmp(cmd, "report") == 0)
+        return report_cli_run(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgturbo %s\n", PGTURBO_VERSION);
         return 0;
