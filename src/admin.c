@@ -388,6 +388,19 @@ static void serve_health(const request_t *req, reply_t *out)
                              why[0] != '\0' ? why : "unreachable"));
 }
 
+static void serve_report(const request_t *req, reply_t *out)
+{
+    (void)req;
+    char why[512] = "";
+    json_t *report = inspect_report(why, sizeof(why));
+    if (report == NULL) {
+        one_line(why);
+        reply_error(out, MHD_HTTP_SERVICE_UNAVAILABLE, "report failed: %s", why);
+        return;
+    }
+    reply_json(out, MHD_HTTP_OK, report);
+}
+
 static void serve_metrics(const request_t *req, reply_t *out)
 {
     size_t len = 0;
@@ -414,6 +427,7 @@ static const endpoint_t endpoints[] = {
     {"/api/v1/requests/slow", "GET", false, false, serve_slow_requests},
     {"/api/v1/n-plus-one", "GET", false, false, serve_n_plus_one},
     {"/api/v1/alerts", "GET", false, false, serve_alerts},
+    {"/api/v1/report", "GET", false, false, serve_report},
     {"/api/v1/stats/reset", "POST", false, true, serve_reset},
 };
 

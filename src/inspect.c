@@ -8,6 +8,7 @@
 #include "config.h"
 #include "jsontext.h"
 #include "pool.h"
+#include "report.h"
 #include "alerts.h"
 #include "log.h"
 #include "server.h"
@@ -222,12 +223,14 @@ json_t *inspect_servers(void)
 
 /* ---- health ---- */
 
-bool inspect_health(char *why, size_t len)
+/* A connection to the first [databases] entry as its user (postgres by default); NULL with
+ * a reason in why when there is none or it fails. */
+static PGconn *connect_first_database(const char *timeout_s, char *why, size_t len)
 {
     const config_t *cfg = current_config();
     if (cfg->n_databases == 0) {
         snprintf(why, len, "no [databases] entry");
-        return false;
+        return NULL;
     }
     const config_database_t *db = &cfg->databases[0];
     char port[16];
@@ -239,19 +242,28 @@ bool inspect_health(char *why, size_t len)
                             db->dbname[0] != '\0' ? db->dbname : "postgres",
                             db->user[0] != '\0' ? db->user : "postgres",
                             db->password[0] != '\0' ? db->password : NULL,
-                            "2",
+                            timeout_s,
                             "prefer",
                             NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 0);
-    bool ok = PQstatus(conn) == CONNECTION_OK;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(why, len, "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+bool inspect_health(char *why, size_t len)
+{
+    PGconn *conn = connect_first_database("2", why, len);
+    bool ok = conn != NULL;
     if (ok) {
         PGresult *res = PQexec(conn, "SELECT 1");
         ok = PQresultStatus(res) == PGRES_TUPLES_OK;
         if (!ok)
             snprintf(why, len, "%s", PQresultErrorMessage(res));
         PQclear(res);
-    } else {
-        snprintf(why, len, "%s", PQerrorMessage(conn));
     }
     PQfinish(conn);
     return ok;
@@ -368,6 +380,34 @@ json_t *inspect_metrics(int top_n)
     stats_view_t *v = gather_view();
     json_t *out = v != NULL ? stats_view_metrics(v, top_n) : NULL;
     stats_view_free(v);
+    return out;
+}
+
+json_t *inspect_report(char *why, size_t len)
+{
+    stats_view_t *v = gather_view();
+    json_t *pools = inspect_pools();
+    json_t *daemon = v != NULL && pools != NULL
+                         ? json_pack("{s:O, s:{s:I, s:I}}", "pools", pools, "queries", "total",
+                                     (json_int_t)stats_view_calls(v), "slow",
+                                     (json_int_t)stats_view_slow_queries(v))
+                         : NULL;
+    json_decref(pools);
+    stats_view_free(v);
+    if (daemon == NULL) {
+        snprintf(why, len, "out of memory");
+        return NULL;
+    }
+    json_t *out = NULL;
+    PGconn *conn = connect_first_database("5", why, len);
+    if (conn != NULL) {
+        report_options_t opt;
+        report_options_init(&opt);
+        opt.daemon = daemon;
+        out = report_build(conn, &opt, why, len);
+        PQfinish(conn);
+    }
+    json_decref(daemon);
     return out;
 }
 

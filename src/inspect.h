@@ -72,6 +72,13 @@ json_t *inspect_alerts(void);
  */
 json_t *inspect_metrics(int top_n);
 
+/*
+ * pgturbo report (report.h) of the first [databases] entry, with the daemon's pools and
+ * slow-query counts; NULL with a reason in why when PostgreSQL cannot be reached or the
+ * report fails.
+ */
+json_t *inspect_report(char *why, size_t len);
+
 /* Forgets every query statistic, slow-log entry, route and finding (POST stats/reset). */
 void inspect_reset(void);
 

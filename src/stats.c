@@ -706,6 +706,11 @@ uint64_t stats_view_calls(const stats_view_t *v)
     return v->queries;
 }
 
+uint64_t stats_view_slow_queries(const stats_view_t *v)
+{
+    return v->slow_queries;
+}
+
 /* ---- JSON ---- */
 
 static double ms(uint64_t us)

@@ -119,7 +119,8 @@ json_t *stats_view_routes(const stats_view_t *v);
 json_t *stats_view_slow_requests(const stats_view_t *v, int limit);
 json_t *stats_view_metrics(const stats_view_t *v, int top_n);
 
-/* The rows of SHOW QUERIES-like consumers: calls in all, for tests and alerts. */
+/* Queries measured in all, and those the slow log took, over every worker. */
 uint64_t stats_view_calls(const stats_view_t *v);
+uint64_t stats_view_slow_queries(const stats_view_t *v);
 
 #endif /* PGTURBO_STATS_H */

@@ -841,6 +841,28 @@ static void query_statistics_show_the_known_mix(void **state)
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
+static void report_is_served_with_the_daemon_figures(void **state)
+{
+    pgturbo_proc_t p;
+    int port = start_with_api(&p);
+    PGconn *c = harness_connect(p.port, "postgres", NULL);
+    harness_exec_ok(c, "SELECT 1");
+    PQfinish(c);
+    response_t r = http(port, "GET", "/api/v1/report", STATS_TOKEN);
+    assert_int_equal(r.status, 200);
+    json_t *doc = body_json(&r);
+    assert_true(json_is_object(doc));
+    json_int_t score = int_member(doc, "score");
+    assert_true(score >= 0 && score <= 100);
+    assert_true(json_is_array(json_object_get(doc, "recommendations")));
+    json_decref(doc);
+    response_free(&r);
+    r = http(port, "GET", "/api/v1/report", NULL);
+    assert_int_equal(r.status, 401);
+    response_free(&r);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +880,7 @@ int main(void)
         cmocka_unit_test(malformed_admin_listen_exits_1),
         cmocka_unit_test(health_is_503_when_the_first_database_is_down),
         cmocka_unit_test(query_statistics_show_the_known_mix),
+        cmocka_unit_test(report_is_served_with_the_daemon_figures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
