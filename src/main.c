@@ -2,6 +2,7 @@
  * main.c
  *    The pgturbo command line: picks the subcommand and hands over; nothing else.
  */
+#include "advise_cli.h"
 #include "serve.h"
 
 #include <stdio.h>
@@ -13,6 +14,7 @@ static int usage(FILE *out, int code)
 {
     fprintf(out, "usage: pgturbo serve [-c] CONFIG.ini   run the proxy\n"
                  "       pgturbo version                print the version\n");
+    advise_cli_usage(out);
     return code;
 }
 
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
             return usage(stderr, 2);
         return serve_run(argv[i]);
     }
+    if (strcmp(cmd, "advise") == 0)
+        return advise_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgturbo %s\n", PGTURBO_VERSION);
         return 0;
