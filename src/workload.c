@@ -5,9 +5,11 @@
  */
 #include "workload.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* SQLSTATEs met here. */
 #define SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
@@ -144,6 +146,116 @@ static advise_status_t load_samples(PGconn *conn, workload_t *w, char *err, size
     return ADVISE_OK;
 }
 
+/* Type names that may start a typed literal (type 'constant'), lower case. */
+static const char *const literal_types[] = {
+    "bigint",    "bit",         "bool",    "boolean", "bytea",    "char", "cidr",
+    "date",      "decimal",     "float",   "float4",  "float8",   "inet", "int",
+    "int2",      "int4",        "int8",    "integer", "interval", "json", "jsonb",
+    "macaddr",   "money",       "numeric", "real",    "smallint", "text", "time",
+    "timestamp", "timestamptz", "timetz",  "uuid",    "varchar",  "xml",
+};
+
+static bool is_literal_type(const char *word, size_t len)
+{
+    for (size_t i = 0; i < sizeof(literal_types) / sizeof(literal_types[0]); i++)
+        if (strlen(literal_types[i]) == len && strncasecmp(literal_types[i], word, len) == 0)
+            return true;
+    return false;
+}
+
+/* The start of the word that ends at end (exclusive), skipping white space before end. */
+static size_t word_before(const char *s, size_t end, size_t *word_end)
+{
+    while (end > 0 && isspace((unsigned char)s[end - 1]))
+        end--;
+    *word_end = end;
+    while (end > 0 && (isalnum((unsigned char)s[end - 1]) || s[end - 1] == '_'))
+        end--;
+    return end;
+}
+
+/* The start of the type name that precedes the parameter at p, and its end; false when the
+ * word before is no type name. "timestamp with time zone" counts as one name. */
+static bool typed_literal_at(const char *s, size_t p, size_t *start, size_t *end)
+{
+    size_t we, ws = word_before(s, p, &we);
+    if (we == ws)
+        return false;
+    if (we - ws == 4 && strncasecmp(s + ws, "zone", 4) == 0) {
+        size_t e2, s2 = word_before(s, ws, &e2); /* time */
+        size_t e3, s3 = word_before(s, s2, &e3); /* with, without */
+        size_t e4, s4 = word_before(s, s3, &e4); /* timestamp, time */
+        if (e2 - s2 == 4 && strncasecmp(s + s2, "time", 4) == 0 &&
+            ((e3 - s3 == 4 && strncasecmp(s + s3, "with", 4) == 0) ||
+             (e3 - s3 == 7 && strncasecmp(s + s3, "without", 7) == 0)) &&
+            ((e4 - s4 == 9 && strncasecmp(s + s4, "timestamp", 9) == 0) ||
+             (e4 - s4 == 4 && strncasecmp(s + s4, "time", 4) == 0))) {
+            *start = s4;
+            *end = we;
+            return s4 == 0 || !(isalnum((unsigned char)s[s4 - 1]) || s[s4 - 1] == '_' ||
+                                s[s4 - 1] == '.' || s[s4 - 1] == '"');
+        }
+        return false;
+    }
+    if (!is_literal_type(s + ws, we - ws))
+        return false;
+    if (ws > 0 && (s[ws - 1] == '.' || s[ws - 1] == '"'))
+        return false;
+    *start = ws;
+    *end = we;
+    return true;
+}
+
+char *workload_repair_text(const char *text)
+{
+    size_t len = strlen(text);
+    /* Each repair adds two bytes ("::"). */
+    size_t cap = len + 1;
+    for (const char *p = text; (p = strchr(p, '$')) != NULL; p++)
+        cap += 2;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t n = 0, copied = 0;
+    bool changed = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\'' || c == '"') {
+            /* Skip a string or a quoted identifier whole. */
+            size_t j = i + 1;
+            while (j < len && !(text[j] == c && (j + 1 >= len || text[j + 1] != c)))
+                j += text[j] == c ? 2 : 1;
+            i = j;
+            continue;
+        }
+        if (c != '$' || i + 1 >= len || !isdigit((unsigned char)text[i + 1]))
+            continue;
+        size_t digits_end = i + 1;
+        while (digits_end < len && isdigit((unsigned char)text[digits_end]))
+            digits_end++;
+        size_t type_start, type_end;
+        if (!typed_literal_at(text, i, &type_start, &type_end))
+            continue;
+        memcpy(out + n, text + copied, type_start - copied);
+        n += type_start - copied;
+        memcpy(out + n, text + i, digits_end - i);
+        n += digits_end - i;
+        out[n++] = ':';
+        out[n++] = ':';
+        memcpy(out + n, text + type_start, type_end - type_start);
+        n += type_end - type_start;
+        copied = digits_end;
+        i = digits_end - 1;
+        changed = true;
+    }
+    if (!changed) {
+        free(out);
+        return NULL;
+    }
+    memcpy(out + n, text + copied, len - copied + 1);
+    return out;
+}
+
 advise_status_t workload_load(PGconn *conn, workload_t *w, char *err, size_t errlen)
 {
     advise_status_t status = ensure_extension(conn, err, errlen);
@@ -177,7 +289,8 @@ advise_status_t workload_load(PGconn *conn, workload_t *w, char *err, size_t err
             continue;
         }
         workload_query_t *q = &w->queries[w->n];
-        q->text = strdup(text);
+        char *repaired = workload_repair_text(text);
+        q->text = repaired != NULL ? repaired : strdup(text);
         if (q->text == NULL) {
             PQclear(res);
             snprintf(err, errlen, "out of memory");

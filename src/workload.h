@@ -49,6 +49,14 @@ typedef struct workload {
 __attribute__((warn_unused_result)) advise_status_t workload_load(PGconn *conn, workload_t *w,
                                                                   char *err, size_t errlen);
 
+/*
+ * pg_stat_statements replaces the constant of a typed literal by $n, which makes text that
+ * does not parse (now() - interval '1 day' is kept as now() - interval $1). Returns a
+ * malloc'd copy of text with each such "typename $n" written as "$n::typename", or NULL when
+ * text has none (or memory runs out).
+ */
+char *workload_repair_text(const char *text);
+
 /* Frees what w holds and zeroes it. */
 void workload_free(workload_t *w);
 
