@@ -2,6 +2,7 @@
  * main.c
  *    The pgturbo command line: picks the subcommand and hands over; nothing else.
  */
+#include "advise_cli.h"
 #include "reportcli.h"
 #include "serve.h"
 
@@ -15,10 +16,11 @@ static int usage(FILE *out, int code)
     fprintf(out,
             "usage: pgturbo serve [-c] CONFIG.ini   run the proxy\n"
             "%s"
-            "       pgturbo version                print the version\n"
-            "exit codes: 0 done, 1 failed (no connection, a failed query, an unwritable\n"
-            "output), 2 bad usage or a bad config file\n",
+            "       pgturbo version                print the version\n",
             report_cli_usage);
+    advise_cli_usage(out);
+    fprintf(out, "exit codes: 0 done, 1 failed (no connection, a failed query, an unwritable\n"
+                 "output), 2 bad usage or a bad config file (advise: see above)\n");
     return code;
 }
 
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "report") == 0)
         return report_cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "advise") == 0)
+        return advise_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgturbo %s\n", PGTURBO_VERSION);
         return 0;

@@ -7,6 +7,8 @@
 #   cluster.sh stop ENVDIR    stop the cluster and remove its data
 # PostgreSQL refuses to run as root, so the cluster runs as the unprivileged user postgres
 # (created if missing) through runuser; its data lives in a fresh directory under /tmp.
+# pg_stat_statements is preloaded: it is the workload source of pgturbo advise
+# (tests/integration/test_advise.c).
 # The cluster accepts TLS (ssl = on, with a throwaway CA from certs.sh) and plain connections
 # alike, so clients that prefer TLS (libpq's and pgturbo's default) get it.
 set -e
@@ -59,7 +61,8 @@ max_connections = 300
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-shared_preload_libraries = ''
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.max = 10000
 ssl = on
 ssl_cert_file = '$certs/server.crt'
 ssl_key_file = '$certs/server.key'

@@ -1,0 +1,337 @@
+/*
+ * test_advise.c
+ *    pgturbo advise against the test cluster. A database from the seed schemas (users,
+ *    activity_logs with 200,000 rows, workflows, workflow_runs, form_responses with JSONB, and
+ *    a table named "Order Items") runs a scripted workload whose right indexes are known:
+ *    composite, composite with DESC order, partial (IS NULL, and IN of constants that only a
+ *    sampled text shows), GIN on jsonb @>, expression on data->>'key', a foreign key in a
+ *    join, and quoting. Advise must find each and nothing for the queries already well served.
+ *    Bad input: an unreachable database, the daemon source, bad command lines, an empty
+ *    workload, HypoPG missing.
+ */
+#include "harness.h"
+
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define DB "advise_seed"
+
+static char out[1 << 18];
+
+/* Sessions of the "application" that stay connected while advise runs: their last queries,
+ * with their constants, are what pg_stat_activity shows advise as samples. */
+static PGconn *app_email, *app_status;
+
+/* Runs `pgturbo advise ARGS 'CONNINFO of db'` and returns its exit code; output in out. */
+static int advise_as(const char *db, const char *user, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "%s advise %s 'host=127.0.0.1 port=%d user=%s dbname=%s'",
+             PGTURBO_BIN, args, harness_pg_port(), user, db);
+    return harness_shell(cmd, out, sizeof(out));
+}
+
+static int advise(const char *db, const char *args)
+{
+    return advise_as(db, "postgres", args);
+}
+
+static void run_params(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+}
+
+static const char *const schema_sql =
+    "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, "
+    "  is_active boolean NOT NULL DEFAULT true, created_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX users_email_idx ON users (email);"
+    "CREATE TABLE activity_logs (id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES "
+    "  users (id), category text NOT NULL, action text NOT NULL, level text NOT NULL, "
+    "  entity_type text, entity_id bigint, metadata jsonb, created_at timestamptz NOT NULL);"
+    "CREATE TABLE workflows (id bigserial PRIMARY KEY, name text NOT NULL, created_by bigint, "
+    "  created_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE workflow_runs (id bigserial PRIMARY KEY, workflow_id bigint NOT NULL "
+    "  REFERENCES workflows (id), status text NOT NULL, trigger_data jsonb, "
+    "  started_at timestamptz NOT NULL, completed_at timestamptz);"
+    "CREATE TABLE form_responses (id bigserial PRIMARY KEY, form_schema_id bigint NOT NULL, "
+    "  workflow_run_id bigint, data jsonb NOT NULL, metadata jsonb, "
+    "  submitted_at timestamptz NOT NULL);"
+    "CREATE TABLE \"Order Items\" (\"Order Id\" bigint NOT NULL, sku text NOT NULL, "
+    "  quantity int NOT NULL);"
+    "INSERT INTO users (email, name, created_at) SELECT 'user' || i || '@example.com', "
+    "  'User ' || i, now() - i * interval '1 hour' FROM generate_series(1, 20000) i;"
+    "INSERT INTO activity_logs (user_id, category, action, level, entity_type, entity_id, "
+    "  metadata, created_at) SELECT 1 + (i * 7919) % 20000, 'cat' || (i % 10), 'act' || (i % 23), "
+    "  CASE WHEN i % 100 = 0 THEN 'error' WHEN i % 10 = 0 THEN 'warning' ELSE 'info' END, "
+    "  'entity' || (i % 5), i % 1000, jsonb_build_object('ip', '10.0.' || (i % 256) || '.1'), "
+    "  now() - (i % 259200) * interval '1 minute' FROM generate_series(1, 200000) i;"
+    "INSERT INTO workflows (name, created_by) SELECT 'workflow ' || i, i "
+    "  FROM generate_series(1, 100) i;"
+    /* 2 % running, 2 % failed, 1 % pending, the rest completed; running and pending have no
+     * completed_at. */
+    "INSERT INTO workflow_runs (workflow_id, status, trigger_data, started_at, completed_at) "
+    "  SELECT 1 + i % 100, CASE WHEN i % 100 < 2 THEN 'running' WHEN i % 100 < 4 THEN 'failed' "
+    "  WHEN i % 100 < 5 THEN 'pending' ELSE 'completed' END, "
+    "  jsonb_build_object('by', 'user' || (i % 50)), now() - i * interval '1 minute', "
+    "  CASE WHEN i % 100 < 2 OR i % 100 = 4 THEN NULL "
+    "  ELSE now() - i * interval '1 minute' + interval '30 seconds' END "
+    "  FROM generate_series(1, 100000) i;"
+    /* Form responses are wide documents, as in seed 004. */
+    "INSERT INTO form_responses (form_schema_id, workflow_run_id, data, metadata, submitted_at) "
+    "  SELECT 1 + i % 40, CASE WHEN i % 3 = 0 THEN i END, jsonb_build_object('email', 'resp' || "
+    "  i || '@example.com', 'score', i % 100, 'source', 'campaign-' || (i % 50), 'country', "
+    "  'c' || (i % 30), 'answers', repeat(md5(i::text), 12)), "
+    "  jsonb_build_object('agent', 'ua' || (i % 7)), now() - i * interval '2 minutes' "
+    "  FROM generate_series(1, 100000) i;"
+    "INSERT INTO \"Order Items\" SELECT 1 + i % 5000, 'sku-' || (i % 300), 1 + i % 4 "
+    "  FROM generate_series(1, 50000) i;";
+
+/* The workload, 20 times over, through the extended protocol as drivers send it. */
+static void run_workload(PGconn *c)
+{
+    char p1[64], p2[64], p3[64];
+    for (int i = 0; i < 20; i++) {
+        const char *params[3] = {p1, p2, p3};
+        snprintf(p1, sizeof(p1), "%d", 1 + i * 37);
+        run_params(c,
+                   "SELECT id, action, created_at FROM activity_logs WHERE user_id = $1 "
+                   "ORDER BY created_at DESC LIMIT 20",
+                   1, params);
+        snprintf(p1, sizeof(p1), "cat%d", i % 10);
+        snprintf(p2, sizeof(p2), "act%d", i % 23);
+        snprintf(p3, sizeof(p3), "%s", "2000-01-01");
+        run_params(c,
+                   "SELECT * FROM activity_logs WHERE category = $1 AND action = $2 "
+                   "AND created_at > now() - interval '30 days'",
+                   2, params);
+        run_params(c,
+                   "SELECT * FROM workflow_runs WHERE completed_at IS NULL "
+                   "ORDER BY started_at LIMIT 50",
+                   0, params);
+        snprintf(p1, sizeof(p1), "{\"source\": \"campaign-%d\"}", i);
+        run_params(c, "SELECT id FROM form_responses WHERE data @> $1::jsonb", 1, params);
+        snprintf(p1, sizeof(p1), "%d", i + 1);
+        run_params(c, "SELECT * FROM users WHERE id = $1", 1, params);
+        snprintf(p1, sizeof(p1), "user%d@example.com", i);
+        run_params(c, "SELECT * FROM users WHERE email = $1", 1, params);
+        snprintf(p1, sizeof(p1), "%d", i + 1);
+        run_params(c, "SELECT * FROM \"Order Items\" WHERE \"Order Id\" = $1", 1, params);
+        snprintf(p1, sizeof(p1), "workflow %d", i + 1);
+        run_params(c,
+                   "SELECT r.id FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id "
+                   "WHERE w.name = $1",
+                   1, params);
+        snprintf(p1, sizeof(p1), "resp%d@example.com", i);
+        run_params(app_email,
+                   "SELECT id, submitted_at FROM form_responses WHERE data->>'email' = $1", 1,
+                   params);
+        run_params(app_status,
+                   "SELECT * FROM workflow_runs WHERE status IN ('running', 'pending') "
+                   "ORDER BY started_at DESC LIMIT 50",
+                   0, params);
+    }
+}
+
+static int setup(void **state)
+{
+    harness_create_database(DB);
+    PGconn *c = harness_connect_direct(DB);
+    harness_silence_notices(c);
+    harness_exec_ok(c, schema_sql);
+    harness_exec_ok(c, "VACUUM ANALYZE");
+    harness_exec_ok(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    /* The workload window starts now: the load is not part of it. */
+    harness_exec_ok(c, "SELECT pg_stat_reset()");
+    harness_exec_ok(c, "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                       "WHERE datname = current_database()), 0)");
+    app_email = harness_connect_direct(DB);
+    app_status = harness_connect_direct(DB);
+    run_workload(c);
+    PQfinish(c);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    PQfinish(app_email);
+    PQfinish(app_status);
+    harness_drop_database(DB);
+    return 0;
+}
+
+/* The advice on table whose definition is definition, or NULL. */
+static json_t *find_advice(json_t *root, const char *table, const char *definition)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(root, "advice"), i, a)
+    {
+        if (strcmp(json_string_value(json_object_get(a, "table")), table) == 0 &&
+            strcmp(json_string_value(json_object_get(a, "definition")), definition) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+static json_t *advise_json(const char *db, const char *args)
+{
+    char all[256];
+    snprintf(all, sizeof(all), "--json %s", args);
+    int rc = advise(db, all);
+    if (rc != 0)
+        fail_msg("advise exited with %d:\n%s", rc, out);
+    json_error_t error;
+    json_t *root = json_loads(out, 0, &error);
+    if (root == NULL)
+        fail_msg("advise --json printed no JSON (%s):\n%s", error.text, out);
+    return root;
+}
+
+/* Asserts that advice a exists, has the proof and name given, and cuts a query's cost by at
+ * least half. */
+static void assert_advice(json_t *root, const char *table, const char *definition, const char *name,
+                          const char *proof)
+{
+    json_t *a = find_advice(root, table, definition);
+    if (a == NULL)
+        fail_msg("no advice %s on %s in:\n%s", definition, table, out);
+    assert_string_equal(json_string_value(json_object_get(a, "name")), name);
+    assert_string_equal(json_string_value(json_object_get(a, "proof")), proof);
+    json_t *queries = json_object_get(a, "queries");
+    assert_true(json_array_size(queries) >= 1);
+    json_t *q = json_array_get(queries, 0);
+    assert_true(json_real_value(json_object_get(q, "cost_after")) <
+                json_real_value(json_object_get(q, "cost_before")) / 2);
+    assert_true(json_real_value(json_object_get(a, "estimated_size_bytes")) > 0);
+}
+
+static void test_finds_each_known_index_and_nothing_for_served_queries(void **state)
+{
+    json_t *root = advise_json(DB, "");
+    assert_advice(root, "activity_logs", "(\"user_id\", \"created_at\" DESC)",
+                  "idx_activity_logs_user_id_created_at_desc", "hypopg");
+    assert_advice(root, "activity_logs", "(\"category\", \"action\", \"created_at\")",
+                  "idx_activity_logs_category_action_created_at", "hypopg");
+    assert_advice(root, "workflow_runs", "(\"started_at\") WHERE \"completed_at\" IS NULL",
+                  "idx_workflow_runs_started_at_where_completed_at", "hypopg");
+    assert_advice(root, "workflow_runs",
+                  "(\"started_at\" DESC) WHERE \"status\" IN ('running', 'pending')",
+                  "idx_workflow_runs_started_at_desc_where_status", "hypopg");
+    assert_advice(root, "form_responses", "USING gin (\"data\" jsonb_path_ops)",
+                  "idx_form_responses_data_gin", "sample");
+    assert_advice(root, "form_responses", "((\"data\" ->> 'email'))",
+                  "idx_form_responses_data_email", "hypopg");
+    assert_advice(root, "workflow_runs", "(\"workflow_id\")", "idx_workflow_runs_workflow_id",
+                  "hypopg");
+    assert_advice(root, "Order Items", "(\"Order Id\")", "idx_order_items_order_id", "hypopg");
+    /* users is well served by its primary key and users_email_idx; the b-tree on
+     * workflow_runs (started_at) that both queries could use gave way to the two partial
+     * indexes. */
+    assert_int_equal(json_array_size(json_object_get(root, "advice")), 8);
+    json_t *gin = find_advice(root, "form_responses", "USING gin (\"data\" jsonb_path_ops)");
+    assert_true(json_real_value(json_object_get(gin, "sample_rows")) > 1000);
+    json_decref(root);
+}
+
+static void test_min_improvement_is_the_bar(void **state)
+{
+    assert_int_equal(advise(DB, "--min-improvement 100"), 0);
+    assert_non_null(strstr(out, "nothing to advise: no index cuts the cost of a frequent query "
+                                "by 100 % or more"));
+}
+
+static void test_text_output_is_a_table(void **state)
+{
+    assert_int_equal(advise(DB, ""), 0);
+    assert_non_null(strstr(out, "8 indexes advised, most time saved first:"));
+    assert_non_null(strstr(out, "index"));
+    assert_non_null(strstr(out, "est. size"));
+    assert_non_null(strstr(out, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+                                "\"idx_order_items_order_id\" ON \"public\".\"Order Items\" "
+                                "(\"Order Id\")"));
+    assert_non_null(strstr(out, "proof: a real index on a sample of"));
+    /* advise leaves no trace of HypoPG, which it created for the run. */
+    PGconn *c = harness_connect_direct(DB);
+    char *n = harness_query_value(c, "SELECT count(*) FROM pg_extension WHERE extname = "
+                                     "'hypopg'");
+    assert_string_equal(n, "0");
+    free(n);
+    PQfinish(c);
+}
+
+static void test_hypopg_missing_exits_3_with_instructions(void **state)
+{
+    PGconn *c = harness_connect_direct(DB);
+    harness_silence_notices(c);
+    harness_exec_ok(c, "DROP ROLE IF EXISTS advise_plain");
+    harness_exec_ok(c, "CREATE ROLE advise_plain LOGIN");
+    harness_exec_ok(c, "GRANT pg_read_all_stats TO advise_plain");
+    assert_int_equal(advise_as(DB, "advise_plain", ""), 3);
+    assert_non_null(strstr(out, "HypoPG is installed on the server but not in database "
+                                "\"" DB "\", and this role may not create it: as a superuser, "
+                                "run CREATE EXTENSION hypopg;"));
+    harness_exec_ok(c, "DROP ROLE advise_plain");
+    PQfinish(c);
+}
+
+static void test_unreachable_database_exits_1(void **state)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s advise 'host=127.0.0.1 port=%d user=postgres dbname=x'",
+             PGTURBO_BIN, harness_free_port());
+    assert_int_equal(harness_shell(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "pgturbo advise: cannot connect: "));
+    assert_non_null(strstr(out, "Connection refused"));
+}
+
+static void test_daemon_source_is_not_available_yet(void **state)
+{
+    assert_int_equal(advise("postgres", "--source daemon"), 2);
+    assert_non_null(strstr(out, "--source daemon is not available yet"));
+}
+
+static void test_bad_command_lines_exit_2(void **state)
+{
+    assert_int_equal(advise("postgres", "--min-improvement 0"), 2);
+    assert_non_null(strstr(out, "--min-improvement: expected a whole percentage"));
+    assert_int_equal(advise("postgres", "--source elsewhere"), 2);
+    assert_int_equal(advise("postgres", "--frobnicate"), 2);
+    assert_non_null(strstr(out, "unknown option \"--frobnicate\""));
+    assert_int_equal(advise("postgres", "--rollback 1 --apply"), 2);
+}
+
+static void test_empty_workload_has_nothing_to_advise(void **state)
+{
+    harness_create_database("advise_empty");
+    PGconn *c = harness_connect_direct("advise_empty");
+    harness_exec_ok(c, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    PQfinish(c);
+    assert_int_equal(advise("advise_empty", ""), 0);
+    assert_non_null(strstr(out, "nothing to advise"));
+    harness_drop_database("advise_empty");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_finds_each_known_index_and_nothing_for_served_queries),
+        cmocka_unit_test(test_min_improvement_is_the_bar),
+        cmocka_unit_test(test_text_output_is_a_table),
+        cmocka_unit_test(test_hypopg_missing_exits_3_with_instructions),
+        cmocka_unit_test(test_unreachable_database_exits_1),
+        cmocka_unit_test(test_daemon_source_is_not_available_yet),
+        cmocka_unit_test(test_bad_command_lines_exit_2),
+        cmocka_unit_test(test_empty_workload_has_nothing_to_advise),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
