@@ -22,6 +22,7 @@
 
 #include "advice.h"
 #include "candidates.h"
+#include "migrations.h"
 #include "proof.h"
 #include "sqlparse.h"
 #include "tableinfo.h"
@@ -76,6 +77,7 @@ typedef struct acand {
     double sample_rows;
     double benefit, charge, time_saved_ms;
     bool qualifies;
+    bool charged_out; /* qualified, but its charge outweighed its benefit */
 } acand_t;
 
 typedef struct table_sample {
@@ -1004,6 +1006,7 @@ static int choose(run_t *r)
                     continue;
             }
             score(r, a);
+            a->charged_out = a->qualifies && a->benefit - a->charge <= 0;
             if (!a->qualifies || a->benefit - a->charge <= 0)
                 continue;
             double net = a->benefit - a->charge;
@@ -1103,6 +1106,63 @@ done:
     return status;
 }
 
+/* Prints the advice, writes its migrations and applies them, as the options say. */
+static advise_status_t deliver(run_t *r)
+{
+    const advise_options_t *opts = r->opts;
+    /* With --json, stdout holds the JSON alone: what migrations do goes to stderr. */
+    FILE *progress = opts->json ? stderr : stdout;
+    char(*versions)[MIGRATION_VERSION_LEN] = NULL;
+    const char **version_ptrs = NULL;
+    advise_status_t status = ADVISE_OK;
+    if (opts->migrations_dir != NULL) {
+        versions = calloc((size_t)r->set.n_advice + 1, MIGRATION_VERSION_LEN);
+        version_ptrs = calloc((size_t)r->set.n_advice + 1, sizeof(char *));
+        if (versions == NULL || version_ptrs == NULL) {
+            snprintf(r->err, sizeof(r->err), "out of memory");
+            status = ADVISE_FAIL_DB;
+            goto done;
+        }
+        for (int i = 0; i < r->set.n_advice; i++)
+            version_ptrs[i] = versions[i];
+    }
+    if (opts->json)
+        advice_print_json(&r->set, version_ptrs);
+    else
+        advice_print_text(&r->set);
+    if (opts->migrations_dir != NULL) {
+        if (!opts->json && r->set.n_advice > 0)
+            printf("\n");
+        status = migrations_write(r->conn, opts->migrations_dir, &r->set, versions, progress,
+                                  r->err, sizeof(r->err));
+        if (status != ADVISE_OK)
+            goto done;
+    }
+    if (opts->apply) {
+        if (!opts->json)
+            printf("\n");
+        status = opts->migrations_dir != NULL
+                     ? migrations_apply_dir(r->conn, opts->migrations_dir, progress, r->err,
+                                            sizeof(r->err))
+                     : migrations_apply_advice(r->conn, &r->set, progress, r->err, sizeof(r->err));
+    }
+done:
+    free(versions);
+    free(version_ptrs);
+    return status;
+}
+
+/* --rollback: the down migration of one applied version, and nothing else. */
+static advise_status_t rollback(PGconn *conn, const advise_options_t *opts)
+{
+    char err[1024];
+    advise_status_t status = migrations_rollback(conn, opts->rollback_version, opts->migrations_dir,
+                                                 stdout, err, sizeof(err));
+    if (status != ADVISE_OK)
+        fprintf(stderr, "pgturbo advise: %s\n", err);
+    return status;
+}
+
 advise_status_t advise_run(const advise_options_t *opts)
 {
     run_t r = {.opts = opts};
@@ -1116,6 +1176,11 @@ advise_status_t advise_run(const advise_options_t *opts)
     PQsetNoticeProcessor(r.conn, ignore_notice, NULL);
     /* advise's own queries stay out of the statistics where the role may say so. */
     PQclear(PQexec(r.conn, "SET pg_stat_statements.track = 'none'"));
+    if (opts->rollback_version != NULL) {
+        status = rollback(r.conn, opts);
+        PQfinish(r.conn);
+        return status;
+    }
     r.set.database = PQdb(r.conn);
     r.set.min_improvement = opts->min_improvement;
     r.set.workload = &r.workload;
@@ -1139,6 +1204,25 @@ advise_status_t advise_run(const advise_options_t *opts)
         if (status != ADVISE_OK)
             goto fail;
     }
+    const acand_t *heaviest = NULL;
+    int charged_out = 0;
+    for (int i = 0; i < r.n_cands; i++) {
+        const acand_t *a = &r.cands[i];
+        if (a->chosen || a->rejected || !a->charged_out)
+            continue;
+        charged_out++;
+        if (heaviest == NULL || a->benefit > heaviest->benefit)
+            heaviest = a;
+    }
+    if (heaviest != NULL)
+        add_note(&r,
+                 "%d candidate%s cut a frequent query's cost enough but would cost more to keep "
+                 "up than %s save%s, e.g. %s: calls x cost saved %.0f, charge %.0f for %.0f "
+                 "writes to %s.%s since the statistics reset and %.0f pages",
+                 charged_out, charged_out == 1 ? "" : "s", charged_out == 1 ? "it" : "they",
+                 charged_out == 1 ? "s" : "", heaviest->name, heaviest->benefit, heaviest->charge,
+                 heaviest->table->writes, heaviest->table->schema, heaviest->table->name,
+                 heaviest->size_bytes / 8192);
     if (r.n_uncostable > 0)
         add_note(&r,
                  "%d quer%s could not be planned from their text (e.g. parameter types "
@@ -1153,11 +1237,9 @@ advise_status_t advise_run(const advise_options_t *opts)
                  r.n_hidden_constants == 1 ? "s" : "", r.n_hidden_constants == 1 ? "it" : "them");
     if (r.set.n_advice > 1)
         qsort(r.set.advice, (size_t)r.set.n_advice, sizeof(*r.set.advice), compare_advice);
-    if (opts->json)
-        advice_print_json(&r.set, NULL);
-    else
-        advice_print_text(&r.set);
-    status = ADVISE_OK;
+    status = deliver(&r);
+    if (status != ADVISE_OK)
+        goto fail;
     run_free(&r);
     PQfinish(r.conn);
     return status;

@@ -142,6 +142,62 @@ static void run_workload(PGconn *c)
     }
 }
 
+/* The workload's queries with values, and the index each must use once advice is applied. */
+static const struct {
+    const char *query;
+    const char *index;
+} planned[] = {
+    {"SELECT id, action, created_at FROM activity_logs WHERE user_id = 38 "
+     "ORDER BY created_at DESC LIMIT 20",
+     "idx_activity_logs_user_id_created_at_desc"},
+    {"SELECT * FROM activity_logs WHERE category = 'cat3' AND action = 'act5' "
+     "AND created_at > now() - interval '30 days'",
+     "idx_activity_logs_category_action_created_at"},
+    {"SELECT * FROM workflow_runs WHERE completed_at IS NULL ORDER BY started_at LIMIT 50",
+     "idx_workflow_runs_started_at_where_completed_at"},
+    {"SELECT * FROM workflow_runs WHERE status IN ('running', 'pending') "
+     "ORDER BY started_at DESC LIMIT 50",
+     "idx_workflow_runs_started_at_desc_where_status"},
+    {"SELECT id FROM form_responses WHERE data @> '{\"email\": \"resp7@example.com\"}'",
+     "idx_form_responses_data_gin"},
+    {"SELECT id, submitted_at FROM form_responses WHERE data->>'email' = 'resp7@example.com'",
+     "idx_form_responses_data_email"},
+    {"SELECT * FROM \"Order Items\" WHERE \"Order Id\" = 7", "idx_order_items_order_id"},
+    {"SELECT r.id FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id "
+     "WHERE w.name = 'workflow 7'",
+     "idx_workflow_runs_workflow_id"},
+};
+
+#define N_PLANNED (sizeof(planned) / sizeof(planned[0]))
+
+/* The indexes of the database's tables, one "table index definition" per line. */
+static char *index_list(PGconn *c)
+{
+    return harness_query_value(c, "SELECT string_agg(tablename || ' ' || indexdef, E'\\n' "
+                                  "ORDER BY tablename, indexname) FROM pg_indexes "
+                                  "WHERE schemaname = 'public'");
+}
+
+/* Sum of the execution times of the planned queries, from EXPLAIN ANALYZE, in ms. */
+static double workload_ms(PGconn *c)
+{
+    double total = 0;
+    for (size_t i = 0; i < N_PLANNED; i++) {
+        char sql[1024];
+        snprintf(sql, sizeof(sql), "EXPLAIN (ANALYZE, FORMAT JSON) %s", planned[i].query);
+        char *plan = harness_query_value(c, sql);
+        json_error_t error;
+        json_t *root = json_loads(plan, 0, &error);
+        total += json_number_value(json_object_get(json_array_get(root, 0), "Execution Time"));
+        json_decref(root);
+        free(plan);
+    }
+    return total;
+}
+
+static char *indexes_before;
+static double ms_before;
+
 static int setup(void **state)
 {
     harness_create_database(DB);
@@ -150,19 +206,26 @@ static int setup(void **state)
     harness_exec_ok(c, schema_sql);
     harness_exec_ok(c, "VACUUM ANALYZE");
     harness_exec_ok(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    /* The workload window starts now: the load is not part of it. */
+    /* The workload window starts now: the load is not part of it. The session's counts of
+     * the rows it wrote reach the statistics when it goes idle after the forced flush, and
+     * only then may they be reset. */
+    harness_exec_ok(c, "SELECT pg_stat_force_next_flush()");
     harness_exec_ok(c, "SELECT pg_stat_reset()");
     harness_exec_ok(c, "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
                        "WHERE datname = current_database()), 0)");
     app_email = harness_connect_direct(DB);
     app_status = harness_connect_direct(DB);
     run_workload(c);
+    indexes_before = index_list(c);
+    ms_before = workload_ms(c);
     PQfinish(c);
     return 0;
 }
 
 static int teardown(void **state)
 {
+    free(indexes_before);
+    harness_shell("rm -rf /tmp/pgturbo-advise-migrations", NULL, 0);
     PQfinish(app_email);
     PQfinish(app_status);
     harness_drop_database(DB);
@@ -247,7 +310,7 @@ static void test_min_improvement_is_the_bar(void **state)
 {
     assert_int_equal(advise(DB, "--min-improvement 100"), 0);
     assert_non_null(strstr(out, "nothing to advise: no index cuts the cost of a frequent query "
-                                "by 100 % or more"));
+                                "by 100 % or more and pays for its upkeep"));
 }
 
 static void test_text_output_is_a_table(void **state)
@@ -264,6 +327,117 @@ static void test_text_output_is_a_table(void **state)
     PGconn *c = harness_connect_direct(DB);
     char *n = harness_query_value(c, "SELECT count(*) FROM pg_extension WHERE extname = "
                                      "'hypopg'");
+    assert_string_equal(n, "0");
+    free(n);
+    PQfinish(c);
+}
+
+#define MIGRATIONS "/tmp/pgturbo-advise-migrations"
+
+static int count_files(const char *pattern)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "ls " MIGRATIONS "/%s 2>/dev/null | wc -l", pattern);
+    harness_shell(cmd, out, sizeof(out));
+    return atoi(out);
+}
+
+static void test_apply_builds_valid_indexes_that_the_workload_uses(void **state)
+{
+    harness_shell("rm -rf " MIGRATIONS, NULL, 0);
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 0);
+    assert_non_null(strstr(out, "applied "));
+    assert_int_equal(count_files("*.up.sql"), 8);
+    assert_int_equal(count_files("*.down.sql"), 8);
+    harness_shell("cat " MIGRATIONS "/*_idx_order_items_order_id.up.sql", out, sizeof(out));
+    assert_non_null(strstr(out, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+                                "\"idx_order_items_order_id\" ON \"public\".\"Order Items\" "
+                                "(\"Order Id\");\n"));
+    harness_shell("cat " MIGRATIONS "/*_idx_order_items_order_id.down.sql", out, sizeof(out));
+    assert_non_null(strstr(out, "DROP INDEX CONCURRENTLY IF EXISTS \"public\"."
+                                "\"idx_order_items_order_id\";\n"));
+
+    PGconn *c = harness_connect_direct(DB);
+    char *n = harness_query_value(c, "SELECT count(*) FROM pgturbo.migrations");
+    assert_string_equal(n, "8");
+    free(n);
+    n = harness_query_value(c, "SELECT count(*) FROM pg_index i JOIN pg_class c "
+                               "ON c.oid = i.indexrelid WHERE c.relname LIKE 'idx\\_%' "
+                               "AND i.indisvalid");
+    assert_string_equal(n, "8");
+    free(n);
+    for (size_t i = 0; i < N_PLANNED; i++) {
+        char sql[1024];
+        snprintf(sql, sizeof(sql), "EXPLAIN (FORMAT JSON) %s", planned[i].query);
+        char *plan = harness_query_value(c, sql);
+        if (strstr(plan, planned[i].index) == NULL)
+            fail_msg("%s does not use %s:\n%s", planned[i].query, planned[i].index, plan);
+        free(plan);
+    }
+    double ms_after = workload_ms(c);
+    if (!(ms_after * 4 < ms_before))
+        fail_msg("the workload took %.1f ms before and %.1f ms after", ms_before, ms_after);
+    PQfinish(c);
+
+    /* The queries are well served now; the files are not written twice. */
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS), 0);
+    assert_non_null(strstr(out, "nothing to advise"));
+    assert_int_equal(count_files("*.up.sql"), 8);
+}
+
+/* The version of the migration of index name in the migrations directory. */
+static void version_of(const char *name, char *version, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cd " MIGRATIONS " && ls *_%s.up.sql | cut -c1-16", name);
+    assert_int_equal(harness_shell(cmd, out, sizeof(out)), 0);
+    snprintf(version, len, "%.16s", out);
+}
+
+static void test_changed_file_of_applied_version_is_refused(void **state)
+{
+    char version[32], args[256], path[256];
+    version_of("idx_workflow_runs_workflow_id", version, sizeof(version));
+    snprintf(path, sizeof(path), MIGRATIONS "/%s_idx_workflow_runs_workflow_id.up.sql", version);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cp %s %s.orig && echo '-- edited' >> %s", path, path, path);
+    assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 4);
+    assert_non_null(strstr(out, "checksum mismatch"));
+    assert_non_null(strstr(out, "nothing was applied"));
+    snprintf(args, sizeof(args), "--migrations " MIGRATIONS " --rollback %s", version);
+    assert_int_equal(advise(DB, args), 4);
+    assert_non_null(strstr(out, "checksum mismatch"));
+
+    snprintf(cmd, sizeof(cmd), "mv %s.orig %s", path, path);
+    assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 0);
+    assert_non_null(strstr(out, "every migration in " MIGRATIONS " is applied"));
+}
+
+static void test_rollback_restores_the_schema(void **state)
+{
+    assert_int_equal(advise(DB, "--rollback 1999010100000001"), 4);
+    assert_non_null(strstr(out, "version 1999010100000001 is not applied"));
+
+    PGconn *c = harness_connect_direct(DB);
+    PGresult *res = PQexec(c, "SELECT version FROM pgturbo.migrations ORDER BY version DESC");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 8);
+    for (int i = 0; i < PQntuples(res); i++) {
+        char args[256];
+        /* The first from the files, the others from what pgturbo.migrations recorded. */
+        snprintf(args, sizeof(args), "%s--rollback %s",
+                 i == 0 ? "--migrations " MIGRATIONS " " : "", PQgetvalue(res, i, 0));
+        assert_int_equal(advise(DB, args), 0);
+        assert_non_null(strstr(out, "rolled back "));
+    }
+    PQclear(res);
+    char *now = index_list(c);
+    assert_string_equal(now, indexes_before);
+    free(now);
+    char *n = harness_query_value(c, "SELECT count(*) FROM pgturbo.migrations");
     assert_string_equal(n, "0");
     free(n);
     PQfinish(c);
@@ -328,6 +502,9 @@ int main(void)
         cmocka_unit_test(test_min_improvement_is_the_bar),
         cmocka_unit_test(test_text_output_is_a_table),
         cmocka_unit_test(test_hypopg_missing_exits_3_with_instructions),
+        cmocka_unit_test(test_apply_builds_valid_indexes_that_the_workload_uses),
+        cmocka_unit_test(test_changed_file_of_applied_version_is_refused),
+        cmocka_unit_test(test_rollback_restores_the_schema),
         cmocka_unit_test(test_unreachable_database_exits_1),
         cmocka_unit_test(test_daemon_source_is_not_available_yet),
         cmocka_unit_test(test_bad_command_lines_exit_2),
