@@ -22,6 +22,7 @@
 
 #include "advice.h"
 #include "candidates.h"
+#include "hints.h"
 #include "migrations.h"
 #include "proof.h"
 #include "sqlparse.h"
@@ -99,7 +100,6 @@ typedef struct run {
     int n_samples;
     int catalog_failed; /* a catalog lookup failed inside the has_column callback */
     int n_uncostable;
-    int n_hidden_constants;
     char err[1024];
 } run_t;
 
@@ -281,11 +281,6 @@ static int analyze_queries(run_t *r)
             free(qs->refs);
             continue;
         }
-        for (int h = 0; h < qs->analysis.n_hints; h++)
-            if (qs->analysis.hints[h].kind == CAND_HINT_HIDDEN_CONSTANT) {
-                r->n_hidden_constants++;
-                break;
-            }
         r->set.n_queries++;
         r->set.n_sampled += q->sampled;
         r->set.total_calls += wq->calls;
@@ -1038,6 +1033,41 @@ static int choose(run_t *r)
     return n_chosen > 0 ? finalize(r) : 0;
 }
 
+/* Hints for the queries no advised index helps. Returns 0, or -1. */
+static int make_hints(run_t *r)
+{
+    for (int k = 0; k < r->set.n_queries; k++) {
+        if (r->set.queries[k].helped)
+            continue;
+        const cand_analysis_t *an = &r->qs[k].analysis;
+        for (int i = 0; i < an->n_hints; i++) {
+            const cand_hint_t *fact = &an->hints[i];
+            const table_info_t *t;
+            if (tableinfo_get(r->tables, fact->schema, fact->table, &t, r->err, sizeof(r->err)) !=
+                0)
+                return -1;
+            advice_hint_t h = {.query = k, .kind = fact->kind};
+            if (!is_advisable_table(t) || !hints_message(fact, t, h.message, sizeof(h.message)))
+                continue;
+            bool seen = false;
+            for (int j = 0; j < r->set.n_hints && !seen; j++)
+                seen =
+                    r->set.hints[j].query == k && strcmp(r->set.hints[j].message, h.message) == 0;
+            if (seen)
+                continue;
+            advice_hint_t *bigger =
+                realloc(r->set.hints, sizeof(*bigger) * (size_t)(r->set.n_hints + 1));
+            if (bigger == NULL) {
+                snprintf(r->err, sizeof(r->err), "out of memory");
+                return -1;
+            }
+            r->set.hints = bigger;
+            r->set.hints[r->set.n_hints++] = h;
+        }
+    }
+    return 0;
+}
+
 static int compare_advice(const void *x, const void *y)
 {
     const advice_t *a = x, *b = y;
@@ -1228,13 +1258,10 @@ advise_status_t advise_run(const advise_options_t *opts)
                  "%d quer%s could not be planned from their text (e.g. parameter types "
                  "that cannot be inferred) and were left out",
                  r.n_uncostable, r.n_uncostable == 1 ? "y" : "ies");
-    if (r.n_hidden_constants > 0)
-        add_note(&r,
-                 "%d quer%s compare%s a JSON field whose key pg_stat_statements replaced "
-                 "by $n, and no session showed %s with its constants: run advise while the "
-                 "application is connected (idle sessions show their last query)",
-                 r.n_hidden_constants, r.n_hidden_constants == 1 ? "y" : "ies",
-                 r.n_hidden_constants == 1 ? "s" : "", r.n_hidden_constants == 1 ? "it" : "them");
+    if (make_hints(&r) != 0) {
+        status = ADVISE_FAIL_DB;
+        goto fail;
+    }
     if (r.set.n_advice > 1)
         qsort(r.set.advice, (size_t)r.set.n_advice, sizeof(*r.set.advice), compare_advice);
     status = deliver(&r);

@@ -5,7 +5,8 @@
  *    a table named "Order Items") runs a scripted workload whose right indexes are known:
  *    composite, composite with DESC order, partial (IS NULL, and IN of constants that only a
  *    sampled text shows), GIN on jsonb @>, expression on data->>'key', a foreign key in a
- *    join, and quoting. Advise must find each and nothing for the queries already well served.
+ *    join, and quoting. Advise must find each and nothing for the queries already well served,
+ *    give hints for queries no index fixes, and apply and roll back what it advises.
  *    Bad input: an unreachable database, the daemon source, bad command lines, an empty
  *    workload, HypoPG missing.
  */
@@ -139,7 +140,22 @@ static void run_workload(PGconn *c)
                    "SELECT * FROM workflow_runs WHERE status IN ('running', 'pending') "
                    "ORDER BY started_at DESC LIMIT 50",
                    0, params);
+        /* Queries that no index fixes, for hints. */
+        snprintf(p1, sizeof(p1), "user%d@", i);
+        run_params(c, "SELECT id FROM users WHERE substr(email, 1, 6) = $1", 1, params);
     }
+    run_params(c, "SELECT * FROM form_responses ORDER BY metadata->>'agent'", 0, NULL);
+    char in_list[2048] = "SELECT id FROM users WHERE id IN (";
+    const char *values[120];
+    char texts[120][8];
+    for (int i = 0; i < 120; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "%d", i + 1);
+        values[i] = texts[i];
+        size_t n = strlen(in_list);
+        snprintf(in_list + n, sizeof(in_list) - n, "%s$%d", i == 0 ? "" : ", ", i + 1);
+    }
+    strcat(in_list, ")");
+    run_params(c, in_list, 120, values);
 }
 
 /* The workload's queries with values, and the index each must use once advice is applied. */
@@ -303,6 +319,46 @@ static void test_finds_each_known_index_and_nothing_for_served_queries(void **st
     assert_int_equal(json_array_size(json_object_get(root, "advice")), 8);
     json_t *gin = find_advice(root, "form_responses", "USING gin (\"data\" jsonb_path_ops)");
     assert_true(json_real_value(json_object_get(gin, "sample_rows")) > 1000);
+    json_decref(root);
+}
+
+/* The hint of kind on the query that starts with query, or NULL. */
+static json_t *find_hint(json_t *root, const char *kind, const char *query)
+{
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(root, "hints"), i, h)
+    {
+        if (strcmp(json_string_value(json_object_get(h, "kind")), kind) == 0 &&
+            strncmp(json_string_value(json_object_get(h, "query")), query, strlen(query)) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+static void assert_hint(json_t *root, const char *kind, const char *query, const char *says)
+{
+    json_t *h = find_hint(root, kind, query);
+    if (h == NULL)
+        fail_msg("no hint %s for %s in:\n%s", kind, query, out);
+    const char *message = json_string_value(json_object_get(h, "message"));
+    if (strstr(message, says) == NULL)
+        fail_msg("hint %s says \"%s\", not \"%s\"", kind, message, says);
+}
+
+static void test_hints_for_queries_no_index_fixes(void **state)
+{
+    json_t *root = advise_json(DB, "");
+    assert_hint(root, "select_star", "SELECT * FROM form_responses ORDER BY",
+                "SELECT * reads all 6 columns of public.form_responses");
+    assert_hint(root, "order_without_limit", "SELECT * FROM form_responses ORDER BY",
+                "ORDER BY without LIMIT over public.form_responses");
+    assert_hint(root, "function_on_indexed_column", "SELECT id FROM users WHERE substr(",
+                "substr() around public.users.email keeps index users_email_idx from serving");
+    assert_hint(root, "large_in_list", "SELECT id FROM users WHERE id IN (",
+                "IN list of 120 values on public.users.id");
+    /* Queries an advised index helps get no hints. */
+    assert_null(find_hint(root, "select_star", "SELECT * FROM workflow_runs"));
     json_decref(root);
 }
 
@@ -499,6 +555,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finds_each_known_index_and_nothing_for_served_queries),
+        cmocka_unit_test(test_hints_for_queries_no_index_fixes),
         cmocka_unit_test(test_min_improvement_is_the_bar),
         cmocka_unit_test(test_text_output_is_a_table),
         cmocka_unit_test(test_hypopg_missing_exits_3_with_instructions),
