@@ -1156,12 +1156,20 @@ static advise_status_t deliver(run_t *r)
         for (int i = 0; i < r->set.n_advice; i++)
             version_ptrs[i] = versions[i];
     }
+    /* JSON names the versions, so the files are written first; a table is printed before
+     * what is written. */
+    if (opts->json && opts->migrations_dir != NULL) {
+        status = migrations_write(r->conn, opts->migrations_dir, &r->set, versions, progress,
+                                  r->err, sizeof(r->err));
+        if (status != ADVISE_OK)
+            goto done;
+    }
     if (opts->json)
         advice_print_json(&r->set, version_ptrs);
     else
         advice_print_text(&r->set);
-    if (opts->migrations_dir != NULL) {
-        if (!opts->json && r->set.n_advice > 0)
+    if (!opts->json && opts->migrations_dir != NULL) {
+        if (r->set.n_advice > 0)
             printf("\n");
         status = migrations_write(r->conn, opts->migrations_dir, &r->set, versions, progress,
                                   r->err, sizeof(r->err));

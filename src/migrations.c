@@ -497,6 +497,10 @@ advise_status_t migrations_apply_advice(PGconn *conn, const advice_set_t *s, FIL
 {
     migration_list_t none = {0};
     applied_list_t applied = {0};
+    if (s->n_advice == 0) {
+        fprintf(out, "nothing to apply\n");
+        return ADVISE_OK;
+    }
     advise_status_t status = ensure_table(conn, err, errlen);
     if (status == ADVISE_OK)
         status = load_applied(conn, &applied, err, errlen);

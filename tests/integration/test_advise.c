@@ -262,11 +262,14 @@ static json_t *find_advice(json_t *root, const char *table, const char *definiti
     return NULL;
 }
 
+/* advise --json ARGS: the JSON on stdout, parsed (what goes to stderr is dropped). */
 static json_t *advise_json(const char *db, const char *args)
 {
-    char all[256];
-    snprintf(all, sizeof(all), "--json %s", args);
-    int rc = advise(db, all);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "%s advise --json %s 'host=127.0.0.1 port=%d user=postgres dbname=%s' 2>/dev/null",
+             PGTURBO_BIN, args, harness_pg_port(), db);
+    int rc = harness_shell(cmd, out, sizeof(out));
     if (rc != 0)
         fail_msg("advise exited with %d:\n%s", rc, out);
     json_error_t error;
@@ -360,6 +363,27 @@ static void test_hints_for_queries_no_index_fixes(void **state)
     /* Queries an advised index helps get no hints. */
     assert_null(find_hint(root, "select_star", "SELECT * FROM workflow_runs"));
     json_decref(root);
+}
+
+static void test_json_names_the_migration_of_each_advice(void **state)
+{
+    harness_shell("rm -rf /tmp/pgturbo-advise-json", NULL, 0);
+    json_t *root = advise_json(DB, "--migrations /tmp/pgturbo-advise-json");
+    size_t i;
+    json_t *a;
+    assert_int_equal(json_array_size(json_object_get(root, "advice")), 8);
+    json_array_foreach(json_object_get(root, "advice"), i, a)
+    {
+        const char *version = json_string_value(json_object_get(a, "migration_version"));
+        assert_non_null(version);
+        assert_int_equal(strlen(version), 16);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "test -f /tmp/pgturbo-advise-json/%s_%s.up.sql", version,
+                 json_string_value(json_object_get(a, "name")));
+        assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+    }
+    json_decref(root);
+    harness_shell("rm -rf /tmp/pgturbo-advise-json", NULL, 0);
 }
 
 static void test_min_improvement_is_the_bar(void **state)
@@ -556,6 +580,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finds_each_known_index_and_nothing_for_served_queries),
         cmocka_unit_test(test_hints_for_queries_no_index_fixes),
+        cmocka_unit_test(test_json_names_the_migration_of_each_advice),
         cmocka_unit_test(test_min_improvement_is_the_bar),
         cmocka_unit_test(test_text_output_is_a_table),
         cmocka_unit_test(test_hypopg_missing_exits_3_with_instructions),
