@@ -77,11 +77,12 @@ static const char *const schema_sql =
     "  'entity' || (i % 5), i % 1000, jsonb_build_object('ip', '10.0.' || (i % 256) || '.1'), "
     "  now() - (i % 259200) * interval '1 minute' FROM generate_series(1, 200000) i;"
     "INSERT INTO workflows (name, created_by) SELECT 'workflow ' || i, i "
-    "  FROM generate_series(1, 100) i;"
+    "  FROM generate_series(1, 1000) i;"
     /* 2 % running, 2 % failed, 1 % pending, the rest completed; running and pending have no
      * completed_at. */
     "INSERT INTO workflow_runs (workflow_id, status, trigger_data, started_at, completed_at) "
-    "  SELECT 1 + i % 100, CASE WHEN i % 100 < 2 THEN 'running' WHEN i % 100 < 4 THEN 'failed' "
+    "  SELECT 1 + (i * 7) % 1000, CASE WHEN i % 100 < 2 THEN 'running' "
+    "  WHEN i % 100 < 4 THEN 'failed' "
     "  WHEN i % 100 < 5 THEN 'pending' ELSE 'completed' END, "
     "  jsonb_build_object('by', 'user' || (i % 50)), now() - i * interval '1 minute', "
     "  CASE WHEN i % 100 < 2 OR i % 100 = 4 THEN NULL "
