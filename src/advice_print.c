@@ -89,7 +89,7 @@ void advice_print_text(const advice_set_t *s)
                    "pg_stat_statements\n");
         else
             printf("nothing to advise: no index cuts the cost of a frequent query by %d %% or "
-                   "more (%d candidate%s proven)\n",
+                   "more and pays for its upkeep (%d candidate%s proven)\n",
                    s->min_improvement, s->n_candidates, s->n_candidates == 1 ? "" : "s");
     } else {
         int name_w = 5, table_w = 5;

@@ -22,6 +22,8 @@
 
 #include "advice.h"
 #include "candidates.h"
+#include "hints.h"
+#include "migrations.h"
 #include "proof.h"
 #include "sqlparse.h"
 #include "tableinfo.h"
@@ -76,6 +78,7 @@ typedef struct acand {
     double sample_rows;
     double benefit, charge, time_saved_ms;
     bool qualifies;
+    bool charged_out; /* qualified, but its charge outweighed its benefit */
 } acand_t;
 
 typedef struct table_sample {
@@ -97,7 +100,6 @@ typedef struct run {
     int n_samples;
     int catalog_failed; /* a catalog lookup failed inside the has_column callback */
     int n_uncostable;
-    int n_hidden_constants;
     char err[1024];
 } run_t;
 
@@ -279,11 +281,6 @@ static int analyze_queries(run_t *r)
             free(qs->refs);
             continue;
         }
-        for (int h = 0; h < qs->analysis.n_hints; h++)
-            if (qs->analysis.hints[h].kind == CAND_HINT_HIDDEN_CONSTANT) {
-                r->n_hidden_constants++;
-                break;
-            }
         r->set.n_queries++;
         r->set.n_sampled += q->sampled;
         r->set.total_calls += wq->calls;
@@ -1004,6 +1001,7 @@ static int choose(run_t *r)
                     continue;
             }
             score(r, a);
+            a->charged_out = a->qualifies && a->benefit - a->charge <= 0;
             if (!a->qualifies || a->benefit - a->charge <= 0)
                 continue;
             double net = a->benefit - a->charge;
@@ -1033,6 +1031,41 @@ static int choose(run_t *r)
         }
     }
     return n_chosen > 0 ? finalize(r) : 0;
+}
+
+/* Hints for the queries no advised index helps. Returns 0, or -1. */
+static int make_hints(run_t *r)
+{
+    for (int k = 0; k < r->set.n_queries; k++) {
+        if (r->set.queries[k].helped)
+            continue;
+        const cand_analysis_t *an = &r->qs[k].analysis;
+        for (int i = 0; i < an->n_hints; i++) {
+            const cand_hint_t *fact = &an->hints[i];
+            const table_info_t *t;
+            if (tableinfo_get(r->tables, fact->schema, fact->table, &t, r->err, sizeof(r->err)) !=
+                0)
+                return -1;
+            advice_hint_t h = {.query = k, .kind = fact->kind};
+            if (!is_advisable_table(t) || !hints_message(fact, t, h.message, sizeof(h.message)))
+                continue;
+            bool seen = false;
+            for (int j = 0; j < r->set.n_hints && !seen; j++)
+                seen =
+                    r->set.hints[j].query == k && strcmp(r->set.hints[j].message, h.message) == 0;
+            if (seen)
+                continue;
+            advice_hint_t *bigger =
+                realloc(r->set.hints, sizeof(*bigger) * (size_t)(r->set.n_hints + 1));
+            if (bigger == NULL) {
+                snprintf(r->err, sizeof(r->err), "out of memory");
+                return -1;
+            }
+            r->set.hints = bigger;
+            r->set.hints[r->set.n_hints++] = h;
+        }
+    }
+    return 0;
 }
 
 static int compare_advice(const void *x, const void *y)
@@ -1103,6 +1136,71 @@ done:
     return status;
 }
 
+/* Prints the advice, writes its migrations and applies them, as the options say. */
+static advise_status_t deliver(run_t *r)
+{
+    const advise_options_t *opts = r->opts;
+    /* With --json, stdout holds the JSON alone: what migrations do goes to stderr. */
+    FILE *progress = opts->json ? stderr : stdout;
+    char(*versions)[MIGRATION_VERSION_LEN] = NULL;
+    const char **version_ptrs = NULL;
+    advise_status_t status = ADVISE_OK;
+    if (opts->migrations_dir != NULL) {
+        versions = calloc((size_t)r->set.n_advice + 1, MIGRATION_VERSION_LEN);
+        version_ptrs = calloc((size_t)r->set.n_advice + 1, sizeof(char *));
+        if (versions == NULL || version_ptrs == NULL) {
+            snprintf(r->err, sizeof(r->err), "out of memory");
+            status = ADVISE_FAIL_DB;
+            goto done;
+        }
+        for (int i = 0; i < r->set.n_advice; i++)
+            version_ptrs[i] = versions[i];
+    }
+    /* JSON names the versions, so the files are written first; a table is printed before
+     * what is written. */
+    if (opts->json && opts->migrations_dir != NULL) {
+        status = migrations_write(r->conn, opts->migrations_dir, &r->set, versions, progress,
+                                  r->err, sizeof(r->err));
+        if (status != ADVISE_OK)
+            goto done;
+    }
+    if (opts->json)
+        advice_print_json(&r->set, version_ptrs);
+    else
+        advice_print_text(&r->set);
+    if (!opts->json && opts->migrations_dir != NULL) {
+        if (r->set.n_advice > 0)
+            printf("\n");
+        status = migrations_write(r->conn, opts->migrations_dir, &r->set, versions, progress,
+                                  r->err, sizeof(r->err));
+        if (status != ADVISE_OK)
+            goto done;
+    }
+    if (opts->apply) {
+        if (!opts->json)
+            printf("\n");
+        status = opts->migrations_dir != NULL
+                     ? migrations_apply_dir(r->conn, opts->migrations_dir, progress, r->err,
+                                            sizeof(r->err))
+                     : migrations_apply_advice(r->conn, &r->set, progress, r->err, sizeof(r->err));
+    }
+done:
+    free(versions);
+    free(version_ptrs);
+    return status;
+}
+
+/* --rollback: the down migration of one applied version, and nothing else. */
+static advise_status_t rollback(PGconn *conn, const advise_options_t *opts)
+{
+    char err[1024];
+    advise_status_t status = migrations_rollback(conn, opts->rollback_version, opts->migrations_dir,
+                                                 stdout, err, sizeof(err));
+    if (status != ADVISE_OK)
+        fprintf(stderr, "pgturbo advise: %s\n", err);
+    return status;
+}
+
 advise_status_t advise_run(const advise_options_t *opts)
 {
     run_t r = {.opts = opts};
@@ -1116,6 +1214,11 @@ advise_status_t advise_run(const advise_options_t *opts)
     PQsetNoticeProcessor(r.conn, ignore_notice, NULL);
     /* advise's own queries stay out of the statistics where the role may say so. */
     PQclear(PQexec(r.conn, "SET pg_stat_statements.track = 'none'"));
+    if (opts->rollback_version != NULL) {
+        status = rollback(r.conn, opts);
+        PQfinish(r.conn);
+        return status;
+    }
     r.set.database = PQdb(r.conn);
     r.set.min_improvement = opts->min_improvement;
     r.set.workload = &r.workload;
@@ -1139,25 +1242,39 @@ advise_status_t advise_run(const advise_options_t *opts)
         if (status != ADVISE_OK)
             goto fail;
     }
+    const acand_t *heaviest = NULL;
+    int charged_out = 0;
+    for (int i = 0; i < r.n_cands; i++) {
+        const acand_t *a = &r.cands[i];
+        if (a->chosen || a->rejected || !a->charged_out)
+            continue;
+        charged_out++;
+        if (heaviest == NULL || a->benefit > heaviest->benefit)
+            heaviest = a;
+    }
+    if (heaviest != NULL)
+        add_note(&r,
+                 "%d candidate%s cut a frequent query's cost enough but would cost more to keep "
+                 "up than %s save%s, e.g. %s: calls x cost saved %.0f, charge %.0f for %.0f "
+                 "writes to %s.%s since the statistics reset and %.0f pages",
+                 charged_out, charged_out == 1 ? "" : "s", charged_out == 1 ? "it" : "they",
+                 charged_out == 1 ? "s" : "", heaviest->name, heaviest->benefit, heaviest->charge,
+                 heaviest->table->writes, heaviest->table->schema, heaviest->table->name,
+                 heaviest->size_bytes / 8192);
     if (r.n_uncostable > 0)
         add_note(&r,
                  "%d quer%s could not be planned from their text (e.g. parameter types "
                  "that cannot be inferred) and were left out",
                  r.n_uncostable, r.n_uncostable == 1 ? "y" : "ies");
-    if (r.n_hidden_constants > 0)
-        add_note(&r,
-                 "%d quer%s compare%s a JSON field whose key pg_stat_statements replaced "
-                 "by $n, and no session showed %s with its constants: run advise while the "
-                 "application is connected (idle sessions show their last query)",
-                 r.n_hidden_constants, r.n_hidden_constants == 1 ? "y" : "ies",
-                 r.n_hidden_constants == 1 ? "s" : "", r.n_hidden_constants == 1 ? "it" : "them");
+    if (make_hints(&r) != 0) {
+        status = ADVISE_FAIL_DB;
+        goto fail;
+    }
     if (r.set.n_advice > 1)
         qsort(r.set.advice, (size_t)r.set.n_advice, sizeof(*r.set.advice), compare_advice);
-    if (opts->json)
-        advice_print_json(&r.set, NULL);
-    else
-        advice_print_text(&r.set);
-    status = ADVISE_OK;
+    status = deliver(&r);
+    if (status != ADVISE_OK)
+        goto fail;
     run_free(&r);
     PQfinish(r.conn);
     return status;

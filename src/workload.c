@@ -72,6 +72,10 @@ static advise_status_t ensure_extension(PGconn *conn, char *err, size_t errlen)
     return status;
 }
 
+#define STRINGIFY(x) #x
+#define TEXT_OF(x)   STRINGIFY(x)
+#define LIMIT_CLAUSE " LIMIT " TEXT_OF(WORKLOAD_MAX_QUERIES)
+
 /* The statistics query for the server's version: total_exec_time since 13, toplevel since
  * 14 (statements run inside functions are left out: their callers are in the workload). */
 static const char *statements_sql(int server_version)
@@ -81,18 +85,18 @@ static const char *statements_sql(int server_version)
                "FROM pg_stat_statements s "
                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                "AND s.toplevel AND s.calls > 0 "
-               "ORDER BY s.total_exec_time DESC, s.queryid LIMIT 1000";
+               "ORDER BY s.total_exec_time DESC, s.queryid" LIMIT_CLAUSE;
     if (server_version >= 130000)
         return "SELECT s.queryid, s.query, s.calls, s.total_exec_time, s.rows "
                "FROM pg_stat_statements s "
                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                "AND s.calls > 0 "
-               "ORDER BY s.total_exec_time DESC, s.queryid LIMIT 1000";
+               "ORDER BY s.total_exec_time DESC, s.queryid" LIMIT_CLAUSE;
     return "SELECT s.queryid, s.query, s.calls, s.total_time, s.rows "
            "FROM pg_stat_statements s "
            "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
            "AND s.calls > 0 "
-           "ORDER BY s.total_time DESC, s.queryid LIMIT 1000";
+           "ORDER BY s.total_time DESC, s.queryid" LIMIT_CLAUSE;
 }
 
 typedef struct activity_row {

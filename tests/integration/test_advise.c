@@ -5,7 +5,8 @@
  *    a table named "Order Items") runs a scripted workload whose right indexes are known:
  *    composite, composite with DESC order, partial (IS NULL, and IN of constants that only a
  *    sampled text shows), GIN on jsonb @>, expression on data->>'key', a foreign key in a
- *    join, and quoting. Advise must find each and nothing for the queries already well served.
+ *    join, and quoting. Advise must find each and nothing for the queries already well served,
+ *    give hints for queries no index fixes, and apply and roll back what it advises.
  *    Bad input: an unreachable database, the daemon source, bad command lines, an empty
  *    workload, HypoPG missing.
  */
@@ -76,11 +77,12 @@ static const char *const schema_sql =
     "  'entity' || (i % 5), i % 1000, jsonb_build_object('ip', '10.0.' || (i % 256) || '.1'), "
     "  now() - (i % 259200) * interval '1 minute' FROM generate_series(1, 200000) i;"
     "INSERT INTO workflows (name, created_by) SELECT 'workflow ' || i, i "
-    "  FROM generate_series(1, 100) i;"
+    "  FROM generate_series(1, 1000) i;"
     /* 2 % running, 2 % failed, 1 % pending, the rest completed; running and pending have no
      * completed_at. */
     "INSERT INTO workflow_runs (workflow_id, status, trigger_data, started_at, completed_at) "
-    "  SELECT 1 + i % 100, CASE WHEN i % 100 < 2 THEN 'running' WHEN i % 100 < 4 THEN 'failed' "
+    "  SELECT 1 + (i * 7) % 1000, CASE WHEN i % 100 < 2 THEN 'running' "
+    "  WHEN i % 100 < 4 THEN 'failed' "
     "  WHEN i % 100 < 5 THEN 'pending' ELSE 'completed' END, "
     "  jsonb_build_object('by', 'user' || (i % 50)), now() - i * interval '1 minute', "
     "  CASE WHEN i % 100 < 2 OR i % 100 = 4 THEN NULL "
@@ -139,8 +141,79 @@ static void run_workload(PGconn *c)
                    "SELECT * FROM workflow_runs WHERE status IN ('running', 'pending') "
                    "ORDER BY started_at DESC LIMIT 50",
                    0, params);
+        /* Queries that no index fixes, for hints. */
+        snprintf(p1, sizeof(p1), "user%d@", i);
+        run_params(c, "SELECT id FROM users WHERE substr(email, 1, 6) = $1", 1, params);
     }
+    run_params(c, "SELECT * FROM form_responses ORDER BY metadata->>'agent'", 0, NULL);
+    char in_list[2048] = "SELECT id FROM users WHERE id IN (";
+    const char *values[120];
+    char texts[120][8];
+    for (int i = 0; i < 120; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "%d", i + 1);
+        values[i] = texts[i];
+        size_t n = strlen(in_list);
+        snprintf(in_list + n, sizeof(in_list) - n, "%s$%d", i == 0 ? "" : ", ", i + 1);
+    }
+    strcat(in_list, ")");
+    run_params(c, in_list, 120, values);
 }
+
+/* The workload's queries with values, and the index each must use once advice is applied. */
+static const struct {
+    const char *query;
+    const char *index;
+} planned[] = {
+    {"SELECT id, action, created_at FROM activity_logs WHERE user_id = 38 "
+     "ORDER BY created_at DESC LIMIT 20",
+     "idx_activity_logs_user_id_created_at_desc"},
+    {"SELECT * FROM activity_logs WHERE category = 'cat3' AND action = 'act5' "
+     "AND created_at > now() - interval '30 days'",
+     "idx_activity_logs_category_action_created_at"},
+    {"SELECT * FROM workflow_runs WHERE completed_at IS NULL ORDER BY started_at LIMIT 50",
+     "idx_workflow_runs_started_at_where_completed_at"},
+    {"SELECT * FROM workflow_runs WHERE status IN ('running', 'pending') "
+     "ORDER BY started_at DESC LIMIT 50",
+     "idx_workflow_runs_started_at_desc_where_status"},
+    {"SELECT id FROM form_responses WHERE data @> '{\"email\": \"resp7@example.com\"}'",
+     "idx_form_responses_data_gin"},
+    {"SELECT id, submitted_at FROM form_responses WHERE data->>'email' = 'resp7@example.com'",
+     "idx_form_responses_data_email"},
+    {"SELECT * FROM \"Order Items\" WHERE \"Order Id\" = 7", "idx_order_items_order_id"},
+    {"SELECT r.id FROM workflow_runs r JOIN workflows w ON w.id = r.workflow_id "
+     "WHERE w.name = 'workflow 7'",
+     "idx_workflow_runs_workflow_id"},
+};
+
+#define N_PLANNED (sizeof(planned) / sizeof(planned[0]))
+
+/* The indexes of the database's tables, one "table index definition" per line. */
+static char *index_list(PGconn *c)
+{
+    return harness_query_value(c, "SELECT string_agg(tablename || ' ' || indexdef, E'\\n' "
+                                  "ORDER BY tablename, indexname) FROM pg_indexes "
+                                  "WHERE schemaname = 'public'");
+}
+
+/* Sum of the execution times of the planned queries, from EXPLAIN ANALYZE, in ms. */
+static double workload_ms(PGconn *c)
+{
+    double total = 0;
+    for (size_t i = 0; i < N_PLANNED; i++) {
+        char sql[1024];
+        snprintf(sql, sizeof(sql), "EXPLAIN (ANALYZE, FORMAT JSON) %s", planned[i].query);
+        char *plan = harness_query_value(c, sql);
+        json_error_t error;
+        json_t *root = json_loads(plan, 0, &error);
+        total += json_number_value(json_object_get(json_array_get(root, 0), "Execution Time"));
+        json_decref(root);
+        free(plan);
+    }
+    return total;
+}
+
+static char *indexes_before;
+static double ms_before;
 
 static int setup(void **state)
 {
@@ -150,19 +223,26 @@ static int setup(void **state)
     harness_exec_ok(c, schema_sql);
     harness_exec_ok(c, "VACUUM ANALYZE");
     harness_exec_ok(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    /* The workload window starts now: the load is not part of it. */
+    /* The workload window starts now: the load is not part of it. The session's counts of
+     * the rows it wrote reach the statistics when it goes idle after the forced flush, and
+     * only then may they be reset. */
+    harness_exec_ok(c, "SELECT pg_stat_force_next_flush()");
     harness_exec_ok(c, "SELECT pg_stat_reset()");
     harness_exec_ok(c, "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
                        "WHERE datname = current_database()), 0)");
     app_email = harness_connect_direct(DB);
     app_status = harness_connect_direct(DB);
     run_workload(c);
+    indexes_before = index_list(c);
+    ms_before = workload_ms(c);
     PQfinish(c);
     return 0;
 }
 
 static int teardown(void **state)
 {
+    free(indexes_before);
+    harness_shell("rm -rf /tmp/pgturbo-advise-migrations", NULL, 0);
     PQfinish(app_email);
     PQfinish(app_status);
     harness_drop_database(DB);
@@ -183,11 +263,14 @@ static json_t *find_advice(json_t *root, const char *table, const char *definiti
     return NULL;
 }
 
+/* advise --json ARGS: the JSON on stdout, parsed (what goes to stderr is dropped). */
 static json_t *advise_json(const char *db, const char *args)
 {
-    char all[256];
-    snprintf(all, sizeof(all), "--json %s", args);
-    int rc = advise(db, all);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "%s advise --json %s 'host=127.0.0.1 port=%d user=postgres dbname=%s' 2>/dev/null",
+             PGTURBO_BIN, args, harness_pg_port(), db);
+    int rc = harness_shell(cmd, out, sizeof(out));
     if (rc != 0)
         fail_msg("advise exited with %d:\n%s", rc, out);
     json_error_t error;
@@ -243,11 +326,72 @@ static void test_finds_each_known_index_and_nothing_for_served_queries(void **st
     json_decref(root);
 }
 
+/* The hint of kind on the query that starts with query, or NULL. */
+static json_t *find_hint(json_t *root, const char *kind, const char *query)
+{
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(root, "hints"), i, h)
+    {
+        if (strcmp(json_string_value(json_object_get(h, "kind")), kind) == 0 &&
+            strncmp(json_string_value(json_object_get(h, "query")), query, strlen(query)) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+static void assert_hint(json_t *root, const char *kind, const char *query, const char *says)
+{
+    json_t *h = find_hint(root, kind, query);
+    if (h == NULL)
+        fail_msg("no hint %s for %s in:\n%s", kind, query, out);
+    const char *message = json_string_value(json_object_get(h, "message"));
+    if (strstr(message, says) == NULL)
+        fail_msg("hint %s says \"%s\", not \"%s\"", kind, message, says);
+}
+
+static void test_hints_for_queries_no_index_fixes(void **state)
+{
+    json_t *root = advise_json(DB, "");
+    assert_hint(root, "select_star", "SELECT * FROM form_responses ORDER BY",
+                "SELECT * reads all 6 columns of public.form_responses");
+    assert_hint(root, "order_without_limit", "SELECT * FROM form_responses ORDER BY",
+                "ORDER BY without LIMIT over public.form_responses");
+    assert_hint(root, "function_on_indexed_column", "SELECT id FROM users WHERE substr(",
+                "substr() around public.users.email keeps index users_email_idx from serving");
+    assert_hint(root, "large_in_list", "SELECT id FROM users WHERE id IN (",
+                "IN list of 120 values on public.users.id");
+    /* Queries an advised index helps get no hints. */
+    assert_null(find_hint(root, "select_star", "SELECT * FROM workflow_runs"));
+    json_decref(root);
+}
+
+static void test_json_names_the_migration_of_each_advice(void **state)
+{
+    harness_shell("rm -rf /tmp/pgturbo-advise-json", NULL, 0);
+    json_t *root = advise_json(DB, "--migrations /tmp/pgturbo-advise-json");
+    size_t i;
+    json_t *a;
+    assert_int_equal(json_array_size(json_object_get(root, "advice")), 8);
+    json_array_foreach(json_object_get(root, "advice"), i, a)
+    {
+        const char *version = json_string_value(json_object_get(a, "migration_version"));
+        assert_non_null(version);
+        assert_int_equal(strlen(version), 16);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "test -f /tmp/pgturbo-advise-json/%s_%s.up.sql", version,
+                 json_string_value(json_object_get(a, "name")));
+        assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+    }
+    json_decref(root);
+    harness_shell("rm -rf /tmp/pgturbo-advise-json", NULL, 0);
+}
+
 static void test_min_improvement_is_the_bar(void **state)
 {
     assert_int_equal(advise(DB, "--min-improvement 100"), 0);
     assert_non_null(strstr(out, "nothing to advise: no index cuts the cost of a frequent query "
-                                "by 100 % or more"));
+                                "by 100 % or more and pays for its upkeep"));
 }
 
 static void test_text_output_is_a_table(void **state)
@@ -264,6 +408,117 @@ static void test_text_output_is_a_table(void **state)
     PGconn *c = harness_connect_direct(DB);
     char *n = harness_query_value(c, "SELECT count(*) FROM pg_extension WHERE extname = "
                                      "'hypopg'");
+    assert_string_equal(n, "0");
+    free(n);
+    PQfinish(c);
+}
+
+#define MIGRATIONS "/tmp/pgturbo-advise-migrations"
+
+static int count_files(const char *pattern)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "ls " MIGRATIONS "/%s 2>/dev/null | wc -l", pattern);
+    harness_shell(cmd, out, sizeof(out));
+    return atoi(out);
+}
+
+static void test_apply_builds_valid_indexes_that_the_workload_uses(void **state)
+{
+    harness_shell("rm -rf " MIGRATIONS, NULL, 0);
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 0);
+    assert_non_null(strstr(out, "applied "));
+    assert_int_equal(count_files("*.up.sql"), 8);
+    assert_int_equal(count_files("*.down.sql"), 8);
+    harness_shell("cat " MIGRATIONS "/*_idx_order_items_order_id.up.sql", out, sizeof(out));
+    assert_non_null(strstr(out, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+                                "\"idx_order_items_order_id\" ON \"public\".\"Order Items\" "
+                                "(\"Order Id\");\n"));
+    harness_shell("cat " MIGRATIONS "/*_idx_order_items_order_id.down.sql", out, sizeof(out));
+    assert_non_null(strstr(out, "DROP INDEX CONCURRENTLY IF EXISTS \"public\"."
+                                "\"idx_order_items_order_id\";\n"));
+
+    PGconn *c = harness_connect_direct(DB);
+    char *n = harness_query_value(c, "SELECT count(*) FROM pgturbo.migrations");
+    assert_string_equal(n, "8");
+    free(n);
+    n = harness_query_value(c, "SELECT count(*) FROM pg_index i JOIN pg_class c "
+                               "ON c.oid = i.indexrelid WHERE c.relname LIKE 'idx\\_%' "
+                               "AND i.indisvalid");
+    assert_string_equal(n, "8");
+    free(n);
+    for (size_t i = 0; i < N_PLANNED; i++) {
+        char sql[1024];
+        snprintf(sql, sizeof(sql), "EXPLAIN (FORMAT JSON) %s", planned[i].query);
+        char *plan = harness_query_value(c, sql);
+        if (strstr(plan, planned[i].index) == NULL)
+            fail_msg("%s does not use %s:\n%s", planned[i].query, planned[i].index, plan);
+        free(plan);
+    }
+    double ms_after = workload_ms(c);
+    if (!(ms_after * 4 < ms_before))
+        fail_msg("the workload took %.1f ms before and %.1f ms after", ms_before, ms_after);
+    PQfinish(c);
+
+    /* The queries are well served now; the files are not written twice. */
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS), 0);
+    assert_non_null(strstr(out, "nothing to advise"));
+    assert_int_equal(count_files("*.up.sql"), 8);
+}
+
+/* The version of the migration of index name in the migrations directory. */
+static void version_of(const char *name, char *version, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cd " MIGRATIONS " && ls *_%s.up.sql | cut -c1-16", name);
+    assert_int_equal(harness_shell(cmd, out, sizeof(out)), 0);
+    snprintf(version, len, "%.16s", out);
+}
+
+static void test_changed_file_of_applied_version_is_refused(void **state)
+{
+    char version[32], args[256], path[256];
+    version_of("idx_workflow_runs_workflow_id", version, sizeof(version));
+    snprintf(path, sizeof(path), MIGRATIONS "/%s_idx_workflow_runs_workflow_id.up.sql", version);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cp %s %s.orig && echo '-- edited' >> %s", path, path, path);
+    assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 4);
+    assert_non_null(strstr(out, "checksum mismatch"));
+    assert_non_null(strstr(out, "nothing was applied"));
+    snprintf(args, sizeof(args), "--migrations " MIGRATIONS " --rollback %s", version);
+    assert_int_equal(advise(DB, args), 4);
+    assert_non_null(strstr(out, "checksum mismatch"));
+
+    snprintf(cmd, sizeof(cmd), "mv %s.orig %s", path, path);
+    assert_int_equal(harness_shell(cmd, NULL, 0), 0);
+    assert_int_equal(advise(DB, "--migrations " MIGRATIONS " --apply"), 0);
+    assert_non_null(strstr(out, "every migration in " MIGRATIONS " is applied"));
+}
+
+static void test_rollback_restores_the_schema(void **state)
+{
+    assert_int_equal(advise(DB, "--rollback 1999010100000001"), 4);
+    assert_non_null(strstr(out, "version 1999010100000001 is not applied"));
+
+    PGconn *c = harness_connect_direct(DB);
+    PGresult *res = PQexec(c, "SELECT version FROM pgturbo.migrations ORDER BY version DESC");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 8);
+    for (int i = 0; i < PQntuples(res); i++) {
+        char args[256];
+        /* The first from the files, the others from what pgturbo.migrations recorded. */
+        snprintf(args, sizeof(args), "%s--rollback %s",
+                 i == 0 ? "--migrations " MIGRATIONS " " : "", PQgetvalue(res, i, 0));
+        assert_int_equal(advise(DB, args), 0);
+        assert_non_null(strstr(out, "rolled back "));
+    }
+    PQclear(res);
+    char *now = index_list(c);
+    assert_string_equal(now, indexes_before);
+    free(now);
+    char *n = harness_query_value(c, "SELECT count(*) FROM pgturbo.migrations");
     assert_string_equal(n, "0");
     free(n);
     PQfinish(c);
@@ -325,9 +580,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finds_each_known_index_and_nothing_for_served_queries),
+        cmocka_unit_test(test_hints_for_queries_no_index_fixes),
+        cmocka_unit_test(test_json_names_the_migration_of_each_advice),
         cmocka_unit_test(test_min_improvement_is_the_bar),
         cmocka_unit_test(test_text_output_is_a_table),
         cmocka_unit_test(test_hypopg_missing_exits_3_with_instructions),
+        cmocka_unit_test(test_apply_builds_valid_indexes_that_the_workload_uses),
+        cmocka_unit_test(test_changed_file_of_applied_version_is_refused),
+        cmocka_unit_test(test_rollback_restores_the_schema),
         cmocka_unit_test(test_unreachable_database_exits_1),
         cmocka_unit_test(test_daemon_source_is_not_available_yet),
         cmocka_unit_test(test_bad_command_lines_exit_2),
