@@ -225,7 +225,9 @@ static void text_indexes(const json_t *doc, FILE *out)
                 char clean[CELL];
                 size_t used = strlen(cols);
                 report_text_clean(json_string_value(col), clean, sizeof(clean));
-                snprintf(cols + used, sizeof(cols) - used, "%s%s", k > 0 ? ", " : "", clean);
+                if (used + 2 + strlen(clean) < sizeof(cols))
+                    snprintf(cols + used, sizeof(cols) - used, "%s%.*s", k > 0 ? ", " : "",
+                             (int)(sizeof(cols) - used - 3), clean);
             }
             fprintf(out, "    %s (%s): %s\n", table, cols, con);
         }
