@@ -314,60 +314,107 @@ static const char *sort_name(inspect_sort_t sort)
     return "total";
 }
 
-json_t *inspect_queries(inspect_sort_t sort, int limit, const char *database)
+/* What a question to the merged view needs; each answer reads the fields it uses. */
+typedef struct question {
+    const char *sort;
+    int limit;
+    const char *database;
+    int64_t since_ms;
+    uint64_t fingerprint;
+} question_t;
+
+typedef json_t *(*answer_fn)(const stats_view_t *v, const question_t *q);
+
+/* Gathers every worker's statistics and answers q from them; NULL when memory runs out. */
+static json_t *ask(answer_fn answer, const question_t *q)
 {
     stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_queries(v, sort_name(sort), limit, database) : NULL;
+    json_t *out = v != NULL ? answer(v, q) : NULL;
     stats_view_free(v);
     return out;
+}
+
+static json_t *answer_queries(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_queries(v, q->sort, q->limit, q->database);
+}
+
+static json_t *answer_query(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_query(v, q->fingerprint);
+}
+
+static json_t *answer_samples(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_samples(v, q->fingerprint);
+}
+
+static json_t *answer_slow(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_slow(v, q->since_ms, q->limit);
+}
+
+static json_t *answer_routes(const stats_view_t *v, const question_t *q)
+{
+    (void)q;
+    return stats_view_routes(v);
+}
+
+static json_t *answer_slow_requests(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_slow_requests(v, q->limit);
+}
+
+static json_t *answer_n_plus_one(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_n_plus_one(v, q->limit);
+}
+
+static json_t *answer_metrics(const stats_view_t *v, const question_t *q)
+{
+    return stats_view_metrics(v, q->limit);
+}
+
+json_t *inspect_queries(inspect_sort_t sort, int limit, const char *database)
+{
+    question_t q = {.sort = sort_name(sort), .limit = limit, .database = database};
+    return ask(answer_queries, &q);
 }
 
 json_t *inspect_query(uint64_t fingerprint)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_query(v, fingerprint) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.fingerprint = fingerprint};
+    return ask(answer_query, &q);
 }
 
 json_t *inspect_samples(uint64_t fingerprint)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_samples(v, fingerprint) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.fingerprint = fingerprint};
+    return ask(answer_samples, &q);
 }
 
 json_t *inspect_slow(int64_t since_ms, int limit)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_slow(v, since_ms, limit) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.since_ms = since_ms, .limit = limit};
+    return ask(answer_slow, &q);
 }
 
 json_t *inspect_routes(void)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_routes(v) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {0};
+    return ask(answer_routes, &q);
 }
 
 json_t *inspect_slow_requests(int limit)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_slow_requests(v, limit) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.limit = limit};
+    return ask(answer_slow_requests, &q);
 }
 
 json_t *inspect_n_plus_one(int limit)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_n_plus_one(v, limit) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.limit = limit};
+    return ask(answer_n_plus_one, &q);
 }
 
 json_t *inspect_alerts(void)
@@ -377,10 +424,8 @@ json_t *inspect_alerts(void)
 
 json_t *inspect_metrics(int top_n)
 {
-    stats_view_t *v = gather_view();
-    json_t *out = v != NULL ? stats_view_metrics(v, top_n) : NULL;
-    stats_view_free(v);
-    return out;
+    question_t q = {.limit = top_n};
+    return ask(answer_metrics, &q);
 }
 
 json_t *inspect_report(char *why, size_t len)
