@@ -64,6 +64,7 @@ typedef struct advice_hint {
 
 typedef struct advice_set {
     const char *database;
+    const char *source; /* "pg_stat_statements" or "daemon" */
     const workload_t *workload;
     int min_improvement;
     advice_query_t *queries; /* the workload's queries on tables advise may index */

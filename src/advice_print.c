@@ -227,7 +227,7 @@ void advice_print_json(const advice_set_t *s, const char *const *versions)
         return;
     }
     bool ok = set(root, "database", jsontext_string(s->database)) &&
-              set(root, "source", json_string("pg_stat_statements")) &&
+              set(root, "source", json_string(s->source)) &&
               set(root, "min_improvement", json_integer(s->min_improvement)) &&
               set(root, "candidates_proven", json_integer(s->n_candidates));
     json_t *workload = ok ? member(root, "workload", json_object()) : NULL;

@@ -22,6 +22,7 @@
 
 #include "advice.h"
 #include "candidates.h"
+#include "daemonworkload.h"
 #include "hints.h"
 #include "migrations.h"
 #include "proof.h"
@@ -1220,6 +1221,7 @@ advise_status_t advise_run(const advise_options_t *opts)
         return status;
     }
     r.set.database = PQdb(r.conn);
+    r.set.source = opts->source == ADVISE_SOURCE_DAEMON ? "daemon" : "pg_stat_statements";
     r.set.min_improvement = opts->min_improvement;
     r.set.workload = &r.workload;
     r.tables = tableinfo_cache_create(r.conn);
@@ -1227,7 +1229,10 @@ advise_status_t advise_run(const advise_options_t *opts)
         snprintf(r.err, sizeof(r.err), "out of memory");
         goto fail;
     }
-    status = workload_load(r.conn, &r.workload, r.err, sizeof(r.err));
+    status = opts->source == ADVISE_SOURCE_DAEMON
+                 ? daemon_workload_load(opts->api, opts->token, PQdb(r.conn), &r.workload, r.err,
+                                        sizeof(r.err))
+                 : workload_load(r.conn, &r.workload, r.err, sizeof(r.err));
     if (status != ADVISE_OK)
         goto fail;
     status = ADVISE_FAIL_DB;

@@ -27,7 +27,7 @@ typedef enum advise_status {
 
 typedef enum advise_source {
     ADVISE_SOURCE_PG_STAT_STATEMENTS, /* the extension's view in the target database */
-    ADVISE_SOURCE_DAEMON,             /* the daemon's statistics: not available yet */
+    ADVISE_SOURCE_DAEMON,             /* the daemon's statistics and samples (admin API) */
 } advise_source_t;
 
 #define ADVISE_DEFAULT_MIN_IMPROVEMENT 50
@@ -41,6 +41,8 @@ typedef struct advise_options {
     bool apply;                   /* run the up migrations */
     const char *rollback_version; /* run this version's down migration, and nothing else */
     const char *conninfo;         /* libpq connection string or URI */
+    const char *api;              /* --source daemon: the admin API's host:port */
+    const char *token;            /* --source daemon: its admin_token */
 } advise_options_t;
 
 /* Runs advise with opts (borrowed). Prints the advice on stdout and problems on stderr.

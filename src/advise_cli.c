@@ -14,15 +14,18 @@
 
 void advise_cli_usage(FILE *out)
 {
-    fprintf(out,
-            "       pgturbo advise [--source pg_stat_statements|daemon] [--json]\n"
-            "                      [--min-improvement N] [--migrations DIR] [--apply] CONNINFO\n"
-            "                                       prove and print index advice for a database\n"
-            "       pgturbo advise --rollback VERSION [--migrations DIR] CONNINFO\n"
-            "                                       run the down migration of an applied version\n"
-            "         exit codes: 0 done (or nothing to advise), 1 database unreachable or a\n"
-            "         query failed, 2 bad command line, 3 HypoPG or pg_stat_statements missing\n"
-            "         (or the privileges to use them), 4 migration refused or failed\n");
+    fprintf(
+        out,
+        "       pgturbo advise [--source pg_stat_statements|daemon] [--json]\n"
+        "                      [--min-improvement N] [--migrations DIR] [--apply]\n"
+        "                      [--api HOST:PORT --token T] CONNINFO\n"
+        "                                       prove and print index advice for a database\n"
+        "                                       (--source daemon reads the daemon's admin API)\n"
+        "       pgturbo advise --rollback VERSION [--migrations DIR] CONNINFO\n"
+        "                                       run the down migration of an applied version\n"
+        "         exit codes: 0 done (or nothing to advise), 1 database unreachable or a\n"
+        "         query failed, 2 bad command line, 3 HypoPG or pg_stat_statements missing\n"
+        "         (or the privileges to use them), 4 migration refused or failed\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -87,6 +90,12 @@ int advise_cli_main(int argc, char **argv)
             else
                 return usage_error("--source: expected pg_stat_statements or daemon, got \"%s\"",
                                    value);
+        } else if (is_option(arg, "--api")) {
+            if ((opts.api = option_value(argc, argv, &i, "--api")) == NULL)
+                return usage_error("%s needs host:port", "--api");
+        } else if (is_option(arg, "--token")) {
+            if ((opts.token = option_value(argc, argv, &i, "--token")) == NULL)
+                return usage_error("%s needs the daemon's admin_token", "--token");
         } else if (strcmp(arg, "--json") == 0) {
             opts.json = true;
         } else if (is_option(arg, "--min-improvement")) {
@@ -125,10 +134,12 @@ int advise_cli_main(int argc, char **argv)
     if (opts.rollback_version != NULL && (opts.apply || opts.json))
         return usage_error("--rollback runs a down migration only: no --apply or --json");
     if (opts.source == ADVISE_SOURCE_DAEMON) {
-        fprintf(stderr,
-                "pgturbo advise: --source daemon is not available yet: the daemon does not keep "
-                "the parameter samples it needs; use --source pg_stat_statements\n");
-        return ADVISE_FAIL_USAGE;
+        if (opts.token == NULL)
+            opts.token = getenv("PGTURBO_ADMIN_TOKEN");
+        if (opts.api == NULL || opts.token == NULL)
+            return usage_error("--source daemon needs --api HOST:PORT (the daemon's "
+                               "admin_listen) and --token (its admin_token, or "
+                               "PGTURBO_ADMIN_TOKEN)");
     }
     return advise_run(&opts);
 }

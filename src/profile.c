@@ -27,10 +27,12 @@ typedef struct named {
     uint64_t name_hash;
     uint64_t fingerprint;
     sql_kind_t kind;
+    char *text; /* its Parse text, kept only while stats wants a sample of it */
 } named_t;
 
 struct profile_state {
     uint64_t unnamed_fp, portal_fp, portal_params;
+    char *unnamed_text; /* the unnamed statement's text, kept only for a sample */
     sql_kind_t unnamed_kind, portal_kind;
     named_t *names; /* named statements of the client */
     int n_names, cap_names;
@@ -186,9 +188,14 @@ void profile_parse(client_t *c, const char *name, const char *text, size_t len)
     if (info == NULL)
         return;
     profile_state_t *ps = c->prof;
+    char *keep = NULL; /* the text, for the Binds that follow to make a sample with */
+    if (stats_wants_sample(c->worker->stats, c->pool->database, info->fingerprint))
+        keep = strndup(text, len < SAMPLE_TEXT_MAX ? len : SAMPLE_TEXT_MAX);
     if (name[0] == '\0') {
         ps->unnamed_fp = info->fingerprint;
         ps->unnamed_kind = info->kind;
+        free(ps->unnamed_text);
+        ps->unnamed_text = keep;
         return;
     }
     uint64_t h = name_hash(name);
@@ -197,16 +204,21 @@ void profile_parse(client_t *c, const char *name, const char *text, size_t len)
         if (ps->n_names == ps->cap_names) {
             int cap = ps->cap_names ? 2 * ps->cap_names : 8;
             named_t *p = realloc(ps->names, (size_t)cap * sizeof(*p));
-            if (p == NULL)
+            if (p == NULL) {
+                free(keep);
                 return;
+            }
             ps->names = p;
             ps->cap_names = cap;
         }
         n = &ps->names[ps->n_names++];
         n->name_hash = h;
+        n->text = NULL;
     }
     n->fingerprint = info->fingerprint;
     n->kind = info->kind;
+    free(n->text);
+    n->text = keep;
 }
 
 /* Calls fn for each parameter of a Bind (the body after the portal and statement names):
@@ -275,20 +287,22 @@ static void json_one(void *arg, int i, const uint8_t *v, int32_t n, bool binary)
     json_array_append_new(arg, value != NULL ? value : json_null());
 }
 
-/* Keeps this run's parameters as a sample of the statement when stats wants one. */
-static void sample_parameters(client_t *c, uint64_t fp, const uint8_t *body, size_t len)
+/* Keeps this run (the statement's text and its parameters) as a sample when stats wants one
+ * and the text was kept at Parse. */
+static void sample_parameters(client_t *c, uint64_t fp, const char *text, const uint8_t *body,
+                              size_t len)
 {
     stats_t *st = c->worker->stats;
-    if (fp == 0 || !stats_wants_sample(st, c->pool->database, fp))
+    if (fp == 0 || text == NULL || !stats_wants_sample(st, c->pool->database, fp))
         return;
     json_t *array = json_array();
     if (array == NULL)
         return;
     for_each_parameter(body, len, json_one, array);
-    char *text = json_dumps(array, JSON_COMPACT);
-    if (text != NULL)
-        stats_add_sample(st, c->pool->database, fp, NULL, 0, text);
-    free(text);
+    char *json = json_dumps(array, JSON_COMPACT);
+    if (json != NULL)
+        stats_add_sample(st, c->pool->database, fp, text, strlen(text), json);
+    free(json);
     json_decref(array);
 }
 
@@ -297,16 +311,19 @@ void profile_bind(client_t *c, const char *name, const uint8_t *params, size_t l
     if (!enabled(c) || state(c) == NULL)
         return;
     profile_state_t *ps = c->prof;
+    const char *text = NULL;
     if (name[0] == '\0') {
         ps->portal_fp = ps->unnamed_fp;
         ps->portal_kind = ps->unnamed_kind;
+        text = ps->unnamed_text;
     } else {
         const named_t *n = named_find(ps, name_hash(name));
         ps->portal_fp = n != NULL ? n->fingerprint : 0;
         ps->portal_kind = n != NULL ? n->kind : SQL_UNPARSED;
+        text = n != NULL ? n->text : NULL;
     }
     ps->portal_params = sqlparse_hash((const char *)params, len);
-    sample_parameters(c, ps->portal_fp, params, len);
+    sample_parameters(c, ps->portal_fp, text, params, len);
     ps->params_text[0] = '\0';
     if (c->worker->cfg->log_parameters)
         describe_parameters(ps->params_text, sizeof(ps->params_text), params, len);
@@ -329,8 +346,10 @@ void profile_close_statement(client_t *c, const char *name)
     if (ps == NULL || name[0] == '\0')
         return;
     named_t *n = named_find(ps, name_hash(name));
-    if (n != NULL)
+    if (n != NULL) {
+        free(n->text);
         *n = ps->names[--ps->n_names];
+    }
 }
 
 void profile_waited(client_t *c, int64_t wait_us)
@@ -390,6 +409,9 @@ void profile_client_gone(client_t *c)
     if (c->prof == NULL)
         return;
     end_request(c);
+    for (int i = 0; i < c->prof->n_names; i++)
+        free(c->prof->names[i].text);
+    free(c->prof->unnamed_text);
     free(c->prof->names);
     free(c->prof);
     c->prof = NULL;

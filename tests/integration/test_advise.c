@@ -7,7 +7,8 @@
  *    sampled text shows), GIN on jsonb @>, expression on data->>'key', a foreign key in a
  *    join, and quoting. Advise must find each and nothing for the queries already well served,
  *    give hints for queries no index fixes, and apply and roll back what it advises.
- *    Bad input: an unreachable database, the daemon source, bad command lines, an empty
+ *    The daemon source: the same workload through pgturbo, advised from its admin API.
+ *    Bad input: an unreachable database, bad command lines, an empty
  *    workload, HypoPG missing.
  */
 #include "harness.h"
@@ -549,10 +550,39 @@ static void test_unreachable_database_exits_1(void **state)
     assert_non_null(strstr(out, "Connection refused"));
 }
 
-static void test_daemon_source_is_not_available_yet(void **state)
+static void test_daemon_source_reads_the_daemons_statistics_and_samples(void **state)
 {
-    assert_int_equal(advise("postgres", "--source daemon"), 2);
-    assert_non_null(strstr(out, "--source daemon is not available yet"));
+    pgturbo_proc_t p;
+    char ini[256];
+    int api_port = harness_free_port();
+    snprintf(ini, sizeof(ini),
+             "admin_listen = 127.0.0.1:%d\nadmin_token = advise-token\npool_mode = transaction\n",
+             api_port);
+    harness_start_pgturbo(&p, ini, NULL);
+    PGconn *c = harness_connect(p.port, DB, NULL);
+    run_workload(c);
+    PQfinish(c);
+    char args[256];
+    snprintf(args, sizeof(args), "--source daemon --api 127.0.0.1:%d --token advise-token",
+             api_port);
+    json_t *root = advise_json(DB, args);
+    /* Every query came through pgturbo with the extended protocol; each has a sample made of
+     * its Parse text and its Bind parameters, and the containment query gets its GIN index. */
+    assert_string_equal(json_string_value(json_object_get(root, "source")), "daemon");
+    json_t *workload = json_object_get(root, "workload");
+    assert_true(json_integer_value(json_object_get(workload, "queries")) >= 8);
+    assert_int_equal(json_integer_value(json_object_get(workload, "sampled")),
+                     json_integer_value(json_object_get(workload, "queries")));
+    assert_advice(root, "form_responses", "USING gin (\"data\" jsonb_path_ops)",
+                  "idx_form_responses_data_gin", "sample");
+    json_decref(root);
+    /* A wrong token is the API's 401, said plainly. */
+    snprintf(args, sizeof(args), "--source daemon --api 127.0.0.1:%d --token wrong", api_port);
+    assert_int_equal(advise(DB, args), 1);
+    assert_non_null(strstr(out, "answered 401"));
+    assert_int_equal(advise(DB, "--source daemon"), 2);
+    assert_non_null(strstr(out, "--source daemon needs --api"));
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
 static void test_bad_command_lines_exit_2(void **state)
@@ -589,7 +619,7 @@ int main(void)
         cmocka_unit_test(test_changed_file_of_applied_version_is_refused),
         cmocka_unit_test(test_rollback_restores_the_schema),
         cmocka_unit_test(test_unreachable_database_exits_1),
-        cmocka_unit_test(test_daemon_source_is_not_available_yet),
+        cmocka_unit_test(test_daemon_source_reads_the_daemons_statistics_and_samples),
         cmocka_unit_test(test_bad_command_lines_exit_2),
         cmocka_unit_test(test_empty_workload_has_nothing_to_advise),
     };
