@@ -144,13 +144,19 @@ static json_t *api_get(const char *api, const char *token, const char *path, cha
 }
 
 /* Writes text with each $n replaced by the n-th parameter, quoted as a string literal (NULL
- * as NULL); the result is a real run of the query for advise to read constants from. */
+ * as NULL); the result is a real run of the query for advise to read constants from. NULL
+ * when a parameter was sent in binary (false) or memory runs out. */
 static char *with_parameters(const char *text, const json_t *params)
 {
     size_t cap = strlen(text) + 1;
     size_t i;
     const json_t *p;
-    json_array_foreach(params, i, p) cap += json_is_string(p) ? 2 * json_string_length(p) + 2 : 4;
+    json_array_foreach(params, i, p)
+    {
+        if (json_is_false(p)) /* sent in binary: its text is not known */
+            return NULL;
+        cap += json_is_string(p) ? 2 * json_string_length(p) + 2 : 4;
+    }
     char *out = malloc(cap);
     if (out == NULL)
         return NULL;

@@ -279,11 +279,14 @@ static void describe_parameters(char *out, size_t size, const uint8_t *body, siz
     for_each_parameter(body, len, describe_one, &t);
 }
 
-/* For advise's samples: a JSON array of the parameters' texts (null for NULL and binary). */
+/* For advise's samples: a JSON array of the parameters' texts, null for SQL NULL and false
+ * for a binary value (its type is not known here, so it cannot be written as text). */
 static void json_one(void *arg, int i, const uint8_t *v, int32_t n, bool binary)
 {
     (void)i;
-    json_t *value = v != NULL && !binary ? json_stringn((const char *)v, (size_t)n) : NULL;
+    json_t *value = v == NULL ? json_null()
+                    : binary  ? json_false()
+                              : json_stringn((const char *)v, (size_t)n);
     json_array_append_new(arg, value != NULL ? value : json_null());
 }
 
