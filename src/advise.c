@@ -21,11 +21,13 @@
 #include "advise.h"
 
 #include "advice.h"
+#include "candidate_sql.h"
 #include "candidates.h"
 #include "daemonworkload.h"
 #include "hints.h"
 #include "migrations.h"
 #include "proof.h"
+#include "retarget.h"
 #include "sqlparse.h"
 #include "tableinfo.h"
 #include "workload.h"
@@ -684,7 +686,7 @@ static char *retarget(run_t *r, int k, const table_info_t *t, const proof_sample
     for (int i = 0; text != NULL && i < qs->n_refs; i++) {
         if (qs->refs[i].table != t)
             continue;
-        char *next = candidate_retarget(text, qs->refs[i].schema, qs->refs[i].name, s->qualified);
+        char *next = retarget_table(text, qs->refs[i].schema, qs->refs[i].name, s->qualified);
         free(text);
         text = next;
     }

@@ -174,35 +174,4 @@ void cand_analysis_free(cand_analysis_t *a);
 /* True when a and b describe the same index (table, method, keys, include, predicate). */
 bool candidate_equal(const candidate_t *a, const candidate_t *b);
 
-/*
- * The stable name of c: idx_<table>_<keys> with _desc after descending keys, then _gin for
- * GIN, _incl_<columns> for INCLUDE, _where_<columns> for a partial index; lower-case ASCII
- * letters, digits and '_' only; cut to 63 bytes, ending then in 8 hex digits of a hash of the
- * whole name so that long names stay distinct.
- */
-void candidate_name(const candidate_t *c, char out[CAND_NAME_LEN]);
-
-/* Quoting of identifiers and literals for SQL (libpq's PQescapeIdentifier and
- * PQescapeLiteral): each returns a malloc'd string, or NULL when it fails. */
-typedef struct cand_quoting {
-    char *(*ident)(void *ctx, const char *s);
-    char *(*literal)(void *ctx, const char *s);
-    void *ctx;
-} cand_quoting_t;
-
-/*
- * The part of CREATE INDEX after "ON table": "[USING gin ](keys)[ INCLUDE (columns)][ WHERE
- * predicate]", every identifier and string quoted through q. Caller frees; NULL when memory
- * runs out or quoting fails.
- */
-char *candidate_definition(const candidate_t *c, const cand_quoting_t *q);
-
-/*
- * text (borrowed) with every reference to table (as written: schema "" for the unqualified
- * ones) replaced by replacement, e.g. a temporary copy "pg_temp.sample_users". Caller frees;
- * NULL when the text does not parse, names no such table, or memory runs out.
- */
-char *candidate_retarget(const char *text, const char *schema, const char *table,
-                         const char *replacement);
-
 #endif /* PGTURBO_CANDIDATES_H */

@@ -678,21 +678,29 @@ static void replace_invalid_utf8(char *s)
     }
 }
 
-/*
- * Fills info from the JSON parse tree (which it may modify). Returns 0, or -1 when memory ran
- * out, or 1 when the tree could not be read (jansson's nesting limit of 2048, reached by some
- * 250 nested subqueries): the text then counts as unparsed.
- */
-static int describe_tree(sql_info_t *info, char *tree)
+json_t *sqlparse_tree(const char *text, bool *oom)
 {
+    *oom = false;
+    PgQueryParseResult parsed = pg_query_parse(text);
+    if (parsed.error != NULL) {
+        pg_query_free_parse_result(parsed);
+        return NULL;
+    }
     json_error_t error;
-    json_t *root = json_loads(tree, 0, &error);
+    json_t *root = json_loads(parsed.parse_tree, 0, &error);
     if (root == NULL && json_error_code(&error) == json_error_invalid_utf8) {
-        replace_invalid_utf8(tree);
-        root = json_loads(tree, 0, &error);
+        replace_invalid_utf8(parsed.parse_tree);
+        root = json_loads(parsed.parse_tree, 0, &error);
     }
     if (root == NULL)
-        return json_error_code(&error) == json_error_out_of_memory ? -1 : 1;
+        *oom = json_error_code(&error) == json_error_out_of_memory;
+    pg_query_free_parse_result(parsed);
+    return root;
+}
+
+/* Fills info from the parse tree; releases root. */
+static void describe_tree(sql_info_t *info, json_t *root)
+{
     walk_t w = {.info = info};
     sql_kind_t kind = SQL_READ;
     json_t *stmts = json_object_get(root, "stmts");
@@ -709,7 +717,6 @@ static int describe_tree(sql_info_t *info, char *tree)
     qsort(info->tables_read, (size_t)info->n_read, SQLPARSE_NAME_LEN, compare_table_names);
     qsort(info->tables_written, (size_t)info->n_written, SQLPARSE_NAME_LEN, compare_table_names);
     json_decref(root);
-    return 0;
 }
 
 static void describe_unparsed(sql_info_t *info, const char *text)
@@ -724,20 +731,15 @@ sql_info_t *sqlparse_analyze(const char *text)
     sql_info_t *info = calloc(1, sizeof(*info));
     if (info == NULL)
         return NULL;
-    PgQueryParseResult parsed = pg_query_parse(text);
-    if (parsed.error != NULL) {
-        pg_query_free_parse_result(parsed);
-        describe_unparsed(info, text);
+    bool oom;
+    json_t *root = sqlparse_tree(text, &oom);
+    if (root == NULL) {
+        if (oom)
+            goto fail;
+        describe_unparsed(info, text); /* rejected, or nested past jansson's limit of 2048 */
         return info;
     }
-    int rc = describe_tree(info, parsed.parse_tree);
-    pg_query_free_parse_result(parsed);
-    if (rc < 0)
-        goto fail;
-    if (rc > 0) {
-        describe_unparsed(info, text);
-        return info;
-    }
+    describe_tree(info, root);
 
     PgQueryFingerprintResult fp = pg_query_fingerprint(text);
     info->fingerprint = fp.error == NULL ? fp.fingerprint : sqlparse_hash(text, strlen(text));

@@ -21,6 +21,7 @@
 #ifndef PGTURBO_SQLPARSE_H
 #define PGTURBO_SQLPARSE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -93,6 +94,14 @@ typedef struct sqlparse_cache sqlparse_cache_t;
 
 /* "read", "write", "ddl", "transaction", "utility", "unparsed" ("?" for other values). */
 const char *sql_kind_name(sql_kind_t kind);
+
+/*
+ * The parse tree of text as JSON (libpg_query's form), for modules that read more than
+ * sql_info_t says (advise's candidates). NULL when the parser rejects text or the tree nests
+ * past jansson's limit (*oom false), or memory runs out (*oom true). Caller releases with
+ * json_decref.
+ */
+json_t *sqlparse_tree(const char *text, bool *oom);
 
 /* A 64-bit hash of len bytes (FNV-1a): the cache's key and the fingerprint of unparsed text. */
 uint64_t sqlparse_hash(const char *text, size_t len);

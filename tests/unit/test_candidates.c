@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "candidate_sql.h"
 #include "candidates.h"
+#include "retarget.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,20 +396,20 @@ static void test_unparseable_text_and_utility_statements(void **state)
 
 static void test_retarget_replaces_every_reference(void **state)
 {
-    char *s = candidate_retarget("SELECT * FROM users u JOIN public . users v ON u.id = v.id "
-                                 "WHERE EXISTS (SELECT 1 FROM \"users\")",
-                                 "", "users", "pg_temp.s");
+    char *s = retarget_table("SELECT * FROM users u JOIN public . users v ON u.id = v.id "
+                             "WHERE EXISTS (SELECT 1 FROM \"users\")",
+                             "", "users", "pg_temp.s");
     assert_non_null(s);
     assert_string_equal(s, "SELECT * FROM pg_temp.s u JOIN public . users v ON u.id = v.id "
                            "WHERE EXISTS (SELECT 1 FROM pg_temp.s)");
     free(s);
-    s = candidate_retarget("SELECT * FROM ONLY public.\"Order Items\" WHERE x = $1", "public",
-                           "Order Items", "pg_temp.s");
+    s = retarget_table("SELECT * FROM ONLY public.\"Order Items\" WHERE x = $1", "public",
+                       "Order Items", "pg_temp.s");
     assert_non_null(s);
     assert_string_equal(s, "SELECT * FROM ONLY pg_temp.s WHERE x = $1");
     free(s);
-    assert_null(candidate_retarget("SELECT 1 FROM other", "", "users", "x"));
-    assert_null(candidate_retarget("not sql", "", "users", "x"));
+    assert_null(retarget_table("SELECT 1 FROM other", "", "users", "x"));
+    assert_null(retarget_table("not sql", "", "users", "x"));
 }
 
 int main(void)
