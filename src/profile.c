@@ -140,12 +140,20 @@ static void follow_request(client_t *c, const char *text, size_t len)
 
 /* ---- statements ---- */
 
-static const sql_info_t *analyze(client_t *c, const char *text, size_t len)
+/* The description of text, noted in the worker's statistics; *want_sample says whether this
+ * run should be kept as a sample. */
+static const sql_info_t *analyze(client_t *c, const char *text, size_t len, bool *want_sample)
 {
     const sql_info_t *info = sqlparse_cache_get(c->worker->sql, text, len);
-    if (info != NULL)
-        stats_note_query(c->worker->stats, c->worker->cfg, c->pool->database, info);
+    *want_sample =
+        info != NULL && stats_note_query(c->worker->stats, c->worker->cfg, c->pool->database, info);
     return info;
+}
+
+/* Whether the client is inside a transaction or a request, where N+1 loops are looked for. */
+static bool in_scope(const client_t *c)
+{
+    return (c->server != NULL && c->server->txn_status != 'I') || c->prof->in_request;
 }
 
 static named_t *named_find(profile_state_t *ps, uint64_t name_hash)
@@ -166,14 +174,16 @@ uint64_t profile_query(client_t *c, const char *text, size_t len)
     if (!enabled(c) || state(c) == NULL)
         return 0;
     follow_request(c, text, len);
-    const sql_info_t *info = analyze(c, text, len);
+    bool want_sample;
+    const sql_info_t *info = analyze(c, text, len, &want_sample);
     if (info == NULL)
         return 0;
     c->prof->params_text[0] = '\0';
-    if (stats_wants_sample(c->worker->stats, c->pool->database, info->fingerprint))
+    if (want_sample)
         stats_add_sample(c->worker->stats, c->pool->database, info->fingerprint, text,
                          len < SAMPLE_TEXT_MAX ? len : SAMPLE_TEXT_MAX, NULL);
-    count_loops(c, info->fingerprint, info->kind, sqlparse_hash(text, len));
+    if (in_scope(c)) /* the text's hash tells its parameters apart */
+        count_loops(c, info->fingerprint, info->kind, sqlparse_hash(text, len));
     if (c->prof->in_request)
         c->prof->req_queries++;
     return info->fingerprint;
@@ -184,12 +194,13 @@ void profile_parse(client_t *c, const char *name, const char *text, size_t len)
     if (!enabled(c) || state(c) == NULL)
         return;
     follow_request(c, text, len);
-    const sql_info_t *info = analyze(c, text, len);
+    bool want_sample;
+    const sql_info_t *info = analyze(c, text, len, &want_sample);
     if (info == NULL)
         return;
     profile_state_t *ps = c->prof;
     char *keep = NULL; /* the text, for the Binds that follow to make a sample with */
-    if (stats_wants_sample(c->worker->stats, c->pool->database, info->fingerprint))
+    if (want_sample)
         keep = strndup(text, len < SAMPLE_TEXT_MAX ? len : SAMPLE_TEXT_MAX);
     if (name[0] == '\0') {
         ps->unnamed_fp = info->fingerprint;

@@ -298,29 +298,36 @@ static char *one_line(const char *text)
     return out;
 }
 
-void stats_note_query(stats_t *st, const config_t *cfg, const char *database,
-                      const sql_info_t *info)
+/* Whether a run of e should be kept as a sample (see stats.h). */
+static bool wants_sample(stats_t *st, const entry_t *e)
 {
-    entry_t *e = entry_get(st, cfg, info->fingerprint, database);
-    if (e == NULL || e->query != NULL)
-        return;
-    e->kind = info->kind;
-    e->query = one_line(info->normalized != NULL ? info->normalized : "");
-    if (info->kind == SQL_UNPARSED)
-        st->unparsed++;
-}
-
-bool stats_wants_sample(stats_t *st, const char *database, uint64_t fingerprint)
-{
-    const entry_t *e = find(st, fingerprint, database);
-    if (e == NULL)
-        return false;
     if (e->n_samples < STATS_SAMPLES)
         return true;
     st->random ^= st->random << 13;
     st->random ^= st->random >> 7;
     st->random ^= st->random << 17;
     return (st->random & 255) == 0;
+}
+
+bool stats_note_query(stats_t *st, const config_t *cfg, const char *database,
+                      const sql_info_t *info)
+{
+    entry_t *e = entry_get(st, cfg, info->fingerprint, database);
+    if (e == NULL)
+        return false;
+    if (e->query == NULL) {
+        e->kind = info->kind;
+        e->query = one_line(info->normalized != NULL ? info->normalized : "");
+        if (info->kind == SQL_UNPARSED)
+            st->unparsed++;
+    }
+    return wants_sample(st, e);
+}
+
+bool stats_wants_sample(stats_t *st, const char *database, uint64_t fingerprint)
+{
+    const entry_t *e = find(st, fingerprint, database);
+    return e != NULL && wants_sample(st, e);
 }
 
 void stats_add_sample(stats_t *st, const char *database, uint64_t fingerprint, const char *text,

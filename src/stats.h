@@ -30,8 +30,9 @@ void stats_free(stats_t *st);
 /*
  * Makes sure the store knows (database, info's fingerprint), keeping info's normalized text
  * and kind for it. Called when a query is sent, so that the record at its end finds the text.
+ * Returns stats_wants_sample() for this run, which saves the caller a second lookup.
  */
-void stats_note_query(stats_t *st, const config_t *cfg, const char *database,
+bool stats_note_query(stats_t *st, const config_t *cfg, const char *database,
                       const sql_info_t *info);
 
 /* What one finished query was. */
