@@ -44,6 +44,8 @@
 #define ADVISE_FREQUENT_SHARE   0.01 /* ... as is one taking this share of the workload time */
 #define ADVISE_MAX_ADVICE       20   /* indexes advised in one run at most */
 #define PARTIAL_MAX_SELECTIVITY 0.2  /* a partial index's predicate keeps at most this share */
+#define PARTIAL_MAX_DISTINCT    100  /* ... and compares with constants a column of at most this
+                                      * many distinct values (a status, a kind, a flag) */
 #define WRITE_COST_BTREE        1.0  /* planner cost units to maintain a b-tree per write */
 #define WRITE_COST_GIN          3.0  /* ... a GIN index */
 #define SIZE_COST_PER_PAGE      1.0  /* planner cost units per 8 kB page of index */
@@ -214,9 +216,10 @@ static bool catalog_has_column(void *ctx, const char *schema, const char *table,
 }
 
 /*
- * Analyzes every query of the workload: its sample when the sample parses, else the text of
- * pg_stat_statements. Keeps the queries that read or write at least one table advise may
- * index (not the catalogs, not advise's own queries).
+ * Analyzes every query of the workload: its sample when the sample parses (as prepared, when
+ * the daemon saw its values bound), else the text of pg_stat_statements; costs are then those
+ * of the sample with its values. Keeps the queries that read or write at least one table
+ * advise may index (not the catalogs, not advise's own queries).
  */
 static int analyze_queries(run_t *r)
 {
@@ -238,7 +241,9 @@ static int analyze_queries(run_t *r)
         q->wq = wq;
         int rc = 1;
         if (wq->sample != NULL) {
-            rc = candidates_analyze(wq->sample, &catalog, &qs->analysis);
+            /* Bound values are parameters, not constants of the query's shape. */
+            const char *shape = wq->prepared != NULL ? wq->prepared : wq->sample;
+            rc = candidates_analyze(shape, &catalog, &qs->analysis);
             if (rc == 0) {
                 q->text = wq->sample;
                 q->sampled = true;
@@ -533,11 +538,29 @@ static void resolve_name_clashes(run_t *r)
     }
 }
 
+/*
+ * True when a predicate of a compares a column of many distinct values with a constant
+ * (user_id = 42): the constant is then most likely a value the application changes from call
+ * to call, inlined by its driver or its code, and an index on that one value serves one call.
+ */
+static bool compares_many_valued_column(const acand_t *a)
+{
+    for (int i = 0; i < a->c.n_preds; i++) {
+        const cand_pred_t *p = &a->c.preds[i];
+        if (p->kind != CAND_PRED_EQUALS && p->kind != CAND_PRED_IN)
+            continue;
+        const column_info_t *col = tableinfo_column(a->table, p->column);
+        if (col != NULL && tableinfo_distinct(a->table, col) > PARTIAL_MAX_DISTINCT)
+            return true;
+    }
+    return false;
+}
+
 /* Collects the candidates of every query, keeping those the catalog allows and no existing
- * index serves, and partial ones only with a selective predicate. */
+ * index serves, and partial ones only with a selective predicate on a column of few values. */
 static int collect_candidates(run_t *r)
 {
-    int served = 0, unselective = 0, unadvisable = 0;
+    int served = 0, unselective = 0, unadvisable = 0, many_valued = 0;
     for (int k = 0; k < r->set.n_queries; k++) {
         const cand_analysis_t *an = &r->qs[k].analysis;
         for (int i = 0; i < an->n_cands; i++) {
@@ -565,6 +588,11 @@ static int collect_candidates(run_t *r)
         acand_t *a = &r->cands[i];
         if (a->c.n_preds == 0)
             continue;
+        if (compares_many_valued_column(a)) {
+            a->rejected = true;
+            many_valued++;
+            continue;
+        }
         double share;
         if (predicate_selectivity(r, a, &share) != 0)
             return -1;
@@ -584,6 +612,11 @@ static int collect_candidates(run_t *r)
                  "%d partial candidate%s dropped: the predicate keeps more than %.0f %% of "
                  "the rows",
                  unselective, unselective == 1 ? "" : "s", 100 * PARTIAL_MAX_SELECTIVITY);
+    if (many_valued > 0)
+        add_note(r,
+                 "%d partial candidate%s dropped: the constant is compared with a column of more "
+                 "than %d distinct values, so it is likely a value that changes from call to call",
+                 many_valued, many_valued == 1 ? "" : "s", PARTIAL_MAX_DISTINCT);
     if (unadvisable > 0)
         add_note(r,
                  "%d candidate%s on partitioned tables left out: advise does not index "

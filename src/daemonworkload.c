@@ -189,14 +189,14 @@ static char *with_parameters(const char *text, const json_t *params)
     return out;
 }
 
-/* The first sample of fingerprint as a real text, or NULL when the daemon kept none. */
-static char *sample_of(const char *api, const char *token, const char *fingerprint,
-                       const char *database)
+/* The first sample of fingerprint into q: its real text, and the text as prepared when its
+ * values were bound; both stay NULL when the daemon kept none. */
+static void sample_of(const char *api, const char *token, const char *fingerprint,
+                      const char *database, workload_query_t *q)
 {
     char path[128], err[256];
     snprintf(path, sizeof(path), "/api/v1/samples/%s", fingerprint);
     json_t *samples = api_get(api, token, path, err, sizeof(err));
-    char *text = NULL;
     size_t i;
     json_t *s;
     json_array_foreach(samples, i, s)
@@ -206,11 +206,16 @@ static char *sample_of(const char *api, const char *token, const char *fingerpri
         json_t *params = json_object_get(s, "parameters");
         if (db == NULL || query == NULL || strcmp(db, database) != 0)
             continue;
-        text = json_is_array(params) ? with_parameters(query, params) : strdup(query);
+        if (!json_is_array(params)) {
+            q->sample = strdup(query);
+        } else if ((q->sample = with_parameters(query, params)) != NULL &&
+                   (q->prepared = strdup(query)) == NULL) {
+            free(q->sample);
+            q->sample = NULL;
+        }
         break;
     }
     json_decref(samples);
-    return text;
 }
 
 /* Copies one row of /api/v1/queries into q; false when it is not one or memory runs out. */
@@ -231,7 +236,7 @@ static bool take_row(const char *api, const char *token, const char *database, j
     q->calls = json_number_value(json_object_get(row, "calls"));
     q->total_ms = json_number_value(json_object_get(row, "total_exec_time"));
     q->rows = json_number_value(json_object_get(row, "rows"));
-    q->sample = sample_of(api, token, fingerprint, database);
+    sample_of(api, token, fingerprint, database, q);
     return true;
 }
 

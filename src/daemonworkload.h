@@ -3,7 +3,9 @@
  *    The workload of `pgturbo advise --source daemon`: the running daemon's own query
  *    statistics (GET /api/v1/queries of its admin API) and the real runs it keeps of each
  *    fingerprint (GET /api/v1/samples/{fingerprint}, admin_token only), which give advise the
- *    constants pg_stat_statements hides.
+ *    constants pg_stat_statements hides. A sample of the extended protocol is its Parse text
+ *    and its Bind values: advise reads the query's shape from the Parse text, where a bound
+ *    value is a $n parameter and a literal a real constant, and costs it with the values.
  */
 #ifndef PGTURBO_DAEMONWORKLOAD_H
 #define PGTURBO_DAEMONWORKLOAD_H

@@ -119,17 +119,19 @@ void tableinfo_normalize(const char *expr, char *out, size_t outlen)
     out[n] = '\0';
 }
 
-/* Columns, with their average width from pg_stats. */
+/* Columns, with their average width and distinct values from pg_stats (the row of the
+ * table itself, not of its inheritance tree, unless it is partitioned). */
 static int load_columns(PGconn *conn, table_info_t *t, const char *oid, char *err, size_t errlen)
 {
     const char *params[] = {oid};
     PGresult *res = query(conn,
                           "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-                          "coalesce(s.avg_width, 0) "
+                          "coalesce(s.avg_width, 0), coalesce(s.n_distinct, 0) "
                           "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
                           "LEFT JOIN pg_stats s ON s.schemaname = n.nspname "
                           "AND s.tablename = c.relname AND s.attname = a.attname "
+                          "AND s.inherited = (c.relkind = 'p') "
                           "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
                           "ORDER BY a.attnum",
                           1, params, "cannot read the columns", err, errlen);
@@ -147,6 +149,7 @@ static int load_columns(PGconn *conn, table_info_t *t, const char *oid, char *er
         snprintf(c->name, sizeof(c->name), "%s", PQgetvalue(res, i, 0));
         snprintf(c->type, sizeof(c->type), "%s", PQgetvalue(res, i, 1));
         c->avg_width = atoi(PQgetvalue(res, i, 2));
+        c->n_distinct = strtod(PQgetvalue(res, i, 3), NULL);
     }
     t->n_columns = n;
     PQclear(res);
@@ -352,6 +355,13 @@ const column_info_t *tableinfo_column(const table_info_t *t, const char *name)
         if (strcmp(t->columns[i].name, name) == 0)
             return &t->columns[i];
     return NULL;
+}
+
+double tableinfo_distinct(const table_info_t *t, const column_info_t *c)
+{
+    if (c->n_distinct >= 0)
+        return c->n_distinct;
+    return t->reltuples > 0 ? -c->n_distinct * t->reltuples : 0;
 }
 
 bool tableinfo_is_fk_column(const table_info_t *t, const char *column)

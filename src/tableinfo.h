@@ -23,6 +23,7 @@ typedef struct column_info {
     char name[CAND_NAME_LEN];
     char type[CAND_NAME_LEN]; /* format_type(): "jsonb", "text[]", "timestamp with time zone" */
     int avg_width;            /* bytes, from pg_stats; 0 when unknown */
+    double n_distinct;        /* pg_stats: > 0 a count, < 0 minus a share of the rows, 0 unknown */
 } column_info_t;
 
 typedef struct index_info {
@@ -70,6 +71,9 @@ __attribute__((warn_unused_result)) int tableinfo_get(tableinfo_cache_t *cache, 
 
 /* The column named name, or NULL. */
 const column_info_t *tableinfo_column(const table_info_t *t, const char *name);
+
+/* The distinct values column c of t holds, estimated from pg_stats; 0 when unknown. */
+double tableinfo_distinct(const table_info_t *t, const column_info_t *c);
 
 /* True when a foreign key of t starts with column. */
 bool tableinfo_is_fk_column(const table_info_t *t, const char *column);

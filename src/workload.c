@@ -317,6 +317,7 @@ void workload_free(workload_t *w)
     for (int i = 0; i < w->n; i++) {
         free(w->queries[i].text);
         free(w->queries[i].sample);
+        free(w->queries[i].prepared);
     }
     free(w->queries);
     memset(w, 0, sizeof(*w));

@@ -25,6 +25,7 @@ typedef struct workload_query {
     int64_t queryid;
     char *text;      /* as pg_stat_statements keeps it: constants as $n */
     char *sample;    /* a real text with the same query id, or NULL */
+    char *prepared;  /* the sample as prepared, with $n where values were bound, or NULL */
     double calls;    /* executions since the statistics were reset */
     double total_ms; /* their total execution time */
     double rows;     /* rows they returned or changed */
