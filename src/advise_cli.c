@@ -6,6 +6,7 @@
 #include "advise_cli.h"
 
 #include "advise.h"
+#include "cliopt.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -40,26 +41,6 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return ADVISE_FAIL_USAGE;
 }
 
-/* The value of option argv[*i] ("--name VALUE" or "--name=VALUE"), advancing *i past it; NULL
- * when it has none. */
-static const char *option_value(int argc, char **argv, int *i, const char *name)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-    if (arg[n] == '=')
-        return arg + n + 1;
-    if (*i + 1 >= argc)
-        return NULL;
-    return argv[++*i];
-}
-
-/* True when argv[i] is option name, alone or as "name=value". */
-static bool is_option(const char *arg, const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
-}
-
 static bool parse_percent(const char *s, int *out)
 {
     char *end;
@@ -80,8 +61,8 @@ int advise_cli_main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value;
-        if (is_option(arg, "--source")) {
-            if ((value = option_value(argc, argv, &i, "--source")) == NULL)
+        if (cliopt_is(arg, "--source")) {
+            if ((value = cliopt_value(argc, argv, &i, "--source")) == NULL)
                 return usage_error("%s needs a value: pg_stat_statements or daemon", arg);
             if (strcmp(value, "pg_stat_statements") == 0)
                 opts.source = ADVISE_SOURCE_PG_STAT_STATEMENTS;
@@ -90,29 +71,29 @@ int advise_cli_main(int argc, char **argv)
             else
                 return usage_error("--source: expected pg_stat_statements or daemon, got \"%s\"",
                                    value);
-        } else if (is_option(arg, "--api")) {
-            if ((opts.api = option_value(argc, argv, &i, "--api")) == NULL)
+        } else if (cliopt_is(arg, "--api")) {
+            if ((opts.api = cliopt_value(argc, argv, &i, "--api")) == NULL)
                 return usage_error("%s needs host:port", "--api");
-        } else if (is_option(arg, "--token")) {
-            if ((opts.token = option_value(argc, argv, &i, "--token")) == NULL)
+        } else if (cliopt_is(arg, "--token")) {
+            if ((opts.token = cliopt_value(argc, argv, &i, "--token")) == NULL)
                 return usage_error("%s needs the daemon's admin_token", "--token");
         } else if (strcmp(arg, "--json") == 0) {
             opts.json = true;
-        } else if (is_option(arg, "--min-improvement")) {
-            value = option_value(argc, argv, &i, "--min-improvement");
+        } else if (cliopt_is(arg, "--min-improvement")) {
+            value = cliopt_value(argc, argv, &i, "--min-improvement");
             if (value == NULL || !parse_percent(value, &opts.min_improvement))
                 return usage_error("--min-improvement: expected a whole percentage from 1 to "
                                    "100, got \"%s\"",
                                    value == NULL ? "" : value);
-        } else if (is_option(arg, "--migrations")) {
-            value = option_value(argc, argv, &i, "--migrations");
+        } else if (cliopt_is(arg, "--migrations")) {
+            value = cliopt_value(argc, argv, &i, "--migrations");
             if (value == NULL || value[0] == '\0')
                 return usage_error("%s needs a directory", "--migrations");
             opts.migrations_dir = value;
         } else if (strcmp(arg, "--apply") == 0) {
             opts.apply = true;
-        } else if (is_option(arg, "--rollback")) {
-            value = option_value(argc, argv, &i, "--rollback");
+        } else if (cliopt_is(arg, "--rollback")) {
+            value = cliopt_value(argc, argv, &i, "--rollback");
             if (value == NULL || value[0] == '\0')
                 return usage_error("%s needs a migration version", "--rollback");
             opts.rollback_version = value;

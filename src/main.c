@@ -3,6 +3,7 @@
  *    The pgturbo command line: picks the subcommand and hands over; nothing else.
  */
 #include "advise_cli.h"
+#include "partition_cli.h"
 #include "reportcli.h"
 #include "serve.h"
 
@@ -19,8 +20,9 @@ static int usage(FILE *out, int code)
             "       pgturbo version                print the version\n",
             report_cli_usage);
     advise_cli_usage(out);
+    partition_cli_usage(out);
     fprintf(out, "exit codes: 0 done, 1 failed (no connection, a failed query, an unwritable\n"
-                 "output), 2 bad usage or a bad config file (advise: see above)\n");
+                 "output), 2 bad usage or a bad config file (advise, partition: see above)\n");
     return code;
 }
 
@@ -41,6 +43,8 @@ int main(int argc, char **argv)
         return report_cli_run(argc - 1, argv + 1);
     if (strcmp(cmd, "advise") == 0)
         return advise_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "partition") == 0)
+        return partition_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgturbo %s\n", PGTURBO_VERSION);
         return 0;

@@ -152,11 +152,8 @@ static void suffix_of(int64_t start, part_interval_t iv, char *out, size_t len)
     }
 }
 
-void partbounds_name(const char *table, int64_t start, part_interval_t iv,
-                     char out[PARTBOUNDS_NAME_LEN])
+void partbounds_cut_name(const char *table, const char *suffix, char out[PARTBOUNDS_NAME_LEN])
 {
-    char suffix[32];
-    suffix_of(start, iv, suffix, sizeof(suffix));
     size_t room = PARTBOUNDS_NAME_LEN - 1 - strlen(suffix);
     size_t n = strlen(table);
     if (n > room) {
@@ -165,6 +162,14 @@ void partbounds_name(const char *table, int64_t start, part_interval_t iv,
             n--; /* not inside a UTF-8 character */
     }
     snprintf(out, PARTBOUNDS_NAME_LEN, "%.*s%s", (int)n, table, suffix);
+}
+
+void partbounds_name(const char *table, int64_t start, part_interval_t iv,
+                     char out[PARTBOUNDS_NAME_LEN])
+{
+    char suffix[32];
+    suffix_of(start, iv, suffix, sizeof(suffix));
+    partbounds_cut_name(table, suffix, out);
 }
 
 void partbounds_literal(int64_t day, bool with_tz, char *out, size_t len)

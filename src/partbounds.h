@@ -48,6 +48,10 @@ int64_t partbounds_add(int64_t start, part_interval_t iv, int n);
 void partbounds_name(const char *table, int64_t start, part_interval_t iv,
                      char out[PARTBOUNDS_NAME_LEN]);
 
+/* table + suffix, the table's part cut (at a UTF-8 character boundary) so that the whole fits
+ * in 63 bytes: the name of a partition, or of a table made beside table. */
+void partbounds_cut_name(const char *table, const char *suffix, char out[PARTBOUNDS_NAME_LEN]);
+
 /* day as a bound literal's text: "2025-11-01", or "2025-11-01 00:00:00+00" with_tz. */
 void partbounds_literal(int64_t day, bool with_tz, char *out, size_t len);
 

@@ -52,6 +52,7 @@ typedef struct part_table {
     char schema[PARTBOUNDS_NAME_LEN];
     char name[PARTBOUNDS_NAME_LEN];
     char relkind;                          /* 'r' plain, 'p' partitioned */
+    char stem[PARTBOUNDS_NAME_LEN];        /* partitions are <stem>_<suffix>: the name */
     char column_type[PARTBOUNDS_NAME_LEN]; /* format_type() of the key column */
     bool with_tz;                          /* timestamptz: bounds at midnight UTC */
 } part_table_t;
@@ -70,7 +71,8 @@ __attribute__((warn_unused_result)) int part_exec_sql(part_exec_t *x, const char
 
 /*
  * Finds table (as a user writes it: "name" or "schema.name", resolved with the session's
- * search_path) and checks that column is its date, timestamp or timestamptz column. Returns
+ * search_path) and checks that column is its date, timestamp or timestamptz column (column
+ * NULL: no check; column_type is then ""). Sets up the session (UTC, lock timeout). Returns
  * PARTITION_OK, PARTITION_FAIL_REFUSED (no such table, no such column, a column of another
  * type; the reason in err) or PARTITION_FAIL_DB.
  */
@@ -97,6 +99,24 @@ partition_make(part_exec_t *x, const part_table_t *parent, const part_settings_t
 /* Makes parent's DEFAULT partition (<name>_default) unless it has one. */
 __attribute__((warn_unused_result)) partition_status_t
 partition_make_default(part_exec_t *x, const part_table_t *parent, char *err, size_t errlen);
+
+#define PARTITION_FROM_TODAY INT64_MIN
+
+/*
+ * pgturbo partition create: table must be partitioned by RANGE (s->column). Makes, in one
+ * transaction, the default partition when asked, a partition for the rows already in the
+ * default one, one for every interval from the one holding day from (PARTITION_FROM_TODAY:
+ * the current one) to s->premake intervals after the current one, and records s in
+ * pgturbo.partition_config. Prints what it does (and under dry_run the statements) to out.
+ */
+__attribute__((warn_unused_result)) partition_status_t
+partition_create(PGconn *conn, const char *table, const part_settings_t *s, int64_t from,
+                 bool dry_run, FILE *out, char *err, size_t errlen);
+
+/* Prints the partitions of table (NULL: of every table pgturbo.partition_config has) with
+ * their ranges, row estimates and sizes. */
+__attribute__((warn_unused_result)) partition_status_t
+partition_list(PGconn *conn, const char *table, FILE *out, char *err, size_t errlen);
 
 /* Records (or replaces) the settings of parent in pgturbo.partition_config, creating the
  * schema and the table when missing. */

@@ -1,0 +1,379 @@
+/*
+ * test_partition.c
+ *    pgturbo partition against the test cluster: create makes the current and exactly the
+ *    premade future partitions (also for an empty table, pg_partman #193 and #738), with the
+ *    parent's indexes on each; rows route to their partition and a 30-day query scans only the
+ *    partitions in range; rows in the default partition never block the partition they belong
+ *    to (#605) and maintain moves them out; retention drops or detaches exactly as told
+ *    (#864); maintain is idempotent; --dry-run changes nothing. Bad input: a missing table, a
+ *    column that is no timestamp, a plain table, a table partitioned otherwise, an overlapping
+ *    partition, names needing quotes, a role without privileges, bad command lines.
+ */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define DB "partition_test"
+
+static char out[1 << 16];
+static PGconn *db;
+
+/* Runs `pgturbo partition ARGS CONNINFO` as user; exit code, output (both streams) in out. */
+static int partition_as(const char *user, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "%s partition %s 'host=127.0.0.1 port=%d user=%s dbname=" DB "' 2>&1", PGTURBO_BIN,
+             args, harness_pg_port(), user);
+    return harness_shell(cmd, out, sizeof(out));
+}
+
+static int partition(const char *args)
+{
+    return partition_as("postgres", args);
+}
+
+static char *value(const char *sql)
+{
+    return harness_query_value(db, sql);
+}
+
+static void assert_value(const char *sql, const char *want)
+{
+    char *v = value(sql);
+    if (strcmp(v, want) != 0)
+        fail_msg("%s: got \"%s\", want \"%s\"", sql, v, want);
+    free(v);
+}
+
+/* The partitions of table, "name from..to" per line, by name. */
+static char *partitions_of(const char *table)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(string_agg(c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid), "
+             "E'\\n' ORDER BY c.relname), '') FROM pg_inherits i JOIN pg_class c "
+             "ON c.oid = i.inhrelid WHERE i.inhparent = '%s'::regclass",
+             table);
+    return value(sql);
+}
+
+/* The name table_YYYY_MM of the month n months from now (UTC). */
+static void month_name(const char *table, int n, char *name, size_t len)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '%d month', "
+             "'YYYY_MM')",
+             n);
+    char *v = value(sql);
+    snprintf(name, len, "%s_%s", table, v);
+    free(v);
+}
+
+static int setup(void **state)
+{
+    harness_create_database(DB);
+    db = harness_connect_direct(DB);
+    harness_silence_notices(db);
+    harness_exec_ok(db, "SET TimeZone = 'UTC'");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    PQfinish(db);
+    harness_drop_database(DB);
+    return 0;
+}
+
+static void test_create_makes_current_and_exactly_premake_future_partitions(void **state)
+{
+    /* An empty table: no data to go by, and the future partitions are made all the same. */
+    harness_exec_ok(db, "CREATE TABLE events (id bigserial, kind text NOT NULL, "
+                        "created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)");
+    harness_exec_ok(db, "CREATE INDEX events_kind_idx ON events (kind, created_at)");
+    assert_int_equal(partition("create events --column created_at --interval month "
+                               "--premake 3"),
+                     0);
+    assert_non_null(strstr(out, "4 partitions made"));
+    char *parts = partitions_of("events");
+    char want[1024] = "", name[64], line[256];
+    for (int i = 0; i <= 3; i++) {
+        month_name("events", i, name, sizeof(name));
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "SELECT 'FOR VALUES FROM (''' || (date_trunc('month', now() AT TIME ZONE 'UTC') "
+                 "+ interval '%d month')::date || ' 00:00:00+00'') TO (''' || "
+                 "(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '%d month')::date || "
+                 "' 00:00:00+00'')'",
+                 i, i + 1);
+        char *bound = value(sql);
+        snprintf(line, sizeof(line), "%s%s %s", i == 0 ? "" : "\n", name, bound);
+        strcat(want, line);
+        free(bound);
+    }
+    assert_string_equal(parts, want);
+    free(parts);
+    /* The parent's index is on each partition. */
+    assert_value("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                 "WHERE i.inhparent = 'events_kind_idx'::regclass",
+                 "4");
+    assert_value("SELECT premake || ' ' || coalesce(retain::text, 'all') || ' ' || "
+                 "partition_interval FROM pgturbo.partition_config WHERE parent_table = 'events'",
+                 "3 all month");
+}
+
+static void test_rows_route_and_a_30_day_query_is_pruned(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE logs (id bigserial, level text, "
+                        "created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)");
+    char args[256];
+    char *from = value("SELECT (now() - interval '11 months')::date");
+    snprintf(args, sizeof(args),
+             "create logs --column created_at --interval month --premake 1 --from %s", from);
+    free(from);
+    assert_int_equal(partition(args), 0);
+    harness_exec_ok(db, "INSERT INTO logs (level, created_at) SELECT 'info', "
+                        "now() - (i % 300) * interval '1 day' FROM generate_series(1, 30000) i");
+    /* Every row is in the partition of its month. */
+    assert_value("SELECT count(*) FROM logs WHERE to_char(created_at AT TIME ZONE 'UTC', "
+                 "'\"logs_\"YYYY_MM') <> tableoid::regclass::text",
+                 "0");
+    assert_value("SELECT count(DISTINCT tableoid) > 8 FROM logs", "t");
+    harness_exec_ok(db, "ANALYZE logs");
+    PGresult *res = PQexec(db, "EXPLAIN (COSTS OFF) SELECT count(*) FROM logs "
+                               "WHERE created_at >= now() - interval '30 days' "
+                               "AND created_at < now()");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    int scanned = 0, removed = 0;
+    char plan[8192] = "";
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *line = PQgetvalue(res, i, 0);
+        scanned += strstr(line, "Scan on logs_") != NULL;
+        if (strstr(line, "Subplans Removed: ") != NULL)
+            removed = atoi(strstr(line, "Subplans Removed: ") + 18);
+        snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan), "%s\n", line);
+    }
+    PQclear(res);
+    /* now() is known when the executor starts: the current month and the one before are
+     * scanned, the 11 other partitions pruned. */
+    if (scanned < 1 || scanned > 2 || removed != 13 - scanned)
+        fail_msg("not pruned to the last 30 days:\n%s", plan);
+}
+
+static void test_default_rows_never_block_and_maintain_moves_them(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE clicks (id bigint, at timestamp NOT NULL) "
+                        "PARTITION BY RANGE (at)");
+    assert_int_equal(partition("create clicks --column at --interval month --premake 1 "
+                               "--default"),
+                     0);
+    /* Rows three and four months ahead, and five months back, land in the default. */
+    harness_exec_ok(db, "INSERT INTO clicks SELECT i, date_trunc('month', now() AT TIME ZONE "
+                        "'UTC') + interval '3 months' + i * interval '1 hour' "
+                        "FROM generate_series(1, 50) i");
+    harness_exec_ok(db, "INSERT INTO clicks SELECT i, date_trunc('month', now() AT TIME ZONE "
+                        "'UTC') - interval '5 months' + i * interval '1 hour' "
+                        "FROM generate_series(1, 20) i");
+    assert_value("SELECT count(*) FROM clicks_default", "70");
+    /* premake 3 now needs the month of the rows in the default: it is made, the rows moved. */
+    harness_exec_ok(db, "UPDATE pgturbo.partition_config SET premake = 3 "
+                        "WHERE parent_table = 'clicks'");
+    assert_int_equal(partition("maintain clicks"), 0);
+    char name[64], says[128];
+    month_name("clicks", 3, name, sizeof(name));
+    snprintf(says, sizeof(says), "moved 50 rows from clicks_default into %s", name);
+    assert_non_null(strstr(out, says));
+    month_name("clicks", -5, name, sizeof(name));
+    snprintf(says, sizeof(says), "moved 20 rows from clicks_default into %s", name);
+    assert_non_null(strstr(out, says));
+    assert_value("SELECT count(*) FROM clicks_default", "0");
+    assert_value("SELECT count(*) FROM clicks", "70");
+    /* Current, three ahead, the old month of the stray rows, and the default. */
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'clicks'::regclass", "6");
+}
+
+static void test_maintain_is_idempotent(void **state)
+{
+    char *before = partitions_of("clicks");
+    assert_int_equal(partition("maintain"), 0);
+    assert_string_equal(out, "nothing to do\n");
+    char *after = partitions_of("clicks");
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
+static void test_retention_drops_or_detaches_exactly_as_told(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE audit (id bigint, day date NOT NULL) "
+                        "PARTITION BY RANGE (day)");
+    char args[256];
+    char *from = value("SELECT (now() - interval '6 months')::date");
+    snprintf(args, sizeof(args),
+             "create audit --column day --interval month --premake 0 --from %s", from);
+    free(from);
+    assert_int_equal(partition(args), 0);
+    harness_exec_ok(db, "INSERT INTO audit SELECT i, (now() - i * interval '1 day')::date "
+                        "FROM generate_series(0, 150) i");
+    /* Detach into an archive schema: keep the current month and two before. */
+    harness_exec_ok(db, "UPDATE pgturbo.partition_config SET retain = 2, "
+                        "retention = 'detach', archive_schema = 'audit archive' "
+                        "WHERE parent_table = 'audit'");
+    assert_int_equal(partition("maintain audit"), 0);
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit'::regclass", "3");
+    assert_value("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit archive'", "4");
+    char name[64], sql[256];
+    month_name("audit", -3, name, sizeof(name));
+    snprintf(sql, sizeof(sql), "SELECT count(*) > 0 FROM \"audit archive\".%s", name);
+    assert_value(sql, "t"); /* detached, not dropped: the rows are there */
+    /* Drop: one month fewer kept; the archived tables are not touched. */
+    harness_exec_ok(db, "UPDATE pgturbo.partition_config SET retain = 1, retention = 'drop', "
+                        "archive_schema = NULL WHERE parent_table = 'audit'");
+    assert_int_equal(partition("maintain audit"), 0);
+    month_name("audit", -2, name, sizeof(name));
+    char says[128];
+    snprintf(says, sizeof(says), "dropped %s", name);
+    assert_non_null(strstr(out, says));
+    snprintf(sql, sizeof(sql), "SELECT to_regclass('%s') IS NULL", name);
+    assert_value(sql, "t");
+    assert_value("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit archive'", "4");
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit'::regclass", "2");
+}
+
+static void test_names_needing_quotes(void **state)
+{
+    harness_exec_ok(db, "CREATE SCHEMA \"My App\"");
+    harness_exec_ok(db, "CREATE TABLE \"My App\".\"Event Log\" (\"Created At\" timestamp NOT "
+                        "NULL, \"select\" int) PARTITION BY RANGE (\"Created At\")");
+    assert_int_equal(partition("create '\"My App\".\"Event Log\"' --column 'Created At' "
+                               "--interval week --premake 2 --default"),
+                     0);
+    assert_value("SELECT count(*) FROM pg_inherits "
+                 "WHERE inhparent = '\"My App\".\"Event Log\"'::regclass",
+                 "4");
+    assert_value("SELECT count(*) FROM pg_class WHERE relname ~ '^Event Log_[0-9]{4}_w[0-9]{2}$'",
+                 "3");
+    harness_exec_ok(db, "INSERT INTO \"My App\".\"Event Log\" VALUES (now(), 1)");
+    assert_int_equal(partition("list '\"My App\".\"Event Log\"'"), 0);
+    assert_non_null(strstr(out, "My App.Event Log: 4 partitions"));
+    assert_non_null(strstr(out, "Event Log_default"));
+}
+
+static void test_dry_run_prints_and_changes_nothing(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE dry (at date NOT NULL) PARTITION BY RANGE (at)");
+    assert_int_equal(partition("create dry --column at --interval year --premake 1 --dry-run"),
+                     0);
+    assert_non_null(strstr(out, "BEGIN;\nCREATE TABLE \"public\".\"dry_"));
+    assert_non_null(strstr(out, "INSERT INTO pgturbo.partition_config"));
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'dry'::regclass", "0");
+    assert_value("SELECT count(*) FROM pgturbo.partition_config WHERE parent_table = 'dry'",
+                 "0");
+}
+
+static void test_bad_tables_are_refused_and_change_nothing(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE plain (id int, at timestamptz)");
+    harness_exec_ok(db, "CREATE TABLE by_list (kind text, at timestamptz) "
+                        "PARTITION BY LIST (kind)");
+    harness_exec_ok(db, "CREATE TABLE overlap (at timestamptz NOT NULL) "
+                        "PARTITION BY RANGE (at)");
+    harness_exec_ok(db, "CREATE TABLE overlap_odd PARTITION OF overlap FOR VALUES FROM "
+                        "(date_trunc('month', now()) + interval '15 days') "
+                        "TO (date_trunc('month', now()) + interval '45 days')");
+    static const struct {
+        const char *args;
+        const char *says;
+    } cases[] = {
+        {"create nosuch --column at --interval month", "table \"nosuch\" does not exist"},
+        {"create plain --column id --interval month",
+         "column \"id\" of public.plain is integer, not a date, timestamp or timestamptz"},
+        {"create plain --column nope --interval month", "table public.plain has no column \"nope\""},
+        {"create plain --column at --interval month",
+         "public.plain is a plain table, not a partitioned one: pgturbo partition convert"},
+        {"create by_list --column at --interval month",
+         "public.by_list is partitioned by LIST (kind), not by RANGE (at)"},
+        {"create overlap --column at --interval month",
+         "partition public.overlap_odd of public.overlap overlaps the range starting"},
+        {"create 'a b c' --column at --interval month", "\"a b c\" is not a table name"},
+        {"maintain plain", "\"plain\" is not managed by pgturbo partition"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = partition(cases[i].args);
+        if (rc != 3 || strstr(out, cases[i].says) == NULL)
+            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
+                     out);
+    }
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'overlap'::regclass", "1");
+}
+
+static void test_no_privilege_is_a_database_error(void **state)
+{
+    harness_exec_ok(db, "DROP ROLE IF EXISTS partition_nobody");
+    harness_exec_ok(db, "CREATE ROLE partition_nobody LOGIN");
+    assert_int_equal(partition_as("partition_nobody", "create events --column created_at "
+                                                      "--interval month --premake 6"),
+                     1);
+    if (strstr(out, "must be owner of table events") == NULL &&
+        strstr(out, "permission denied for schema public") == NULL)
+        fail_msg("no privilege error in:\n%s", out);
+    assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass", "4");
+    harness_exec_ok(db, "DROP OWNED BY partition_nobody");
+    harness_exec_ok(db, "DROP ROLE partition_nobody");
+}
+
+static void test_bad_command_lines_exit_2(void **state)
+{
+    static const struct {
+        const char *args;
+        const char *says;
+    } cases[] = {
+        {"create events --interval month", "create needs --column and --interval"},
+        {"create events --column at --interval quarter", "--interval: expected day, week"},
+        {"create events --column at --interval month --premake -1", "--premake: expected"},
+        {"create events --column at --interval month --from 2025-02-30", "--from: expected"},
+        {"create events --column at --interval month --archive-schema x",
+         "--archive-schema goes with --retention detach"},
+        {"maintain --column at", "maintain reads its settings from pgturbo.partition_config"},
+        {"shuffle events", "unknown command \"shuffle\""},
+        {"create events --column at --interval month --frobnicate", "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = partition(cases[i].args);
+        if (rc != 2 || strstr(out, cases[i].says) == NULL)
+            fail_msg("%s: exit %d, want 2 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
+                     out);
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "%s partition list 'host=127.0.0.1 port=%d user=postgres dbname=x' 2>&1",
+             PGTURBO_BIN, harness_free_port());
+    assert_int_equal(harness_shell(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "cannot connect"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_makes_current_and_exactly_premake_future_partitions),
+        cmocka_unit_test(test_rows_route_and_a_30_day_query_is_pruned),
+        cmocka_unit_test(test_default_rows_never_block_and_maintain_moves_them),
+        cmocka_unit_test(test_maintain_is_idempotent),
+        cmocka_unit_test(test_retention_drops_or_detaches_exactly_as_told),
+        cmocka_unit_test(test_names_needing_quotes),
+        cmocka_unit_test(test_dry_run_prints_and_changes_nothing),
+        cmocka_unit_test(test_bad_tables_are_refused_and_change_nothing),
+        cmocka_unit_test(test_no_privilege_is_a_database_error),
+        cmocka_unit_test(test_bad_command_lines_exit_2),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
