@@ -43,8 +43,7 @@ int64_t partbounds_day(int y, int m, int d)
     int64_t era = floor_div(year, 400);
     int64_t year_of_era = year - era * 400;
     int64_t day_of_year = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t day_of_era =
-        year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     return era * DAYS_PER_ERA + day_of_era - DAY_OF_1970;
 }
 
@@ -72,8 +71,8 @@ static int month_length(int y, int m)
 bool partbounds_parse_day(const char *s, int64_t *day)
 {
     int y, m, d, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10 || y < 1 || m < 1 ||
-        m > 12 || d < 1 || d > month_length(y, m))
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10 || y < 1 || m < 1 || m > 12 ||
+        d < 1 || d > month_length(y, m))
         return false;
     *day = partbounds_day(y, m, d);
     return true;
@@ -112,8 +111,8 @@ int64_t partbounds_add(int64_t start, part_interval_t iv, int n)
         return start + 7 * (int64_t)n;
     case PART_MONTH: {
         int64_t months = (int64_t)y * 12 + (m - 1) + n;
-        return partbounds_day((int)floor_div(months, 12), (int)(months - floor_div(months, 12) * 12) + 1,
-                              1);
+        return partbounds_day((int)floor_div(months, 12),
+                              (int)(months - floor_div(months, 12) * 12) + 1, 1);
     }
     case PART_YEAR:
         return partbounds_day(y + n, 1, 1);

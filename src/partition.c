@@ -14,16 +14,12 @@
 #include "partition.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LOCK_TIMEOUT  "'5s'"
-#define BOUND_MIN     (INT64_MIN / 4) /* MINVALUE */
-#define BOUND_MAX     (INT64_MAX / 4) /* MAXVALUE */
-#define QUOTED_LEN    (2 * PARTBOUNDS_NAME_LEN + 3)
-#define QUALIFIED_LEN (2 * QUOTED_LEN + 2)
-#define SQL_LEN       8192
+#define LOCK_TIMEOUT "'5s'"
+#define BOUND_MIN    (INT64_MIN / 4) /* MINVALUE */
+#define BOUND_MAX    (INT64_MAX / 4) /* MAXVALUE */
 
 #define OID_DATE        1082
 #define OID_TIMESTAMP   1114
@@ -46,88 +42,15 @@ typedef struct part_children {
     int n;
 } part_children_t;
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* The server's message of conn, without its trailing newline. */
-static void server_err(PGconn *conn, const char *what, char *err, size_t errlen)
-{
-    const char *m = PQerrorMessage(conn);
-    size_t n = strlen(m);
-    while (n > 0 && m[n - 1] == '\n')
-        n--;
-    set_err(err, errlen, "%s: %.*s", what, (int)n, m);
-}
-
-int part_exec_sql(part_exec_t *x, const char *sql, char *err, size_t errlen)
-{
-    if (x->dry_run) {
-        fprintf(x->out, "%s;\n", sql);
-        return 0;
-    }
-    PGresult *res = PQexec(x->conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    int rc = 0;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorMessage(res);
-        size_t n = strlen(m);
-        while (n > 0 && m[n - 1] == '\n')
-            n--;
-        set_err(err, errlen, "%.*s (in: %.200s)", (int)n, m, sql);
-        rc = -1;
-    }
-    PQclear(res);
-    return rc;
-}
-
-/* Runs a query with text parameters; the result, or NULL with err set. */
-static PGresult *query(PGconn *conn, const char *sql, int n, const char *const *params,
-                       char *err, size_t errlen)
-{
-    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        server_err(conn, "catalog query failed", err, errlen);
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
-/* name quoted as an identifier into out; false when memory runs out. */
-static bool quote_ident(PGconn *conn, const char *name, char out[QUOTED_LEN])
-{
-    char *q = PQescapeIdentifier(conn, name, strlen(name));
-    if (q == NULL)
-        return false;
-    snprintf(out, QUOTED_LEN, "%s", q);
-    PQfreemem(q);
-    return true;
-}
-
-/* "schema"."name" into out; false when memory runs out. */
-static bool qualify(PGconn *conn, const char *schema, const char *name, char out[QUALIFIED_LEN])
-{
-    char s[QUOTED_LEN], n[QUOTED_LEN];
-    if (!quote_ident(conn, schema, s) || !quote_ident(conn, name, n))
-        return false;
-    snprintf(out, QUALIFIED_LEN, "%s.%s", s, n);
-    return true;
-}
-
 /* The session settings every command starts with. */
 static int session_begin(PGconn *conn, char *err, size_t errlen)
 {
-    PGresult *res = PQexec(conn, "SET TimeZone = 'UTC'; SET lock_timeout = " LOCK_TIMEOUT);
+    PGresult *res = PQexec(conn, "SET TimeZone = 'UTC'; SET lock_timeout = " LOCK_TIMEOUT
+                                 "; SET client_min_messages = warning");
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
     PQclear(res);
     if (rc != 0)
-        server_err(conn, "cannot set up the session", err, errlen);
+        part_server_err(conn, "cannot set up the session", err, errlen);
     return rc;
 }
 
@@ -150,14 +73,14 @@ partition_status_t partition_resolve(PGconn *conn, const char *table, const char
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (state != NULL && strcmp(state, "42602") == 0) { /* invalid_name */
-            set_err(err, errlen, "\"%s\" is not a table name", table);
+            part_set_err(err, errlen, "\"%s\" is not a table name", table);
             rc = PARTITION_FAIL_REFUSED;
         } else {
-            server_err(conn, "cannot look up the table", err, errlen);
+            part_server_err(conn, "cannot look up the table", err, errlen);
             rc = PARTITION_FAIL_DB;
         }
     } else if (PQntuples(res) != 1) {
-        set_err(err, errlen, "table \"%s\" does not exist", table);
+        part_set_err(err, errlen, "table \"%s\" does not exist", table);
         rc = PARTITION_FAIL_REFUSED;
     } else {
         out->oid = (unsigned)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
@@ -169,18 +92,18 @@ partition_status_t partition_resolve(PGconn *conn, const char *table, const char
         unsigned type = (unsigned)strtoul(PQgetvalue(res, 0, 4), NULL, 10);
         out->with_tz = type == OID_TIMESTAMPTZ;
         if (out->relkind != 'r' && out->relkind != 'p') {
-            set_err(err, errlen, "\"%s\" is not a table", table);
+            part_set_err(err, errlen, "\"%s\" is not a table", table);
             rc = PARTITION_FAIL_REFUSED;
         } else if (column == NULL) {
             out->column_type[0] = '\0';
         } else if (PQgetisnull(res, 0, 4)) {
-            set_err(err, errlen, "table %s.%s has no column \"%s\"", out->schema, out->name,
-                    column);
+            part_set_err(err, errlen, "table %s.%s has no column \"%s\"", out->schema, out->name,
+                         column);
             rc = PARTITION_FAIL_REFUSED;
         } else if (type != OID_DATE && type != OID_TIMESTAMP && type != OID_TIMESTAMPTZ) {
-            set_err(err, errlen,
-                    "column \"%s\" of %s.%s is %s, not a date, timestamp or timestamptz", column,
-                    out->schema, out->name, out->column_type);
+            part_set_err(err, errlen,
+                         "column \"%s\" of %s.%s is %s, not a date, timestamp or timestamptz",
+                         column, out->schema, out->name, out->column_type);
             rc = PARTITION_FAIL_REFUSED;
         }
     }
@@ -190,11 +113,11 @@ partition_status_t partition_resolve(PGconn *conn, const char *table, const char
 
 int64_t partition_today(PGconn *conn, part_interval_t iv, char *err, size_t errlen)
 {
-    PGresult *res = query(conn, "SELECT (now() AT TIME ZONE 'UTC')::date::text", 0, NULL, err,
-                          errlen);
+    PGresult *res =
+        part_query(conn, "SELECT (now() AT TIME ZONE 'UTC')::date::text", 0, NULL, err, errlen);
     int64_t day = -1;
     if (res != NULL && !partbounds_parse_day(PQgetvalue(res, 0, 0), &day))
-        set_err(err, errlen, "cannot read the server's date \"%s\"", PQgetvalue(res, 0, 0));
+        part_set_err(err, errlen, "cannot read the server's date \"%s\"", PQgetvalue(res, 0, 0));
     PQclear(res);
     return day == -1 ? -1 : partbounds_floor(day, iv);
 }
@@ -272,20 +195,20 @@ static partition_status_t children_load(PGconn *conn, const part_table_t *parent
     char oid[16];
     snprintf(oid, sizeof(oid), "%u", parent->oid);
     const char *params[] = {oid};
-    PGresult *res = query(conn,
-                          "SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), "
-                          "i.inhdetachpending, c.reltuples, pg_total_relation_size(c.oid) "
-                          "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                          "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                          "WHERE i.inhparent = $1::oid ORDER BY c.relname",
-                          1, params, err, errlen);
+    PGresult *res = part_query(conn,
+                               "SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), "
+                               "i.inhdetachpending, c.reltuples, pg_total_relation_size(c.oid) "
+                               "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                               "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               "WHERE i.inhparent = $1::oid ORDER BY c.relname",
+                               1, params, err, errlen);
     if (res == NULL)
         return PARTITION_FAIL_DB;
     int n = PQntuples(res);
     ch->items = calloc(n > 0 ? (size_t)n : 1, sizeof(*ch->items));
     if (ch->items == NULL) {
         PQclear(res);
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     for (int i = 0; i < n; i++) {
@@ -296,8 +219,8 @@ static partition_status_t children_load(PGconn *conn, const part_table_t *parent
         c->rows = strtod(PQgetvalue(res, i, 4), NULL);
         c->bytes = strtoll(PQgetvalue(res, i, 5), NULL, 10);
         if (!parse_partbound(PQgetvalue(res, i, 2), c)) {
-            set_err(err, errlen, "partition %s.%s of %s.%s has bounds pgturbo cannot read: %s",
-                    c->schema, c->name, parent->schema, parent->name, PQgetvalue(res, i, 2));
+            part_set_err(err, errlen, "partition %s.%s of %s.%s has bounds pgturbo cannot read: %s",
+                         c->schema, c->name, parent->schema, parent->name, PQgetvalue(res, i, 2));
             PQclear(res);
             children_free(ch);
             return PARTITION_FAIL_REFUSED;
@@ -330,8 +253,8 @@ static void bound_literal(const part_table_t *t, int64_t day, char *out, size_t 
 static bool range_condition(PGconn *conn, const part_table_t *t, const part_settings_t *s,
                             int64_t lo, int64_t hi, char *out, size_t len)
 {
-    char col[QUOTED_LEN], a[40], b[40];
-    if (!quote_ident(conn, s->column, col))
+    char col[PART_QUOTED_LEN], a[40], b[40];
+    if (!part_quote_ident(conn, s->column, col))
         return false;
     bound_literal(t, lo, a, sizeof(a));
     bound_literal(t, hi, b, sizeof(b));
@@ -339,40 +262,18 @@ static bool range_condition(PGconn *conn, const part_table_t *t, const part_sett
     return true;
 }
 
-/* The parent's columns, quoted and comma-separated (generated ones left out: they are
- * computed again), into a malloc'd string; NULL on failure. */
-static char *column_list(PGconn *conn, const part_table_t *t, char *err, size_t errlen)
-{
-    char oid[16];
-    snprintf(oid, sizeof(oid), "%u", t->oid);
-    const char *params[] = {oid};
-    PGresult *res = query(conn,
-                          "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) "
-                          "FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 "
-                          "AND NOT attisdropped AND attgenerated = ''",
-                          1, params, err, errlen);
-    if (res == NULL)
-        return NULL;
-    char *list = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    if (list == NULL)
-        set_err(err, errlen, "out of memory");
-    return list;
-}
-
 /* Whether the default partition d holds rows in [lo, hi); -1 on failure. */
 static int default_has_rows(part_exec_t *x, const part_table_t *t, const part_settings_t *s,
-                            const part_child_t *d, int64_t lo, int64_t hi, char *err,
-                            size_t errlen)
+                            const part_child_t *d, int64_t lo, int64_t hi, char *err, size_t errlen)
 {
-    char name[QUALIFIED_LEN], cond[512], sql[SQL_LEN];
-    if (!qualify(x->conn, d->schema, d->name, name) ||
+    char name[PART_QUALIFIED_LEN], cond[512], sql[PART_SQL_LEN];
+    if (!part_qualify(x->conn, d->schema, d->name, name) ||
         !range_condition(x->conn, t, s, lo, hi, cond, sizeof(cond))) {
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
         return -1;
     }
     snprintf(sql, sizeof(sql), "SELECT EXISTS (SELECT 1 FROM ONLY %s WHERE %s)", name, cond);
-    PGresult *res = query(x->conn, sql, 0, NULL, err, errlen);
+    PGresult *res = part_query(x->conn, sql, 0, NULL, err, errlen);
     if (res == NULL)
         return -1;
     int has = PQgetvalue(res, 0, 0)[0] == 't';
@@ -386,10 +287,10 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
                                    const part_child_t *dflt, int64_t lo, int64_t hi,
                                    const char *name, char *err, size_t errlen)
 {
-    char parent[QUALIFIED_LEN], child[QUALIFIED_LEN], a[40], b[40], sql[SQL_LEN];
-    if (!qualify(x->conn, t->schema, t->name, parent) ||
-        !qualify(x->conn, t->schema, name, child)) {
-        set_err(err, errlen, "out of memory");
+    char parent[PART_QUALIFIED_LEN], child[PART_QUALIFIED_LEN], a[40], b[40], sql[PART_SQL_LEN];
+    if (!part_qualify(x->conn, t->schema, t->name, parent) ||
+        !part_qualify(x->conn, t->schema, name, child)) {
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     bound_literal(t, lo, a, sizeof(a));
@@ -397,9 +298,9 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
     int has_rows = dflt == NULL ? 0 : default_has_rows(x, t, s, dflt, lo, hi, err, errlen);
     if (has_rows < 0)
         return PARTITION_FAIL_DB;
-    char dname[QUALIFIED_LEN] = "";
-    if (has_rows && !qualify(x->conn, dflt->schema, dflt->name, dname)) {
-        set_err(err, errlen, "out of memory");
+    char dname[PART_QUALIFIED_LEN] = "";
+    if (has_rows && !part_qualify(x->conn, dflt->schema, dflt->name, dname)) {
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     if (has_rows) {
@@ -415,7 +316,7 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
     if (!has_rows)
         return PARTITION_OK;
     char cond[512];
-    char *cols = column_list(x->conn, t, err, errlen);
+    char *cols = part_column_list(x->conn, t->oid, err, errlen);
     if (cols == NULL || !range_condition(x->conn, t, s, lo, hi, cond, sizeof(cond))) {
         free(cols);
         return PARTITION_FAIL_DB;
@@ -429,7 +330,7 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
     if (x->dry_run)
         fprintf(x->out, "%s;\n", sql);
     else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        server_err(x->conn, "cannot move the rows of the default partition", err, errlen);
+        part_server_err(x->conn, "cannot move the rows of the default partition", err, errlen);
         PQclear(res);
         return PARTITION_FAIL_DB;
     }
@@ -444,10 +345,11 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
 static int name_taken(PGconn *conn, const char *schema, const char *name, char *err, size_t errlen)
 {
     const char *params[] = {schema, name};
-    PGresult *res = query(conn,
-                          "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                          "WHERE n.nspname = $1 AND c.relname = $2",
-                          2, params, err, errlen);
+    PGresult *res =
+        part_query(conn,
+                   "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = $1 AND c.relname = $2",
+                   2, params, err, errlen);
     if (res == NULL)
         return -1;
     int taken = PQntuples(res) > 0;
@@ -468,11 +370,11 @@ static int covered(const part_table_t *t, const part_children_t *ch, int64_t lo,
             return 1;
         char a[32];
         partbounds_literal(lo, false, a, sizeof(a));
-        set_err(err, errlen,
-                "partition %s.%s of %s.%s overlaps the range starting %s that pgturbo would "
-                "make%s: nothing was changed",
-                c->schema, c->name, t->schema, t->name, a,
-                c->detach_pending ? " (it is being detached)" : "");
+        part_set_err(err, errlen,
+                     "partition %s.%s of %s.%s overlaps the range starting %s that pgturbo would "
+                     "make%s: nothing was changed",
+                     c->schema, c->name, t->schema, t->name, a,
+                     c->detach_pending ? " (it is being detached)" : "");
         return -1;
     }
     return 0;
@@ -488,7 +390,8 @@ partition_status_t partition_make(part_exec_t *x, const part_table_t *parent,
     if (rc != PARTITION_OK)
         return rc;
     /* Every interval is checked before anything is made. */
-    for (int64_t lo = first; lo <= last && rc == PARTITION_OK; lo = partbounds_add(lo, s->interval, 1)) {
+    for (int64_t lo = first; lo <= last && rc == PARTITION_OK;
+         lo = partbounds_add(lo, s->interval, 1)) {
         int64_t hi = partbounds_add(lo, s->interval, 1);
         int cov = covered(parent, &ch, lo, hi, err, errlen);
         char name[PARTBOUNDS_NAME_LEN];
@@ -499,15 +402,16 @@ partition_status_t partition_make(part_exec_t *x, const part_table_t *parent,
         else if (taken < 0)
             rc = PARTITION_FAIL_DB;
         else if (taken > 0) {
-            set_err(err, errlen,
-                    "%s.%s already exists and is not the partition of %s.%s for its range: "
-                    "nothing was changed",
-                    parent->schema, name, parent->schema, parent->name);
+            part_set_err(err, errlen,
+                         "%s.%s already exists and is not the partition of %s.%s for its range: "
+                         "nothing was changed",
+                         parent->schema, name, parent->schema, parent->name);
             rc = PARTITION_FAIL_REFUSED;
         }
     }
     const part_child_t *dflt = default_of(&ch);
-    for (int64_t lo = first; lo <= last && rc == PARTITION_OK; lo = partbounds_add(lo, s->interval, 1)) {
+    for (int64_t lo = first; lo <= last && rc == PARTITION_OK;
+         lo = partbounds_add(lo, s->interval, 1)) {
         int64_t hi = partbounds_add(lo, s->interval, 1);
         if (covered(parent, &ch, lo, hi, err, errlen) != 0)
             continue;
@@ -531,12 +435,12 @@ partition_status_t partition_make_default(part_exec_t *x, const part_table_t *pa
     children_free(&ch);
     if (has)
         return PARTITION_OK;
-    char name[PARTBOUNDS_NAME_LEN], qparent[QUALIFIED_LEN], qchild[QUALIFIED_LEN],
-        sql[SQL_LEN];
+    char name[PARTBOUNDS_NAME_LEN], qparent[PART_QUALIFIED_LEN], qchild[PART_QUALIFIED_LEN],
+        sql[PART_SQL_LEN];
     partbounds_cut_name(parent->stem, "_default", name);
-    if (!qualify(x->conn, parent->schema, parent->name, qparent) ||
-        !qualify(x->conn, parent->schema, name, qchild)) {
-        set_err(err, errlen, "out of memory");
+    if (!part_qualify(x->conn, parent->schema, parent->name, qparent) ||
+        !part_qualify(x->conn, parent->schema, name, qchild)) {
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     snprintf(sql, sizeof(sql), "CREATE TABLE %s PARTITION OF %s DEFAULT", qchild, qparent);
@@ -549,20 +453,19 @@ partition_status_t partition_make_default(part_exec_t *x, const part_table_t *pa
 
 /* ---- settings ---- */
 
-static const char config_ddl[] =
-    "CREATE SCHEMA IF NOT EXISTS pgturbo; "
-    "CREATE TABLE IF NOT EXISTS pgturbo.partition_config ("
-    "parent_schema text NOT NULL, parent_table text NOT NULL, "
-    "control_column text NOT NULL, "
-    "partition_interval text NOT NULL "
-    "CHECK (partition_interval IN ('day', 'week', 'month', 'year')), "
-    "premake integer NOT NULL CHECK (premake >= 0), "
-    "retain integer CHECK (retain >= 0), "
-    "retention text NOT NULL CHECK (retention IN ('drop', 'detach')), "
-    "archive_schema text, "
-    "default_partition boolean NOT NULL, "
-    "updated_at timestamptz NOT NULL DEFAULT now(), "
-    "PRIMARY KEY (parent_schema, parent_table))";
+static const char config_ddl[] = "CREATE SCHEMA IF NOT EXISTS pgturbo; "
+                                 "CREATE TABLE IF NOT EXISTS pgturbo.partition_config ("
+                                 "parent_schema text NOT NULL, parent_table text NOT NULL, "
+                                 "control_column text NOT NULL, "
+                                 "partition_interval text NOT NULL "
+                                 "CHECK (partition_interval IN ('day', 'week', 'month', 'year')), "
+                                 "premake integer NOT NULL CHECK (premake >= 0), "
+                                 "retain integer CHECK (retain >= 0), "
+                                 "retention text NOT NULL CHECK (retention IN ('drop', 'detach')), "
+                                 "archive_schema text, "
+                                 "default_partition boolean NOT NULL, "
+                                 "updated_at timestamptz NOT NULL DEFAULT now(), "
+                                 "PRIMARY KEY (parent_schema, parent_table))";
 
 /* s->field as a quoted literal, or NULL for an empty text, into out. */
 static bool literal(PGconn *conn, const char *text, bool empty_is_null, char *out, size_t len)
@@ -584,13 +487,13 @@ partition_status_t partition_config_save(part_exec_t *x, const part_table_t *par
 {
     if (part_exec_sql(x, config_ddl, err, errlen) != 0)
         return PARTITION_FAIL_DB;
-    char schema[QUOTED_LEN], table[QUOTED_LEN], column[QUOTED_LEN], archive[QUOTED_LEN],
-        retain[16], sql[SQL_LEN];
+    char schema[PART_QUOTED_LEN], table[PART_QUOTED_LEN], column[PART_QUOTED_LEN],
+        archive[PART_QUOTED_LEN], retain[16], sql[PART_SQL_LEN];
     if (!literal(x->conn, parent->schema, false, schema, sizeof(schema)) ||
         !literal(x->conn, parent->name, false, table, sizeof(table)) ||
         !literal(x->conn, s->column, false, column, sizeof(column)) ||
         !literal(x->conn, s->archive_schema, true, archive, sizeof(archive))) {
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     if (s->retain < 0)
@@ -618,26 +521,26 @@ static partition_status_t check_partition_key(PGconn *conn, const part_table_t *
                                               const char *column, char *err, size_t errlen)
 {
     if (t->relkind != 'p') {
-        set_err(err, errlen,
-                "%s.%s is a plain table, not a partitioned one: pgturbo partition convert "
-                "turns it into one",
-                t->schema, t->name);
+        part_set_err(err, errlen,
+                     "%s.%s is a plain table, not a partitioned one: pgturbo partition convert "
+                     "turns it into one",
+                     t->schema, t->name);
         return PARTITION_FAIL_REFUSED;
     }
     char oid[16];
     snprintf(oid, sizeof(oid), "%u", t->oid);
     const char *params[] = {oid, column};
-    PGresult *res = query(conn,
-                          "SELECT pg_get_partkeydef($1::oid), "
-                          "pg_get_partkeydef($1::oid) = 'RANGE (' || quote_ident($2) || ')'",
-                          2, params, err, errlen);
+    PGresult *res = part_query(conn,
+                               "SELECT pg_get_partkeydef($1::oid), "
+                               "pg_get_partkeydef($1::oid) = 'RANGE (' || quote_ident($2) || ')'",
+                               2, params, err, errlen);
     if (res == NULL)
         return PARTITION_FAIL_DB;
     partition_status_t rc = PARTITION_OK;
     if (PQgetvalue(res, 0, 1)[0] != 't') {
-        set_err(err, errlen,
-                "%s.%s is partitioned by %s, not by RANGE (%s): pgturbo leaves it as it is",
-                t->schema, t->name, PQgetvalue(res, 0, 0), column);
+        part_set_err(err, errlen,
+                     "%s.%s is partitioned by %s, not by RANGE (%s): pgturbo leaves it as it is",
+                     t->schema, t->name, PQgetvalue(res, 0, 0), column);
         rc = PARTITION_FAIL_REFUSED;
     }
     PQclear(res);
@@ -668,18 +571,18 @@ static int default_intervals(PGconn *conn, const part_table_t *t, const part_set
                              const part_child_t *d, int64_t **starts, char *err, size_t errlen)
 {
     *starts = NULL;
-    char name[QUALIFIED_LEN], col[QUOTED_LEN], sql[SQL_LEN];
-    if (!qualify(conn, d->schema, d->name, name) || !quote_ident(conn, s->column, col)) {
-        set_err(err, errlen, "out of memory");
+    char name[PART_QUALIFIED_LEN], col[PART_QUOTED_LEN], sql[PART_SQL_LEN];
+    if (!part_qualify(conn, d->schema, d->name, name) || !part_quote_ident(conn, s->column, col)) {
+        part_set_err(err, errlen, "out of memory");
         return -1;
     }
     /* date_trunc('week') starts weeks on Mondays, as ISO weeks do. */
     snprintf(sql, sizeof(sql),
              "SELECT DISTINCT date_trunc('%s', %s%s)::date::text AS start FROM ONLY %s "
              "WHERE %s IS NOT NULL ORDER BY start",
-             partbounds_interval_name(s->interval), col,
-             t->with_tz ? " AT TIME ZONE 'UTC'" : "", name, col);
-    PGresult *res = query(conn, sql, 0, NULL, err, errlen);
+             partbounds_interval_name(s->interval), col, t->with_tz ? " AT TIME ZONE 'UTC'" : "",
+             name, col);
+    PGresult *res = part_query(conn, sql, 0, NULL, err, errlen);
     if (res == NULL)
         return -1;
     int n = PQntuples(res), k = 0;
@@ -689,7 +592,7 @@ static int default_intervals(PGconn *conn, const part_table_t *t, const part_set
             k++;
     PQclear(res);
     if (*starts == NULL) {
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
         return -1;
     }
     return k;
@@ -720,8 +623,7 @@ static partition_status_t empty_default(part_exec_t *x, const part_table_t *t,
         *made += one;
     }
     if (rc == PARTITION_OK && old > 0)
-        fprintf(x->out,
-                "%s.%s: %s holds rows of %d %s%s older than the retention: left there\n",
+        fprintf(x->out, "%s.%s: %s holds rows of %d %s%s older than the retention: left there\n",
                 t->schema, t->name, d->name, old, partbounds_interval_name(s->interval),
                 old == 1 ? "" : "s");
     free(starts);
@@ -730,8 +632,7 @@ static partition_status_t empty_default(part_exec_t *x, const part_table_t *t,
 }
 
 partition_status_t partition_create(PGconn *conn, const char *table, const part_settings_t *s,
-                                    int64_t from, bool dry_run, FILE *out, char *err,
-                                    size_t errlen)
+                                    int64_t from, bool dry_run, FILE *out, char *err, size_t errlen)
 {
     part_table_t t;
     partition_status_t rc = partition_resolve(conn, table, s->column, &t, err, errlen);
@@ -755,8 +656,8 @@ partition_status_t partition_create(PGconn *conn, const char *table, const part_
     if (rc == PARTITION_OK)
         rc = empty_default(&x, &t, s, BOUND_MIN, &moved, err, errlen);
     if (rc == PARTITION_OK)
-        rc = partition_make(&x, &t, s, first, partbounds_add(today, s->interval, s->premake),
-                            &made, err, errlen);
+        rc = partition_make(&x, &t, s, first, partbounds_add(today, s->interval, s->premake), &made,
+                            err, errlen);
     if (rc == PARTITION_OK)
         rc = partition_config_save(&x, &t, s, err, errlen);
     rc = end(&x, rc, err, errlen);
@@ -777,25 +678,27 @@ static partition_status_t retire(part_exec_t *x, const part_table_t *t, const pa
     part_children_t ch;
     partition_status_t rc = children_load(x->conn, t, &ch, err, errlen);
     bool has_default = rc == PARTITION_OK && default_of(&ch) != NULL;
-    char parent[QUALIFIED_LEN], cut[32];
+    char parent[PART_QUALIFIED_LEN], cut[32];
     partbounds_literal(cutoff, false, cut, sizeof(cut));
-    if (rc == PARTITION_OK && !qualify(x->conn, t->schema, t->name, parent)) {
-        set_err(err, errlen, "out of memory");
+    if (rc == PARTITION_OK && !part_qualify(x->conn, t->schema, t->name, parent)) {
+        part_set_err(err, errlen, "out of memory");
         rc = PARTITION_FAIL_DB;
     }
     for (int i = 0; i < ch.n && rc == PARTITION_OK; i++) {
         const part_child_t *c = &ch.items[i];
-        char child[QUALIFIED_LEN], archive[QUOTED_LEN], sql[SQL_LEN];
+        char child[PART_QUALIFIED_LEN], archive[PART_QUOTED_LEN], sql[PART_SQL_LEN];
         if (c->is_default || c->hi > cutoff)
             continue;
-        if (!qualify(x->conn, c->schema, c->name, child) ||
-            !quote_ident(x->conn, s->archive_schema, archive)) {
-            set_err(err, errlen, "out of memory");
+        if (!part_qualify(x->conn, c->schema, c->name, child) ||
+            !part_quote_ident(x->conn, s->archive_schema, archive)) {
+            part_set_err(err, errlen, "out of memory");
             rc = PARTITION_FAIL_DB;
             break;
         }
         snprintf(sql, sizeof(sql), "ALTER TABLE %s DETACH PARTITION %s%s", parent, child,
-                 c->detach_pending ? " FINALIZE" : has_default ? "" : " CONCURRENTLY");
+                 c->detach_pending ? " FINALIZE"
+                 : has_default     ? ""
+                                   : " CONCURRENTLY");
         if (part_exec_sql(x, sql, err, errlen) != 0) {
             rc = PARTITION_FAIL_DB;
             break;
@@ -838,26 +741,26 @@ typedef struct managed {
 static int config_load(PGconn *conn, managed_t **out, char *err, size_t errlen)
 {
     *out = NULL;
-    PGresult *res = query(conn, "SELECT to_regclass('pgturbo.partition_config') IS NOT NULL", 0,
-                          NULL, err, errlen);
+    PGresult *res = part_query(conn, "SELECT to_regclass('pgturbo.partition_config') IS NOT NULL",
+                               0, NULL, err, errlen);
     if (res == NULL)
         return -1;
     bool exists = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!exists)
         return 0;
-    res = query(conn,
-                "SELECT parent_schema, parent_table, control_column, partition_interval, "
-                "premake, coalesce(retain, -1), retention, coalesce(archive_schema, ''), "
-                "default_partition FROM pgturbo.partition_config ORDER BY 1, 2",
-                0, NULL, err, errlen);
+    res = part_query(conn,
+                     "SELECT parent_schema, parent_table, control_column, partition_interval, "
+                     "premake, coalesce(retain, -1), retention, coalesce(archive_schema, ''), "
+                     "default_partition FROM pgturbo.partition_config ORDER BY 1, 2",
+                     0, NULL, err, errlen);
     if (res == NULL)
         return -1;
     int n = PQntuples(res);
     *out = calloc(n > 0 ? (size_t)n : 1, sizeof(**out));
     if (*out == NULL) {
         PQclear(res);
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
         return -1;
     }
     for (int i = 0; i < n; i++) {
@@ -883,10 +786,10 @@ static partition_status_t maintain_one(PGconn *conn, const managed_t *m, FILE *o
                                        size_t errlen)
 {
     const part_settings_t *s = &m->settings;
-    char name[QUALIFIED_LEN];
+    char name[PART_QUALIFIED_LEN];
     part_table_t t;
-    if (!qualify(conn, m->schema, m->table, name)) {
-        set_err(err, errlen, "out of memory");
+    if (!part_qualify(conn, m->schema, m->table, name)) {
+        part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
     partition_status_t rc = partition_resolve(conn, name, s->column, &t, err, errlen);
@@ -906,8 +809,8 @@ static partition_status_t maintain_one(PGconn *conn, const managed_t *m, FILE *o
     if (rc == PARTITION_OK)
         rc = empty_default(&x, &t, s, keep_from, &made, err, errlen);
     if (rc == PARTITION_OK)
-        rc = partition_make(&x, &t, s, today, partbounds_add(today, s->interval, s->premake),
-                            &made, err, errlen);
+        rc = partition_make(&x, &t, s, today, partbounds_add(today, s->interval, s->premake), &made,
+                            err, errlen);
     rc = end(&x, rc, err, errlen);
     if (rc == PARTITION_OK && s->retain >= 0)
         rc = retire(&x, &t, s, keep_from, err, errlen);
@@ -930,7 +833,7 @@ static int names_managed(PGconn *conn, const char *name, const managed_t *m, cha
         if (state != NULL && strcmp(state, "42602") == 0)
             is = 0;
         else
-            server_err(conn, "cannot look up the table", err, errlen);
+            part_server_err(conn, "cannot look up the table", err, errlen);
     }
     PQclear(res);
     return is;
@@ -951,10 +854,10 @@ static partition_status_t pick_managed(PGconn *conn, const managed_t *config, in
             pick[k] = pick[k] || found;
         }
         if (!found) {
-            set_err(err, errlen,
-                    "\"%s\" is not managed by pgturbo partition (not in "
-                    "pgturbo.partition_config): run pgturbo partition create first",
-                    tables[i]);
+            part_set_err(err, errlen,
+                         "\"%s\" is not managed by pgturbo partition (not in "
+                         "pgturbo.partition_config): run pgturbo partition create first",
+                         tables[i]);
             return PARTITION_FAIL_REFUSED;
         }
     }
@@ -973,7 +876,7 @@ partition_status_t partition_maintain(PGconn *conn, const char *const *tables, i
     bool *pick = calloc(n > 0 ? (size_t)n : 1, sizeof(*pick));
     partition_status_t worst = pick != NULL ? PARTITION_OK : PARTITION_FAIL_DB;
     if (pick == NULL)
-        set_err(err, errlen, "out of memory");
+        part_set_err(err, errlen, "out of memory");
     else if (n_tables > 0)
         worst = pick_managed(conn, config, n, tables, n_tables, pick, err, errlen);
     /* A table that fails does not keep the others from their maintenance. */
@@ -986,7 +889,7 @@ partition_status_t partition_maintain(PGconn *conn, const char *const *tables, i
         if (rc != PARTITION_OK) {
             fprintf(out, "%s.%s: failed: %s\n", config[k].schema, config[k].table, one);
             if (worst == PARTITION_OK)
-                set_err(err, errlen, "%s.%s: %s", config[k].schema, config[k].table, one);
+                part_set_err(err, errlen, "%s.%s: %s", config[k].schema, config[k].table, one);
             if (rc > worst)
                 worst = rc;
         }
@@ -1011,15 +914,15 @@ static void print_bound(FILE *out, int64_t day)
     }
 }
 
-static partition_status_t list_one(PGconn *conn, const char *name, const char *column,
-                                   FILE *out, char *err, size_t errlen)
+static partition_status_t list_one(PGconn *conn, const char *name, const char *column, FILE *out,
+                                   char *err, size_t errlen)
 {
     part_table_t t;
     partition_status_t rc = partition_resolve(conn, name, column, &t, err, errlen);
     if (rc != PARTITION_OK)
         return rc;
     if (t.relkind != 'p') {
-        set_err(err, errlen, "%s.%s is not partitioned", t.schema, t.name);
+        part_set_err(err, errlen, "%s.%s is not partitioned", t.schema, t.name);
         return PARTITION_FAIL_REFUSED;
     }
     part_children_t ch;
@@ -1061,9 +964,9 @@ partition_status_t partition_list(PGconn *conn, const char *table, FILE *out, ch
         fprintf(out, "no table is managed by pgturbo partition in this database\n");
     partition_status_t rc = PARTITION_OK;
     for (int k = 0; k < n && rc == PARTITION_OK; k++) {
-        char name[QUALIFIED_LEN];
-        if (!qualify(conn, config[k].schema, config[k].table, name)) {
-            set_err(err, errlen, "out of memory");
+        char name[PART_QUALIFIED_LEN];
+        if (!part_qualify(conn, config[k].schema, config[k].table, name)) {
+            part_set_err(err, errlen, "out of memory");
             rc = PARTITION_FAIL_DB;
         } else {
             rc = list_one(conn, name, NULL, out, err, errlen);

@@ -5,14 +5,15 @@
  *    the database (pgturbo.partition_config) so that maintain, from the command line or the
  *    daemon's scheduler, needs only a connection.
  *
- * Every statement that changes the database goes through part_exec_sql(), which prints it
- * instead under --dry-run. Every name in generated SQL is quoted with PQescapeIdentifier and
- * every literal with PQescapeLiteral.
+ * Every statement that changes the database goes through part_exec_sql() (partsql.h), which
+ * prints it instead under --dry-run. Every name in generated SQL is quoted with
+ * PQescapeIdentifier and every literal with PQescapeLiteral.
  */
 #ifndef PGTURBO_PARTITION_H
 #define PGTURBO_PARTITION_H
 
 #include "partbounds.h"
+#include "partsql.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -57,18 +58,6 @@ typedef struct part_table {
     bool with_tz;                          /* timestamptz: bounds at midnight UTC */
 } part_table_t;
 
-/* Where statements go: run on conn, or printed to out when dry_run. */
-typedef struct part_exec {
-    PGconn *conn; /* borrowed */
-    FILE *out;    /* borrowed: progress, and the statements of a dry run */
-    bool dry_run;
-} part_exec_t;
-
-/* Runs sql (or prints it with a ";" under dry_run). Returns 0, or -1 with the server's
- * message in err. */
-__attribute__((warn_unused_result)) int part_exec_sql(part_exec_t *x, const char *sql, char *err,
-                                                      size_t errlen);
-
 /*
  * Finds table (as a user writes it: "name" or "schema.name", resolved with the session's
  * search_path) and checks that column is its date, timestamp or timestamptz column (column
@@ -77,8 +66,8 @@ __attribute__((warn_unused_result)) int part_exec_sql(part_exec_t *x, const char
  * type; the reason in err) or PARTITION_FAIL_DB.
  */
 __attribute__((warn_unused_result)) partition_status_t
-partition_resolve(PGconn *conn, const char *table, const char *column, part_table_t *out,
-                  char *err, size_t errlen);
+partition_resolve(PGconn *conn, const char *table, const char *column, part_table_t *out, char *err,
+                  size_t errlen);
 
 /* The first day of the current interval, from the server's clock in UTC; -1 on failure. */
 int64_t partition_today(PGconn *conn, part_interval_t iv, char *err, size_t errlen);
@@ -132,8 +121,9 @@ partition_config_save(part_exec_t *x, const part_table_t *parent, const part_set
  * second run does nothing. Writes one line per action to out. Returns PARTITION_OK when every
  * table was maintained, else the worst status, with the first problem in err.
  */
-__attribute__((warn_unused_result)) partition_status_t
-partition_maintain(PGconn *conn, const char *const *tables, int n_tables, FILE *out, char *err,
-                   size_t errlen);
+__attribute__((warn_unused_result)) partition_status_t partition_maintain(PGconn *conn,
+                                                                          const char *const *tables,
+                                                                          int n_tables, FILE *out,
+                                                                          char *err, size_t errlen);
 
 #endif /* PGTURBO_PARTITION_H */

@@ -23,9 +23,9 @@ typedef struct cli {
     const char *positional[MAX_TABLES + 1]; /* tables, then the connection string */
     int n_positional;
     part_settings_t settings;
-    int64_t from;      /* --from: PARTITION_FROM_TODAY unless given */
-    int keep;          /* convert --keep: intervals of rows copied; -1 = all */
-    int batch;         /* convert --batch: rows per copy step */
+    int64_t from; /* --from: PARTITION_FROM_TODAY unless given */
+    int keep;     /* convert --keep: intervals of rows copied; -1 = all */
+    int batch;    /* convert --batch: rows per copy step */
     bool dry_run;
     bool has_column;
     bool has_interval;
@@ -167,8 +167,7 @@ static int check_command(const cli_t *c)
         return usage_error("%s reads its settings from pgturbo.partition_config: no --column, "
                            "--interval or --dry-run",
                            cmd);
-    if (c->settings.archive_schema[0] != '\0' &&
-        c->settings.retention != PART_RETENTION_DETACH)
+    if (c->settings.archive_schema[0] != '\0' && c->settings.retention != PART_RETENTION_DETACH)
         return usage_error("--archive-schema goes with --retention detach");
     return 0;
 }
