@@ -341,22 +341,6 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
     return part_exec_sql(x, sql, err, errlen) == 0 ? PARTITION_OK : PARTITION_FAIL_DB;
 }
 
-/* Whether name is taken by a relation of schema. */
-static int name_taken(PGconn *conn, const char *schema, const char *name, char *err, size_t errlen)
-{
-    const char *params[] = {schema, name};
-    PGresult *res =
-        part_query(conn,
-                   "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   "WHERE n.nspname = $1 AND c.relname = $2",
-                   2, params, err, errlen);
-    if (res == NULL)
-        return -1;
-    int taken = PQntuples(res) > 0;
-    PQclear(res);
-    return taken;
-}
-
 /* Checks interval [lo, hi) against the partitions there: 1 when one covers it exactly, 0 when
  * none overlaps it, -1 (err set) when one overlaps it otherwise. */
 static int covered(const part_table_t *t, const part_children_t *ch, int64_t lo, int64_t hi,
@@ -396,7 +380,7 @@ partition_status_t partition_make(part_exec_t *x, const part_table_t *parent,
         int cov = covered(parent, &ch, lo, hi, err, errlen);
         char name[PARTBOUNDS_NAME_LEN];
         partbounds_name(parent->stem, lo, s->interval, name);
-        int taken = cov == 0 ? name_taken(x->conn, parent->schema, name, err, errlen) : 0;
+        int taken = cov == 0 ? part_relation_exists(x->conn, parent->schema, name, err, errlen) : 0;
         if (cov < 0)
             rc = PARTITION_FAIL_REFUSED;
         else if (taken < 0)

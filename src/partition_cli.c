@@ -10,6 +10,7 @@
 
 #include "cliopt.h"
 #include "partition.h"
+#include "partition_convert.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -180,6 +181,15 @@ static int run(const cli_t *c, PGconn *conn)
     if (strcmp(c->command, "create") == 0) {
         rc = partition_create(conn, table, &c->settings, c->from, c->dry_run, stdout, err,
                               sizeof(err));
+    } else if (strcmp(c->command, "convert") == 0) {
+        convert_options_t o = {
+            .table = table,
+            .settings = c->settings,
+            .keep = c->keep,
+            .batch = c->batch,
+            .dry_run = c->dry_run,
+        };
+        rc = partition_convert(conn, &o, stdout, err, sizeof(err));
     } else if (strcmp(c->command, "maintain") == 0) {
         char *text = NULL;
         size_t len = 0;
@@ -204,7 +214,7 @@ int partition_cli_main(int argc, char **argv)
         .settings = {.premake = PART_DEFAULT_PREMAKE, .retain = -1},
         .from = PARTITION_FROM_TODAY,
         .keep = -1,
-        .batch = 10000,
+        .batch = CONVERT_DEFAULT_BATCH,
     };
     if (argc < 2)
         return usage_error("a command is needed");

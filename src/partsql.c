@@ -95,3 +95,19 @@ char *part_column_list(PGconn *conn, unsigned table, char *err, size_t errlen)
         part_set_err(err, errlen, "out of memory");
     return list;
 }
+
+int part_relation_exists(PGconn *conn, const char *schema, const char *name, char *err,
+                         size_t errlen)
+{
+    const char *params[] = {schema, name};
+    PGresult *res =
+        part_query(conn,
+                   "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = $1 AND c.relname = $2",
+                   2, params, err, errlen);
+    if (res == NULL)
+        return -1;
+    int taken = PQntuples(res) > 0;
+    PQclear(res);
+    return taken;
+}

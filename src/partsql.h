@@ -48,4 +48,8 @@ bool part_qualify(PGconn *conn, const char *schema, const char *name, char out[P
  * out (they are computed again): malloc'd (caller frees), or NULL with err set. */
 char *part_column_list(PGconn *conn, unsigned table, char *err, size_t errlen);
 
+/* 1 when a relation named name is in schema, 0 when none is, -1 (err set) on failure. */
+int part_relation_exists(PGconn *conn, const char *schema, const char *name, char *err,
+                         size_t errlen);
+
 #endif /* PGTURBO_PARTSQL_H */
