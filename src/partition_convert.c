@@ -28,6 +28,7 @@ typedef struct carried_index {
 /* A sequence of a column: owned (serial) or an identity's. */
 typedef struct carried_sequence {
     char sequence[PART_QUALIFIED_LEN];
+    char name[PARTBOUNDS_NAME_LEN];   /* the sequence's own name, unquoted */
     char column[PARTBOUNDS_NAME_LEN]; /* the column's name, unquoted */
     bool identity;
 } carried_sequence_t;
@@ -277,7 +278,7 @@ static partition_status_t read_keys_and_sequences(convert_t *c)
     PQclear(res);
     res = ask(c,
               "SELECT quote_ident(n.nspname) || '.' || quote_ident(s.relname), a.attname, "
-              "d.deptype = 'i' FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
+              "d.deptype = 'i', s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
               "AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace "
               "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
               "WHERE d.refobjid = $1::oid AND d.classid = 'pg_class'::regclass "
@@ -290,6 +291,7 @@ static partition_status_t read_keys_and_sequences(convert_t *c)
         snprintf(s->sequence, sizeof(s->sequence), "%s", PQgetvalue(res, i, 0));
         snprintf(s->column, sizeof(s->column), "%s", PQgetvalue(res, i, 1));
         s->identity = PQgetvalue(res, i, 2)[0] == 't';
+        snprintf(s->name, sizeof(s->name), "%s", PQgetvalue(res, i, 3));
     }
     PQclear(res);
     return PARTITION_OK;
@@ -545,8 +547,34 @@ static partition_status_t rename_indexes(convert_t *c)
     return rc;
 }
 
-/* Hands the sequences to the copy: owned ones change owner, identities go on from where the
- * table's stopped. */
+/* The statements that give an identity's sequence to the copy: the copy's own sequence
+ * (made by LIKE ... INCLUDING IDENTITY) goes on from where the table's stopped and takes its
+ * name, the table's gets "_old". table and column are quoted literals. */
+static partition_status_t carry_identity(convert_t *c, const carried_sequence_t *s,
+                                         const char *table, const char *column)
+{
+    char old[PARTBOUNDS_NAME_LEN], qold[PART_QUOTED_LEN], sql[PART_SQL_LEN];
+    partbounds_cut_name(s->name, "_old", old);
+    char *name = PQescapeLiteral(c->x.conn, s->name, strlen(s->name));
+    if (name == NULL || !part_quote_ident(c->x.conn, old, qold)) {
+        PQfreemem(name);
+        return oom(c);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT setval(pg_get_serial_sequence(%s, %s), last_value, is_called) FROM %s; "
+             "ALTER SEQUENCE %s RENAME TO %s; "
+             "DO " BODY_TAG " BEGIN EXECUTE format('ALTER SEQUENCE %%s RENAME TO %%I', "
+             "pg_get_serial_sequence(%s, %s), %s); END " BODY_TAG,
+             table, column, s->sequence, s->sequence, qold, table, column, name);
+    PQfreemem(name);
+    if (strstr(s->sequence, BODY_TAG) != NULL) {
+        part_set_err(c->err, c->errlen, "sequence %s has a name convert cannot use", s->name);
+        return PARTITION_FAIL_REFUSED;
+    }
+    return run(c, sql);
+}
+
+/* Hands the sequences to the copy: owned ones (serial) change owner, identities go on. */
 static partition_status_t carry_sequences(convert_t *c)
 {
     partition_status_t rc = PARTITION_OK;
@@ -556,21 +584,16 @@ static partition_status_t carry_sequences(convert_t *c)
         char *table = PQescapeLiteral(c->x.conn, c->qtable, strlen(c->qtable));
         char *column = PQescapeLiteral(c->x.conn, s->column, strlen(s->column));
         if (table == NULL || column == NULL || !part_quote_ident(c->x.conn, s->column, col)) {
-            PQfreemem(table);
-            PQfreemem(column);
-            return oom(c);
-        }
-        if (s->identity)
-            snprintf(sql, sizeof(sql),
-                     "SELECT setval(pg_get_serial_sequence(%s, %s), last_value, is_called) "
-                     "FROM %s",
-                     table, column, s->sequence);
-        else
+            rc = oom(c);
+        } else if (s->identity) {
+            rc = carry_identity(c, s, table, column);
+        } else {
             snprintf(sql, sizeof(sql), "ALTER SEQUENCE %s OWNED BY %s.%s", s->sequence, c->qtable,
                      col);
+            rc = run(c, sql);
+        }
         PQfreemem(table);
         PQfreemem(column);
-        rc = run(c, sql);
     }
     return rc;
 }

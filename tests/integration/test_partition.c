@@ -8,6 +8,9 @@
  *    (#864); maintain is idempotent; --dry-run changes nothing. Bad input: a missing table, a
  *    column that is no timestamp, a plain table, a table partitioned otherwise, an overlapping
  *    partition, names needing quotes, a role without privileges, bad command lines.
+ *    convert keeps every row of the kept range while the table is written during the copy,
+ *    and the old table intact; an interrupted convert is cleaned up by the next run; tables it
+ *    cannot convert are refused untouched; --dry-run prints the statements.
  */
 #include "harness.h"
 
@@ -16,7 +19,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -361,6 +366,190 @@ static void test_bad_command_lines_exit_2(void **state)
     assert_non_null(strstr(out, "cannot connect"));
 }
 
+/* Starts `pgturbo partition ARGS` in the background, its output in log; its pid. */
+static int start_background(const char *args, const char *log)
+{
+    char cmd[2048], pid[32];
+    snprintf(cmd, sizeof(cmd),
+             "%s partition %s 'host=127.0.0.1 port=%d user=postgres dbname=" DB "' > %s 2>&1 & "
+             "echo $!",
+             PGTURBO_BIN, args, harness_pg_port(), log);
+    assert_int_equal(harness_shell(cmd, pid, sizeof(pid)), 0);
+    return atoi(pid);
+}
+
+/* Waits up to 60 s for sql to answer "t". */
+static void wait_for(const char *sql)
+{
+    for (int i = 0; i < 6000; i++) {
+        char *v = value(sql);
+        bool yes = strcmp(v, "t") == 0;
+        free(v);
+        if (yes)
+            return;
+        harness_sleep_ms(10);
+    }
+    fail_msg("timed out waiting for %s", sql);
+}
+
+static void wait_exit(int pid)
+{
+    for (int i = 0; i < 6000 && kill(pid, 0) == 0; i++)
+        harness_sleep_ms(10);
+    assert_int_not_equal(kill(pid, 0), 0);
+}
+
+static void read_log(const char *log)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s", log);
+    assert_int_equal(harness_shell(cmd, out, sizeof(out)), 0);
+}
+
+/* The rows of a and b that the other lacks, both ways: "0 0" when they are the same. */
+static void assert_same_rows(const char *a, const char *b)
+{
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM (%s EXCEPT ALL %s) x) || ' ' || "
+             "(SELECT count(*) FROM (%s EXCEPT ALL %s) y)",
+             a, b, b, a);
+    assert_value(sql, "0 0");
+}
+
+static void test_convert_keeps_every_row_while_the_table_is_written(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE people (id bigserial PRIMARY KEY, email text)");
+    harness_exec_ok(db, "INSERT INTO people (email) SELECT 'p' || i "
+                        "FROM generate_series(1, 100) i");
+    harness_exec_ok(db, "CREATE TABLE applog (id bigserial PRIMARY KEY, person bigint NOT NULL "
+                        "REFERENCES people (id), action text NOT NULL, "
+                        "created_at timestamptz NOT NULL DEFAULT now())");
+    harness_exec_ok(db, "CREATE INDEX applog_person_idx ON applog (person, created_at DESC)");
+    harness_exec_ok(db, "INSERT INTO applog (person, action, created_at) SELECT 1 + i % 100, "
+                        "'a' || i, now() - (i % 360) * interval '1 day' "
+                        "FROM generate_series(1, 100000) i");
+    harness_exec_ok(db, "ANALYZE applog");
+    int pid = start_background("convert applog --column created_at --interval month "
+                               "--keep-months 6 --batch 100 --premake 2",
+                               "/tmp/pgturbo-convert-applog.log");
+    /* Writes while the copy runs: new rows, rows changed in copied and uncopied blocks, rows
+     * deleted; the trigger records each. */
+    wait_for("SELECT count(*) > 0 FROM pg_trigger WHERE tgname = 'pgturbo_capture'");
+    harness_exec_ok(db, "INSERT INTO applog (person, action) SELECT 1 + i % 100, 'new' || i "
+                        "FROM generate_series(1, 200) i");
+    harness_exec_ok(db, "UPDATE applog SET action = 'changed' WHERE id % 1000 = 7");
+    harness_exec_ok(db, "DELETE FROM applog WHERE id % 1000 = 11");
+    wait_exit(pid);
+    read_log("/tmp/pgturbo-convert-applog.log");
+    if (strstr(out, "public.applog: converted; the old table is public.applog_old") == NULL)
+        fail_msg("convert did not finish:\n%s", out);
+    assert_non_null(strstr(out, "copied "));
+    assert_non_null(strstr(out, "applog_pkey (id) becomes (id, created_at)"));
+    assert_value("SELECT relkind FROM pg_class WHERE oid = 'applog'::regclass", "p");
+    /* The old table has every row, the writes included; the new one its kept range. */
+    assert_value("SELECT count(*) FROM applog_old", "100099"); /* 100,200 rows, 101 deleted */
+    assert_same_rows("SELECT * FROM applog_old WHERE created_at >= (date_trunc('month', now() "
+                     "AT TIME ZONE 'UTC') - interval '6 months') AT TIME ZONE 'UTC'",
+                     "SELECT * FROM applog");
+    /* Indexes keep their names (the old table's get _old), the sequence goes on, the foreign
+     * key holds, and maintain knows the table. */
+    assert_value("SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes "
+                 "WHERE tablename IN ('applog', 'applog_old')",
+                 "applog_person_idx applog_person_idx_old applog_pkey applog_pkey_old");
+    assert_value("SELECT pg_get_serial_sequence('applog', 'id')", "public.applog_id_seq");
+    assert_value("INSERT INTO applog (person, action) VALUES (1, 'after') "
+                 "RETURNING id > (SELECT max(id) FROM applog_old)",
+                 "t");
+    assert_string_equal(harness_exec_error(db, "INSERT INTO applog (person, action) "
+                                               "VALUES (1000, 'x')"),
+                        "23503");
+    assert_value("SELECT partition_interval FROM pgturbo.partition_config "
+                 "WHERE parent_table = 'applog'",
+                 "month");
+}
+
+static void test_interrupted_convert_is_cleaned_up_and_run_again(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE jobs (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                        "at timestamp NOT NULL, payload text)");
+    harness_exec_ok(db, "INSERT INTO jobs (at, payload) SELECT now() - (i % 90) * interval "
+                        "'1 day', repeat('x', 100) FROM generate_series(1, 100000) i");
+    harness_exec_ok(db, "ANALYZE jobs");
+    int pid = start_background("convert jobs --column at --interval week --batch 20",
+                               "/tmp/pgturbo-convert-jobs.log");
+    wait_for("SELECT coalesce(sum(pg_relation_size(inhrelid)), 0) > 0 FROM pg_inherits "
+             "WHERE inhparent = to_regclass('jobs_pgturbo_new')");
+    kill(pid, SIGKILL);
+    wait_exit(pid);
+    /* The table is as it was; the copy is left. */
+    assert_value("SELECT relkind FROM pg_class WHERE oid = 'jobs'::regclass", "r");
+    assert_value("SELECT count(*) FROM jobs", "100000");
+    assert_value("SELECT to_regclass('jobs_old') IS NULL", "t");
+    assert_int_equal(partition("convert jobs --column at --interval week --batch 20000"), 0);
+    assert_non_null(strstr(out, "dropped jobs_pgturbo_new, the copy of an interrupted convert"));
+    assert_same_rows("SELECT * FROM jobs_old", "SELECT * FROM jobs");
+    assert_value("INSERT INTO jobs (at) VALUES (now()) RETURNING id", "100001");
+    assert_value("SELECT count(*) FROM pg_trigger WHERE tgname = 'pgturbo_capture'", "0");
+}
+
+static void test_convert_refuses_what_it_cannot_do_untouched(void **state)
+{
+    harness_exec_ok(db, "CREATE TABLE nokey (at timestamptz NOT NULL)");
+    harness_exec_ok(db, "CREATE TABLE taken (id int PRIMARY KEY, at date NOT NULL)");
+    harness_exec_ok(db, "CREATE TABLE taken_old (id int)");
+    harness_exec_ok(db, "CREATE TABLE holes (id int PRIMARY KEY, at date)");
+    harness_exec_ok(db, "INSERT INTO holes VALUES (1, NULL), (2, now())");
+    harness_exec_ok(db, "ALTER TABLE people ADD COLUMN at date NOT NULL DEFAULT now()");
+    static const struct {
+        const char *args;
+        const char *says;
+    } cases[] = {
+        {"convert events --column created_at --interval month", "is partitioned already"},
+        {"convert nokey --column at --interval month", "nokey has no primary key"},
+        {"convert taken --column at --interval month",
+         "public.taken_old exists: the old table would take that name"},
+        {"convert holes --column at --interval month",
+         "1 rows of holes have no at: add --default"},
+        {"convert people --column at --interval month",
+         "people is referenced by the foreign keys of"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = partition(cases[i].args);
+        if (rc != 3 || strstr(out, cases[i].says) == NULL)
+            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
+                     out);
+    }
+    assert_value("SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class "
+                 "WHERE relname IN ('nokey', 'taken', 'holes', 'people')",
+                 "rrrr");
+    assert_value("SELECT count(*) FROM pg_class WHERE relname ~ '_pgturbo_'", "0");
+}
+
+static void test_convert_dry_run_prints_every_statement(void **state)
+{
+    assert_int_equal(partition("convert holes --column at --interval year --default --dry-run"),
+                     0);
+    static const char *const statements[] = {
+        "CREATE TABLE \"public\".\"holes_pgturbo_new\" (LIKE \"public\".\"holes\"",
+        "PARTITION BY RANGE (\"at\")",
+        "ALTER TABLE \"public\".\"holes_pgturbo_new\" ADD CONSTRAINT \"holes_pkey_pgturbo\" "
+        "PRIMARY KEY (id, \"at\")",
+        "PARTITION OF \"public\".\"holes_pgturbo_new\" DEFAULT",
+        "CREATE TRIGGER pgturbo_capture AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"holes\"",
+        "-- ... and so on",
+        "LOCK TABLE \"public\".\"holes\" IN EXCLUSIVE MODE",
+        "ALTER TABLE \"public\".\"holes\" RENAME TO \"holes_old\"",
+        "ALTER INDEX \"public\".\"holes_pkey_pgturbo\" RENAME TO \"holes_pkey\"",
+        "COMMIT;",
+    };
+    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+        if (strstr(out, statements[i]) == NULL)
+            fail_msg("no \"%s\" in:\n%s", statements[i], out);
+    assert_value("SELECT relkind FROM pg_class WHERE oid = 'holes'::regclass", "r");
+    assert_value("SELECT count(*) FROM pg_class WHERE relname ~ '_pgturbo_'", "0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +563,10 @@ int main(void)
         cmocka_unit_test(test_bad_tables_are_refused_and_change_nothing),
         cmocka_unit_test(test_no_privilege_is_a_database_error),
         cmocka_unit_test(test_bad_command_lines_exit_2),
+        cmocka_unit_test(test_convert_keeps_every_row_while_the_table_is_written),
+        cmocka_unit_test(test_interrupted_convert_is_cleaned_up_and_run_again),
+        cmocka_unit_test(test_convert_refuses_what_it_cannot_do_untouched),
+        cmocka_unit_test(test_convert_dry_run_prints_every_statement),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
