@@ -12,6 +12,10 @@
  * [databases] entries may come before the [pgturbo] settings they inherit, so each entry
  * remembers which inheritable fields it set, and the others are filled in once the whole file
  * has been read.
+ *
+ * A [scheduler] job's connection string goes to libpq's own parser at load time, so that a
+ * mistake in it stops the start (or the reload) with its line, rather than failing every run
+ * of the job; the parse also gives the dbname that names the job.
  */
 #include "config.h"
 
@@ -20,6 +24,7 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +42,12 @@
 
 #define DEFAULT_SERVER_HOST "127.0.0.1"
 #define DEFAULT_SERVER_PORT 5432
+
+/* The shortest interval of a [scheduler] job: each run opens a connection to PostgreSQL. */
+#define MIN_JOB_INTERVAL_MS 1000
+
+/* What SHOW CONFIG shows instead of a secret. */
+#define SECRET_MASK "********"
 
 /* How a key's text becomes the value of its field. */
 typedef enum value_kind {
@@ -150,6 +161,11 @@ static const setting_t pgturbo_settings[] = {
     {"so_reuseport", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"application_name_add_host", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"track_extra_parameters", 0, 0, VALUE_IGNORED, 0, 0, 0},
+};
+
+/* [scheduler] keys but partition_maintain, which may repeat and is read by add_job(). */
+static const setting_t scheduler_settings[] = {
+    {PGTURBO_FIELD(run_at_start), VALUE_BOOL, 0, 0, 0},
 };
 
 static const setting_t database_settings[] = {
@@ -273,14 +289,15 @@ static bool parse_int(const char *text, long long *out)
 }
 
 /*
- * Parses seconds written as digits with an optional fraction ("15", "0.5", ".25") into
- * milliseconds, rounding a fraction of a millisecond up so that a small timeout never becomes
- * 0, which means "off" for most of them. Returns 0, -1 for text that is not such a number, or
- * -2 for a number too large to count in int64_t milliseconds.
+ * Parses the len bytes at text, seconds written as digits with an optional fraction ("15",
+ * "0.5", ".25"), into milliseconds, rounding a fraction of a millisecond up so that a small
+ * timeout never becomes 0, which means "off" for most of them. Returns 0, -1 for text that is
+ * not such a number, or -2 for a number too large to count in int64_t milliseconds.
  */
-static int parse_seconds(const char *text, int64_t *out_ms)
+static int parse_seconds(const char *text, size_t len, int64_t *out_ms)
 {
     const int64_t max_seconds = (INT64_MAX - 1000) / 1000;
+    const char *end = text + len;
     int64_t seconds = 0;
     int64_t ms = 0;
     int scale = 100; /* what the next fraction digit is worth in milliseconds */
@@ -288,20 +305,20 @@ static int parse_seconds(const char *text, int64_t *out_ms)
     size_t digits = 0;
     const char *p = text;
 
-    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
         seconds = seconds * 10 + (*p - '0');
         if (seconds > max_seconds)
             return -2;
     }
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
             if (scale == 0)
                 round_up = round_up || *p != '0';
             ms += (*p - '0') * scale;
             scale /= 10;
         }
     }
-    if (*p != '\0' || digits == 0)
+    if (p != end || digits == 0)
         return -1;
     *out_ms = seconds * 1000 + ms + (round_up ? 1 : 0);
     return 0;
@@ -378,7 +395,7 @@ static int set_int(load_ctx_t *ctx, const char *prefix, const setting_t *s, cons
 static int set_time(load_ctx_t *ctx, const char *prefix, const setting_t *s, const char *value,
                     int64_t *field)
 {
-    int rc = parse_seconds(value, field);
+    int rc = parse_seconds(value, strlen(value), field);
 
     if (rc == -2)
         return fail(ctx, "%s%s: too large, got \"%s\"", prefix, s->key, value);
@@ -619,6 +636,104 @@ static int add_database(load_ctx_t *ctx, const char *name, const char *connstr)
     return 1;
 }
 
+/*
+ * Checks a job's connection string with libpq's parser and stores it with the dbname it names
+ * in job. Returns 1, or 0 with the error recorded.
+ */
+static int set_job_conninfo(load_ctx_t *ctx, config_job_t *job, const char *conninfo)
+{
+    char *why = NULL;
+    PQconninfoOption *options;
+    const char *dbname = NULL;
+    int rc;
+
+    if (strlen(conninfo) >= sizeof(job->conninfo))
+        return fail(ctx, "partition_maintain: connection string too long (at most %zu bytes)",
+                    sizeof(job->conninfo) - 1);
+    options = PQconninfoParse(conninfo, &why);
+    if (options == NULL) {
+        /* libpq's messages end with a newline, and are NULL when memory ran out. */
+        rc = why != NULL ? fail(ctx, "partition_maintain: bad connection string: %.*s",
+                                (int)strcspn(why, "\n"), why)
+                         : fail(ctx, "out of memory");
+        PQfreemem(why);
+        return rc;
+    }
+    for (const PQconninfoOption *o = options; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "dbname") == 0)
+            dbname = o->val;
+    if (dbname == NULL || dbname[0] == '\0') {
+        rc = fail(ctx, "partition_maintain: the connection string names no dbname");
+    } else if (strlen(dbname) >= sizeof(job->dbname)) {
+        rc = fail(ctx, "partition_maintain: dbname \"%s\" is longer than %d bytes", dbname,
+                  CONFIG_NAME_LEN - 1);
+    } else {
+        memcpy(job->dbname, dbname, strlen(dbname) + 1);
+        memcpy(job->conninfo, conninfo, strlen(conninfo) + 1);
+        rc = 1;
+    }
+    PQconninfoFree(options);
+    return rc;
+}
+
+/* "partition_maintain = <seconds> <connection string>": one more job, at most one per dbname. */
+static int add_job(load_ctx_t *ctx, const char *value)
+{
+    config_t *cfg = ctx->cfg;
+    size_t n = strcspn(value, " \t");
+    const char *conninfo = skip_spaces(value + n);
+    config_job_t *jobs;
+    config_job_t *job;
+    int64_t interval = 0;
+    int rc;
+
+    if (cfg->n_jobs == CONFIG_MAX_JOBS)
+        return fail(ctx, "partition_maintain: more than %d jobs", CONFIG_MAX_JOBS);
+    if (n == 0 || conninfo[0] == '\0')
+        return fail(ctx,
+                    "partition_maintain: expected \"<seconds> <connection string>\", got \"%s\"",
+                    value);
+    rc = parse_seconds(value, n, &interval);
+    if (rc == -2)
+        return fail(ctx, "partition_maintain: too large, got \"%.*s\"", (int)n, value);
+    if (rc != 0)
+        return fail(ctx,
+                    "partition_maintain: expected a number of seconds such as 3600, got \"%.*s\"",
+                    (int)n, value);
+    if (interval < MIN_JOB_INTERVAL_MS)
+        return fail(ctx, "partition_maintain: must be at least %d second, got \"%.*s\"",
+                    MIN_JOB_INTERVAL_MS / 1000, (int)n, value);
+    jobs = realloc(cfg->jobs, (size_t)(cfg->n_jobs + 1) * sizeof(*jobs));
+    if (jobs == NULL)
+        return fail(ctx, "out of memory");
+    cfg->jobs = jobs;
+    job = &jobs[cfg->n_jobs];
+    memset(job, 0, sizeof(*job));
+    job->interval = interval;
+    job->line = ctx->line;
+    if (!set_job_conninfo(ctx, job, conninfo))
+        return 0;
+    for (int i = 0; i < cfg->n_jobs; i++) {
+        if (strcmp(jobs[i].dbname, job->dbname) == 0)
+            return fail(ctx, "partition_maintain: database \"%s\" has a job already (line %d)",
+                        job->dbname, jobs[i].line);
+    }
+    cfg->n_jobs++;
+    return 1;
+}
+
+static int set_scheduler_key(load_ctx_t *ctx, const char *key, const char *value)
+{
+    size_t n = sizeof(scheduler_settings) / sizeof(scheduler_settings[0]);
+    const setting_t *s = find_setting(scheduler_settings, n, key, strlen(key));
+
+    if (strcmp(key, "partition_maintain") == 0)
+        return add_job(ctx, value);
+    if (s == NULL)
+        return fail(ctx, "unknown key \"%s\" in [scheduler]", key);
+    return set_value(ctx, "", s, value, ctx->cfg);
+}
+
 /* The ini_handler for inih: one "key = value" entry of section. Returns 0 on an error. */
 static int handle_entry(void *user, const char *section, const char *key, const char *value)
 {
@@ -628,6 +743,8 @@ static int handle_entry(void *user, const char *section, const char *key, const 
         return set_pgturbo_key(ctx, section, key, value);
     if (strcmp(section, "databases") == 0)
         return add_database(ctx, key, value);
+    if (strcmp(section, "scheduler") == 0)
+        return set_scheduler_key(ctx, key, value);
     if (section[0] == '\0')
         return fail(ctx, "key \"%s\" is not in a section", key);
     return fail(ctx, "unknown section [%s]", section);
@@ -677,6 +794,7 @@ static void set_defaults(config_t *cfg)
     strcpy(cfg->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
     cfg->client_tls.sslmode = TLS_DISABLE;
     cfg->server_tls.sslmode = TLS_PREFER;
+    cfg->run_at_start = true;
 }
 
 /* Gives every database entry the [pgturbo] value of each inheritable field it did not set. */
@@ -859,7 +977,17 @@ void config_free(config_t *cfg)
     tls_context_free(cfg->client_ctx);
     tls_context_free(cfg->server_ctx);
     free(cfg->databases);
+    free(cfg->jobs);
     free(cfg);
+}
+
+/* Milliseconds as the file's seconds: "15", or "0.500" for a fraction. */
+static void format_ms(int64_t ms, char *out, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(out, len, "%lld", (long long)(ms / 1000));
+    else
+        snprintf(out, len, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
 
 /* The text of a setting's value in cfg, as SHOW CONFIG prints it. */
@@ -871,14 +999,9 @@ static void format_value(const config_t *cfg, const setting_t *s, char *out, siz
     case VALUE_INT:
         snprintf(out, len, "%d", *(const int *)(const void *)field);
         break;
-    case VALUE_TIME: {
-        int64_t ms = *(const int64_t *)(const void *)field;
-        if (ms % 1000 == 0)
-            snprintf(out, len, "%lld", (long long)(ms / 1000));
-        else
-            snprintf(out, len, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+    case VALUE_TIME:
+        format_ms(*(const int64_t *)(const void *)field, out, len);
         break;
-    }
     case VALUE_BOOL:
     case VALUE_VERBOSE:
         snprintf(out, len, "%d", *(const bool *)field ? 1 : 0);
@@ -901,17 +1024,16 @@ static void format_value(const config_t *cfg, const setting_t *s, char *out, siz
     }
 }
 
-void config_show(const config_t *cfg, config_show_fn fn, void *arg)
+/* Calls fn for each setting of table, as config_show() says. */
+static void show_settings(const setting_t *table, size_t n, const config_t *cfg,
+                          const config_t *defaults, config_show_fn fn, void *arg)
 {
     /* Read at start only; admin_listen is also read when a reload turns the API on. */
     static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "admin_listen"};
-    config_t *defaults = calloc(1, sizeof(*defaults));
     char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
 
-    if (defaults != NULL)
-        set_defaults(defaults);
-    for (size_t i = 0; i < sizeof(pgturbo_settings) / sizeof(pgturbo_settings[0]); i++) {
-        const setting_t *s = &pgturbo_settings[i];
+    for (size_t i = 0; i < n; i++) {
+        const setting_t *s = &table[i];
         bool changeable = true;
         if (s->kind == VALUE_IGNORED)
             continue;
@@ -920,12 +1042,94 @@ void config_show(const config_t *cfg, config_show_fn fn, void *arg)
                 changeable = false;
         format_value(cfg, s, value, sizeof(value));
         if (strstr(s->key, "token") != NULL && value[0] != '\0')
-            strcpy(value, "********"); /* a secret: SHOW CONFIG only says it is set */
+            strcpy(value, SECRET_MASK); /* a secret: SHOW CONFIG only says it is set */
         dflt[0] = '\0';
         if (defaults != NULL)
             format_value(defaults, s, dflt, sizeof(dflt));
         fn(arg, s->key, value, dflt, changeable);
     }
+}
+
+/* Appends the NUL-terminated text to out (len bytes, *used of them filled); what does not fit
+ * is dropped, and out stays NUL-terminated. */
+static void put_text(char *out, size_t len, size_t *used, const char *text)
+{
+    for (; *text != '\0' && *used + 1 < len; text++)
+        out[(*used)++] = *text;
+    out[*used] = '\0';
+}
+
+/* A connection-string value, in single quotes (' and \ escaped with a backslash) when it is
+ * empty or holds a space, a quote or a backslash, as libpq reads it. */
+static void put_conninfo_value(char *out, size_t len, size_t *used, const char *value)
+{
+    bool quote = value[0] == '\0' || strpbrk(value, " \t\n\r\f\v'\\") != NULL;
+    char c[2] = {0};
+
+    if (quote)
+        put_text(out, len, used, "'");
+    for (const char *p = value; *p != '\0'; p++) {
+        if (quote && (*p == '\'' || *p == '\\'))
+            put_text(out, len, used, "\\");
+        c[0] = *p;
+        put_text(out, len, used, c);
+    }
+    if (quote)
+        put_text(out, len, used, "'");
+}
+
+/*
+ * A job's connection string as SHOW CONFIG shows it: the options libpq reads from it, as
+ * keyword=value pairs, with a password shown as SECRET_MASK however it was written (as a
+ * keyword, inside a URI or in a URI's query). Empty when memory runs out.
+ */
+static void show_conninfo(const char *conninfo, char *out, size_t len)
+{
+    PQconninfoOption *options = PQconninfoParse(conninfo, NULL);
+    size_t used = 0;
+
+    out[0] = '\0';
+    if (options == NULL)
+        return;
+    for (const PQconninfoOption *o = options; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        bool secret = strcmp(o->keyword, "password") == 0 && o->val[0] != '\0';
+        if (used > 0)
+            put_text(out, len, &used, " ");
+        put_text(out, len, &used, o->keyword);
+        put_text(out, len, &used, "=");
+        put_conninfo_value(out, len, &used, secret ? SECRET_MASK : o->val);
+    }
+    PQconninfoFree(options);
+}
+
+/* One SHOW CONFIG row per [scheduler] job: "<seconds> <connection string>". */
+static void show_jobs(const config_t *cfg, config_show_fn fn, void *arg)
+{
+    char seconds[32];
+    char conninfo[2 * CONFIG_CONNINFO_LEN];
+    char value[sizeof(seconds) + sizeof(conninfo)];
+
+    for (int i = 0; i < cfg->n_jobs; i++) {
+        format_ms(cfg->jobs[i].interval, seconds, sizeof(seconds));
+        show_conninfo(cfg->jobs[i].conninfo, conninfo, sizeof(conninfo));
+        snprintf(value, sizeof(value), "%s %s", seconds, conninfo);
+        fn(arg, "partition_maintain", value, "", true);
+    }
+}
+
+void config_show(const config_t *cfg, config_show_fn fn, void *arg)
+{
+    config_t *defaults = calloc(1, sizeof(*defaults));
+
+    if (defaults != NULL)
+        set_defaults(defaults);
+    show_settings(pgturbo_settings, sizeof(pgturbo_settings) / sizeof(pgturbo_settings[0]), cfg,
+                  defaults, fn, arg);
+    show_settings(scheduler_settings, sizeof(scheduler_settings) / sizeof(scheduler_settings[0]),
+                  cfg, defaults, fn, arg);
+    show_jobs(cfg, fn, arg);
     free(defaults);
 }
 

@@ -6,6 +6,8 @@
  * pgbouncer.ini mostly works as is: [databases] maps a client-visible database name to a
  * connection string ("host=... port=... dbname=... user=... password=... pool_size=...
  * pool_mode=..."), and [pgturbo] (or [pgbouncer], accepted as an alias) holds the settings.
+ * [scheduler], pgturbo's own, lists the maintenance jobs the daemon runs periodically, one
+ * "partition_maintain = <seconds> <conninfo>" line per database (see scheduler.h).
  * Times are given in seconds (fractions allowed) as in PgBouncer and stored in milliseconds.
  *
  * A config is immutable once loaded; a reload (SIGHUP) loads a new one and swaps it in.
@@ -22,12 +24,14 @@
 struct authfile;
 struct hba;
 
-#define CONFIG_NAME_LEN   64 /* NAMEDATALEN: identifiers, including the terminating NUL */
-#define CONFIG_HOST_LEN   256
-#define CONFIG_SECRET_LEN 256
-#define CONFIG_QUERY_LEN  1024
-#define CONFIG_PATH_LEN   4096
-#define CONFIG_LIST_LEN   1024 /* a comma-separated list of names */
+#define CONFIG_NAME_LEN     64 /* NAMEDATALEN: identifiers, including the terminating NUL */
+#define CONFIG_HOST_LEN     256
+#define CONFIG_SECRET_LEN   256
+#define CONFIG_QUERY_LEN    1024
+#define CONFIG_PATH_LEN     4096
+#define CONFIG_LIST_LEN     1024 /* a comma-separated list of names */
+#define CONFIG_CONNINFO_LEN 4096 /* a libpq connection string or URI */
+#define CONFIG_MAX_JOBS     16   /* [scheduler] jobs */
 
 typedef enum pool_mode {
     POOL_MODE_SESSION = 0,     /* a server connection for the client's whole session */
@@ -69,6 +73,16 @@ typedef struct config_database {
     int max_db_connections; /* max_db_connections unless set; 0 = no limit */
     pool_mode_t pool_mode;  /* pool_mode unless set */
 } config_database_t;
+
+/* One partition_maintain line of [scheduler]: a job that runs partition_maintain()
+ * (partition.h) on one database every interval. */
+typedef struct config_job {
+    int64_t interval;                   /* ms between runs, at least 1000 */
+    char conninfo[CONFIG_CONNINFO_LEN]; /* libpq connection string or URI, as written */
+    char dbname[CONFIG_NAME_LEN];       /* the database it names: the job's name in logs, the API
+                                           and metrics, unique among the jobs */
+    int line;                           /* where the line is, for messages about the job */
+} config_job_t;
 
 typedef struct config {
     char path[CONFIG_PATH_LEN]; /* the file it was loaded from */
@@ -144,6 +158,11 @@ typedef struct config {
     config_database_t *databases; /* [databases] entries in file order */
     int n_databases;
 
+    /* [scheduler] */
+    bool run_at_start;  /* default true: a job first runs at start, not one interval later */
+    config_job_t *jobs; /* partition_maintain lines in file order, at most CONFIG_MAX_JOBS */
+    int n_jobs;
+
     /* Loaded from the files the settings name, owned by the config. */
     struct authfile *users; /* auth_file, or NULL */
     struct hba *hba;        /* auth_hba_file, or NULL */
@@ -170,8 +189,10 @@ void config_free(config_t *cfg);
 const config_database_t *config_find_database(const config_t *cfg, const char *name);
 
 /*
- * Calls fn for every [pgturbo] setting pgturbo uses, in the order of the README: its key, its
- * value in cfg and its default as text, and whether a reload can change it.
+ * Calls fn for every [pgturbo] setting pgturbo uses, in the order of the README, then for
+ * run_at_start and each partition_maintain line of [scheduler]: its key, its value in cfg and
+ * its default as text, and whether a reload can change it. Secrets are shown as "********":
+ * the tokens, and any password in a job's connection string.
  */
 typedef void (*config_show_fn)(void *arg, const char *key, const char *value,
                                const char *default_value, bool changeable);

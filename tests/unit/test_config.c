@@ -1,7 +1,8 @@
 /*
  * test_config.c
  *    Unit tests of config.c: defaults, every kind of value, [databases] connection strings and
- *    their inherited defaults, lookup, and the exact "path:line: what is wrong" errors.
+ *    their inherited defaults, [scheduler] jobs, lookup, SHOW CONFIG's masking of secrets, and
+ *    the exact "path:line: what is wrong" errors.
  *
  * Each test writes its ini text to a fresh file under /tmp, loads it and removes it again.
  */
@@ -123,6 +124,9 @@ static void test_empty_file_gives_documented_defaults(void **state)
     assert_false(cfg->verbose);
     assert_null(cfg->databases);
     assert_int_equal(cfg->n_databases, 0);
+    assert_true(cfg->run_at_start);
+    assert_null(cfg->jobs);
+    assert_int_equal(cfg->n_jobs, 0);
     config_free(cfg);
 }
 
@@ -761,6 +765,194 @@ static void test_nul_byte_is_reported(void **state)
     expect_error_bytes(text, sizeof(text) - 1, ":3: line contains a NUL byte");
 }
 
+static void test_scheduler_jobs_are_stored_in_file_order(void **state)
+{
+    config_t *cfg = load_ok("[scheduler]\n"
+                            "partition_maintain = 3600 host=127.0.0.1 port=5432 dbname=app\n"
+                            "run_at_start = no\n"
+                            "\n"
+                            "partition_maintain =  1.5\t  dbname='my db' user=postgres  \n"
+                            "partition_maintain = 86400 postgresql://u@db.example:5433/reports\n");
+
+    assert_false(cfg->run_at_start);
+    assert_int_equal(cfg->n_jobs, 3);
+    assert_int_equal(cfg->jobs[0].interval, 3600000);
+    assert_string_equal(cfg->jobs[0].conninfo, "host=127.0.0.1 port=5432 dbname=app");
+    assert_string_equal(cfg->jobs[0].dbname, "app");
+    assert_int_equal(cfg->jobs[0].line, 2);
+    assert_int_equal(cfg->jobs[1].interval, 1500);
+    assert_string_equal(cfg->jobs[1].conninfo, "dbname='my db' user=postgres");
+    assert_string_equal(cfg->jobs[1].dbname, "my db");
+    assert_int_equal(cfg->jobs[1].line, 5);
+    assert_int_equal(cfg->jobs[2].interval, 86400000);
+    assert_string_equal(cfg->jobs[2].conninfo, "postgresql://u@db.example:5433/reports");
+    assert_string_equal(cfg->jobs[2].dbname, "reports");
+    config_free(cfg);
+}
+
+static void test_sixteen_jobs_are_allowed(void **state)
+{
+    char text[2048] = "[scheduler]\n";
+
+    for (int i = 0; i < 16; i++) {
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof(text) - used, "partition_maintain = 60 dbname=db%d\n", i);
+    }
+    config_t *cfg = load_ok(text);
+    assert_int_equal(cfg->n_jobs, 16);
+    assert_string_equal(cfg->jobs[15].dbname, "db15");
+    config_free(cfg);
+}
+
+static void test_bad_scheduler_lines_are_reported(void **state)
+{
+    static const struct {
+        const char *line;
+        const char *error;
+    } cases[] = {
+        {"partition_maintain = abc dbname=x",
+         ":2: partition_maintain: expected a number of seconds such as 3600, got \"abc\""},
+        {"partition_maintain = 1h dbname=x",
+         ":2: partition_maintain: expected a number of seconds such as 3600, got \"1h\""},
+        {"partition_maintain = -60 dbname=x",
+         ":2: partition_maintain: expected a number of seconds such as 3600, got \"-60\""},
+        {"partition_maintain = 0 dbname=x",
+         ":2: partition_maintain: must be at least 1 second, got \"0\""},
+        {"partition_maintain = 0.999 dbname=x",
+         ":2: partition_maintain: must be at least 1 second, got \"0.999\""},
+        {"partition_maintain = 99999999999999999999 dbname=x",
+         ":2: partition_maintain: too large, got \"99999999999999999999\""},
+        {"partition_maintain = 3600",
+         ":2: partition_maintain: expected \"<seconds> <connection string>\", got \"3600\""},
+        {"partition_maintain = dbname=x",
+         ":2: partition_maintain: expected \"<seconds> <connection string>\", got \"dbname=x\""},
+        {"partition_maintain =", ":2: partition_maintain: expected \"<seconds> <connection "
+                                 "string>\", got \"\""},
+        {"partition_maintain = 3600 host=x dbname",
+         ":2: partition_maintain: bad connection string: missing \"=\" after \"dbname\" in "
+         "connection info string"},
+        {"partition_maintain = 3600 dbname=x hots=y",
+         ":2: partition_maintain: bad connection string: invalid connection option \"hots\""},
+        {"partition_maintain = 3600 dbname='x",
+         ":2: partition_maintain: bad connection string: unterminated quoted string in "
+         "connection info string"},
+        {"partition_maintain = 3600 host=127.0.0.1 user=postgres",
+         ":2: partition_maintain: the connection string names no dbname"},
+        {"partition_maintain = 3600 postgresql://127.0.0.1",
+         ":2: partition_maintain: the connection string names no dbname"},
+        {"run_at_start = sometimes", ":2: run_at_start: expected a boolean (1/0, yes/no, on/off, "
+                                     "true/false), got \"sometimes\""},
+        {"partition_maintan = 3600 dbname=x", ":2: unknown key \"partition_maintan\" in "
+                                              "[scheduler]"},
+        {"listen_port = 6432", ":2: unknown key \"listen_port\" in [scheduler]"},
+    };
+    char text[256];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "[scheduler]\n%s\n", cases[i].line);
+        expect_error(text, cases[i].error);
+    }
+}
+
+static void test_scheduler_job_dbname_longer_than_63_bytes_is_reported(void **state)
+{
+    char *dbname = repeat('d', 64);
+    char text[256];
+    char error[256];
+
+    snprintf(text, sizeof(text), "[scheduler]\npartition_maintain = 60 dbname=%s\n", dbname);
+    snprintf(error, sizeof(error), ":2: partition_maintain: dbname \"%s\" is longer than 63 bytes",
+             dbname);
+    expect_error(text, error);
+    free(dbname);
+}
+
+static void test_scheduler_connection_string_longer_than_its_field_is_reported(void **state)
+{
+    char *appname = repeat('a', 4096);
+    char text[4400];
+
+    snprintf(text, sizeof(text),
+             "[scheduler]\npartition_maintain = 60 dbname=x application_name=%s\n", appname);
+    expect_error(text, ":2: partition_maintain: connection string too long (at most 4095 bytes)");
+    free(appname);
+}
+
+static void test_second_job_on_a_database_is_reported(void **state)
+{
+    expect_error("[scheduler]\n"
+                 "partition_maintain = 60 host=a dbname=app\n"
+                 "partition_maintain = 60 dbname=other\n"
+                 "partition_maintain = 3600 host=b dbname=app\n",
+                 ":4: partition_maintain: database \"app\" has a job already (line 2)");
+}
+
+static void test_seventeenth_job_is_reported(void **state)
+{
+    char text[2048] = "[scheduler]\n";
+
+    for (int i = 0; i < 17; i++) {
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof(text) - used, "partition_maintain = 60 dbname=db%d\n", i);
+    }
+    expect_error(text, ":18: partition_maintain: more than 16 jobs");
+}
+
+/* What config_show() reported: the rows of one key, in order. */
+typedef struct shown {
+    const char *key;
+    char values[4][512];
+    char defaults[4][64];
+    int n;
+} shown_t;
+
+static void collect_rows(void *arg, const char *key, const char *value, const char *dflt,
+                         bool changeable)
+{
+    shown_t *shown = arg;
+
+    if (strcmp(key, shown->key) != 0)
+        return;
+    assert_true(shown->n < 4);
+    assert_true(changeable);
+    snprintf(shown->values[shown->n], sizeof(shown->values[0]), "%s", value);
+    snprintf(shown->defaults[shown->n], sizeof(shown->defaults[0]), "%s", dflt);
+    shown->n++;
+}
+
+static void test_show_config_lists_jobs_with_their_passwords_masked(void **state)
+{
+    config_t *cfg = load_ok(
+        "[pgturbo]\n"
+        "admin_token = hunter2\n"
+        "[scheduler]\n"
+        "partition_maintain = 3600 host=127.0.0.1 dbname=app user=postgres password=hunter2\n"
+        "partition_maintain = 90.5 postgresql://u:hunter2@db.example/reports?sslmode=require\n"
+        "partition_maintain = 60 dbname=logs password='it\\'s a secret' application_name='a b'\n"
+        "partition_maintain = 60 dbname=plain\n");
+    shown_t jobs = {.key = "partition_maintain"};
+    shown_t start = {.key = "run_at_start"};
+    shown_t token = {.key = "admin_token"};
+
+    config_show(cfg, collect_rows, &jobs);
+    config_show(cfg, collect_rows, &start);
+    config_show(cfg, collect_rows, &token);
+    assert_int_equal(jobs.n, 4);
+    assert_string_equal(jobs.values[0],
+                        "3600 user=postgres password=******** dbname=app host=127.0.0.1");
+    assert_string_equal(jobs.values[1], "90.500 user=u password=******** dbname=reports "
+                                        "host=db.example sslmode=require");
+    assert_string_equal(jobs.values[2], "60 password=******** dbname=logs application_name='a b'");
+    assert_string_equal(jobs.values[3], "60 dbname=plain");
+    assert_string_equal(jobs.defaults[0], "");
+    assert_int_equal(start.n, 1);
+    assert_string_equal(start.values[0], "1");
+    assert_string_equal(start.defaults[0], "1");
+    assert_int_equal(token.n, 1);
+    assert_string_equal(token.values[0], "********");
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +997,14 @@ int main(void)
         cmocka_unit_test(test_line_longer_than_the_limit_is_reported),
         cmocka_unit_test(test_line_at_the_limit_keeps_line_numbers),
         cmocka_unit_test(test_nul_byte_is_reported),
+        cmocka_unit_test(test_scheduler_jobs_are_stored_in_file_order),
+        cmocka_unit_test(test_sixteen_jobs_are_allowed),
+        cmocka_unit_test(test_bad_scheduler_lines_are_reported),
+        cmocka_unit_test(test_scheduler_job_dbname_longer_than_63_bytes_is_reported),
+        cmocka_unit_test(test_scheduler_connection_string_longer_than_its_field_is_reported),
+        cmocka_unit_test(test_second_job_on_a_database_is_reported),
+        cmocka_unit_test(test_seventeenth_job_is_reported),
+        cmocka_unit_test(test_show_config_lists_jobs_with_their_passwords_masked),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
