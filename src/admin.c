@@ -351,21 +351,6 @@ static void serve_reset(const request_t *req, reply_t *out)
     reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
 }
 
-/* libpq's multi-line messages on one line: newlines and tabs become single spaces. */
-static void one_line(char *s)
-{
-    char *w = s;
-    for (const char *r = s; *r != '\0'; r++) {
-        char c = (*r == '\n' || *r == '\t' || *r == '\r') ? ' ' : *r;
-        if (c == ' ' && (w == s || w[-1] == ' '))
-            continue;
-        *w++ = c;
-    }
-    while (w > s && w[-1] == ' ')
-        w--;
-    *w = '\0';
-}
-
 static void serve_health(const request_t *req, reply_t *out)
 {
     char why[sizeof(health_why)];
@@ -374,7 +359,7 @@ static void serve_health(const request_t *req, reply_t *out)
     if (health_checked_at < 0 || now - health_checked_at >= HEALTH_REUSE_MS) {
         health_why[0] = '\0';
         health_ok = inspect_health(health_why, sizeof(health_why));
-        one_line(health_why);
+        log_one_line(health_why);
         health_checked_at = loop_clock_ms();
     }
     bool ok = health_ok;
@@ -394,7 +379,7 @@ static void serve_report(const request_t *req, reply_t *out)
     char why[512] = "";
     json_t *report = inspect_report(why, sizeof(why));
     if (report == NULL) {
-        one_line(why);
+        log_one_line(why);
         reply_error(out, MHD_HTTP_SERVICE_UNAVAILABLE, "report failed: %s", why);
         return;
     }

@@ -47,3 +47,17 @@ void log_write(log_level_t level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w; /* a log line that cannot be written has nowhere else to go */
 }
+
+void log_one_line(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r != '\0'; r++) {
+        char c = (*r == '\n' || *r == '\t' || *r == '\r') ? ' ' : *r;
+        if (c == ' ' && (w == s || w[-1] == ' '))
+            continue;
+        *w++ = c;
+    }
+    while (w > s && w[-1] == ' ')
+        w--;
+    *w = '\0';
+}

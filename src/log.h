@@ -17,6 +17,10 @@ bool log_enabled(log_level_t level);
 
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Puts a multi-line message (libpq's, say) on one line, in place: each run of newlines, tabs
+ * and spaces becomes one space, and leading and trailing ones go. */
+void log_one_line(char *s);
+
 #define log_debug(...)   (log_enabled(LOG_DEBUG) ? log_write(LOG_DEBUG, __VA_ARGS__) : (void)0)
 #define log_info(...)    log_write(LOG_INFO, __VA_ARGS__)
 #define log_warning(...) log_write(LOG_WARNING, __VA_ARGS__)
