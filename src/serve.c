@@ -1,9 +1,10 @@
 /*
  * serve.c
- *    The daemon's main thread: starts the workers and then the admin HTTP API, then waits for
- *    signals. SIGHUP loads the config again and hands it to the pools, workers and admin API
- *    (a bad file is reported and the old one kept); SIGTERM and SIGINT stop the admin API,
- *    stop accepting and let transactions finish, up to shutdown_timeout.
+ *    The daemon's main thread: starts the workers, the admin HTTP API and then the scheduler,
+ *    then waits for signals. SIGHUP loads the config again and hands it to the pools, workers,
+ *    admin API and scheduler (a bad file is reported and the old one kept); SIGTERM and SIGINT
+ *    stop the scheduler and the admin API, stop accepting and let transactions finish, up to
+ *    shutdown_timeout.
  */
 #include "serve.h"
 
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "scheduler.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -76,6 +78,7 @@ static config_t *reload(const char *path, config_t *current, retired_t **retired
     pool_reload_all(next);
     worker_reload_all(next);
     admin_reload(next);
+    scheduler_reload(next);
     log_info("config reloaded from %s", path);
     return next;
 }
@@ -121,6 +124,18 @@ int serve_run(const char *path)
         config_free(cfg);
         return 1;
     }
+    /* Last: its jobs connect to PostgreSQL on their own, and the API shows their state. */
+    if (scheduler_start(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgturbo: %s\n", err);
+        admin_stop();
+        worker_shutdown_all();
+        authquery_stop();
+        worker_free_all();
+        pool_free_all();
+        cancel_free_all();
+        config_free(cfg);
+        return 1;
+    }
     log_info("pgturbo listening on %s:%d with %d workers, pool_mode %s", cfg->listen_addr,
              cfg->listen_port, n, config_pool_mode_name(cfg->pool_mode));
 
@@ -140,7 +155,9 @@ int serve_run(const char *path)
     }
     log_info("shutting down: waiting up to %lld ms for transactions to finish",
              (long long)cfg->shutdown_timeout);
-    /* Before the workers: a request in progress waits for them to answer. */
+    /* First, waiting for a run in progress; then the API, whose requests in progress wait
+     * for the workers to answer. */
+    scheduler_stop();
     admin_stop();
     worker_shutdown_all();
     authquery_stop();
