@@ -278,6 +278,11 @@ static void serve_alerts(const request_t *req, reply_t *out)
     serve_snapshot(out, inspect_alerts());
 }
 
+static void serve_scheduler(const request_t *req, reply_t *out)
+{
+    serve_snapshot(out, inspect_scheduler());
+}
+
 static void serve_queries(const request_t *req, reply_t *out)
 {
     inspect_sort_t sort;
@@ -413,6 +418,7 @@ static const endpoint_t endpoints[] = {
     {"/api/v1/n-plus-one", "GET", false, false, serve_n_plus_one},
     {"/api/v1/alerts", "GET", false, false, serve_alerts},
     {"/api/v1/report", "GET", false, false, serve_report},
+    {"/api/v1/scheduler", "GET", false, false, serve_scheduler},
     {"/api/v1/stats/reset", "POST", false, true, serve_reset},
 };
 

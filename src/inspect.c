@@ -11,6 +11,7 @@
 #include "report.h"
 #include "alerts.h"
 #include "log.h"
+#include "scheduler.h"
 #include "server.h"
 #include "stats.h"
 #include "tls.h"
@@ -420,6 +421,53 @@ json_t *inspect_n_plus_one(int limit)
 json_t *inspect_alerts(void)
 {
     return alerts_active();
+}
+
+/* "2026-11-24T21:55:26Z" of a Unix time in ms; null for 0, which stands for never. */
+static json_t *iso_unix_time(int64_t unix_ms)
+{
+    char text[32];
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (unix_ms == 0)
+        return json_null();
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(text);
+}
+
+/* Milliseconds as seconds, as the config writes them: an integer unless there is a fraction. */
+static json_t *seconds_of_ms(int64_t ms)
+{
+    return ms % 1000 == 0 ? json_integer(ms / 1000) : json_real((double)ms / 1000);
+}
+
+static json_t *scheduler_job_json(const scheduler_job_info_t *j)
+{
+    bool never = j->status == SCHEDULER_NEVER;
+    return json_pack("{s:s, s:o, s:o, s:I, s:s, s:o, s:o, s:o, s:o}", "job",
+                     SCHEDULER_JOB_PARTITION_MAINTAIN, "database", jsontext_string(j->database),
+                     "interval_s", seconds_of_ms(j->interval_ms), "runs", (json_int_t)j->runs,
+                     "last_status", scheduler_status_name(j->status), "last_started",
+                     iso_unix_time(j->last_started), "last_duration_ms",
+                     never ? json_null() : json_integer(j->last_duration_ms), "last_message",
+                     never ? json_null() : jsontext_string(j->last_message), "next_run",
+                     iso_unix_time(j->next_run));
+}
+
+json_t *inspect_scheduler(void)
+{
+    scheduler_job_info_t jobs[CONFIG_MAX_JOBS];
+    int n = scheduler_snapshot(jobs);
+    json_t *array = json_array();
+    for (int i = 0; array != NULL && i < n; i++) {
+        json_t *o = scheduler_job_json(&jobs[i]);
+        if (o == NULL || json_array_append_new(array, o) != 0) {
+            json_decref(array);
+            array = NULL;
+        }
+    }
+    return array;
 }
 
 json_t *inspect_metrics(int top_n)

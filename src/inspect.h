@@ -26,6 +26,9 @@
  *   n_plus_one: time, database, scope ("transaction"|"request"), request_id, fingerprint,
  *             query, count, preceding_query, suggestion
  *   alerts:   name ("p95"|"error_rate"|"waiting_clients"), subject, value, threshold, since
+ *   scheduler: job ("partition_maintain"), database, interval_s, runs, last_status
+ *             ("never"|"ok"|"failed"), last_started (null before the first run),
+ *             last_duration_ms (integer, or null), last_message (or null), next_run
  */
 #ifndef PGTURBO_INSPECT_H
 #define PGTURBO_INSPECT_H
@@ -64,6 +67,10 @@ json_t *inspect_routes(void);
 json_t *inspect_slow_requests(int limit);
 json_t *inspect_n_plus_one(int limit);
 json_t *inspect_alerts(void);
+
+/* The [scheduler] jobs and their last runs, from scheduler_snapshot(); never waits for the
+ * workers (nor for a run in progress). */
+json_t *inspect_scheduler(void);
 
 /*
  * What /metrics shows, as JSON: {"counters": {name: value...}, "databases": [{"database",

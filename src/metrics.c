@@ -1,6 +1,7 @@
 /*
  * metrics.c
- *    The Prometheus text exposition of /metrics, rendered from inspect.h's JSON; see metrics.h.
+ *    The Prometheus text exposition of /metrics, rendered from inspect.h's JSON and the
+ *    scheduler's jobs; see metrics.h.
  *
  * Every family is written whole (HELP, TYPE, then all its samples) before the next, as the
  * format requires. Times that arrive as integer microseconds are written as exact decimal
@@ -317,6 +318,42 @@ static void put_alerts(FILE *f, const json_t *alerts)
     }
 }
 
+/* job="...",database="..." of a scheduler job. */
+static void put_job_labels(FILE *f, const scheduler_job_info_t *job)
+{
+    put_label(f, true, "job", SCHEDULER_JOB_PARTITION_MAINTAIN);
+    put_label(f, false, "database", job->database);
+}
+
+static void put_scheduler(FILE *f, const scheduler_job_info_t *jobs, int n)
+{
+    put_header(f, "pgturbo_scheduler_runs_total", "counter",
+               "Finished runs of a scheduler job, failed ones included, since it was configured.");
+    for (int i = 0; i < n; i++) {
+        fputs("pgturbo_scheduler_runs_total{", f);
+        put_job_labels(f, &jobs[i]);
+        fprintf(f, "} %llu\n", (unsigned long long)jobs[i].runs);
+    }
+    put_header(f, "pgturbo_scheduler_failures_total", "counter",
+               "Failed runs of a scheduler job since it was configured.");
+    for (int i = 0; i < n; i++) {
+        fputs("pgturbo_scheduler_failures_total{", f);
+        put_job_labels(f, &jobs[i]);
+        fprintf(f, "} %llu\n", (unsigned long long)jobs[i].failures);
+    }
+    put_header(f, "pgturbo_scheduler_last_success_timestamp_seconds", "gauge",
+               "Unix time the last successful run of a scheduler job ended.");
+    for (int i = 0; i < n; i++) {
+        if (jobs[i].last_success == 0)
+            continue;
+        fputs("pgturbo_scheduler_last_success_timestamp_seconds{", f);
+        put_job_labels(f, &jobs[i]);
+        fputs("} ", f);
+        put_double(f, (double)jobs[i].last_success / 1000);
+        fputc('\n', f);
+    }
+}
+
 char *metrics_render(const metrics_input_t *in, size_t *len)
 {
     char *text = NULL;
@@ -338,6 +375,7 @@ char *metrics_render(const metrics_input_t *in, size_t *len)
                   "How long queries took, for the fingerprints with the most total time.",
                   json_object_get(m, "fingerprints"), true);
     put_alerts(f, in->alerts);
+    put_scheduler(f, in->jobs, in->n_jobs);
 
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
@@ -350,12 +388,16 @@ char *metrics_render(const metrics_input_t *in, size_t *len)
 
 char *metrics_collect(size_t *len)
 {
+    scheduler_job_info_t jobs[CONFIG_MAX_JOBS];
+    int n_jobs = scheduler_snapshot(jobs);
     metrics_input_t in = {
         .pools = inspect_pools(),
         .clients = inspect_clients(),
         .servers = inspect_servers(),
         .metrics = inspect_metrics(METRICS_TOP_FINGERPRINTS),
         .alerts = inspect_alerts(),
+        .jobs = jobs,
+        .n_jobs = n_jobs,
     };
     char *text = NULL;
     if (in.pools != NULL && in.clients != NULL && in.servers != NULL && in.metrics != NULL &&

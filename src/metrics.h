@@ -1,7 +1,7 @@
 /*
  * metrics.h
  *    GET /metrics: the daemon's state in Prometheus' text exposition format (version 0.0.4),
- *    built from the JSON snapshots of inspect.h.
+ *    built from the JSON snapshots of inspect.h and the scheduler's jobs (scheduler.h).
  *
  * Rendering is a pure function of those JSON values (metrics_render), so it is unit-tested
  * without a daemon; metrics_collect gathers the values and renders them. Families:
@@ -14,9 +14,16 @@
  *                                                  for the top METRICS_TOP_FINGERPRINTS
  *                                                  fingerprints by total time
  *   pgturbo_alert                                  gauge {name, subject}: 1 per active alert
+ *   pgturbo_scheduler_runs_total,
+ *   pgturbo_scheduler_failures_total               counters {job, database}
+ *   pgturbo_scheduler_last_success_timestamp_seconds
+ *                                                  gauge {job, database}: absent until the
+ *                                                  job's first success
  */
 #ifndef PGTURBO_METRICS_H
 #define PGTURBO_METRICS_H
+
+#include "scheduler.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -28,11 +35,13 @@
 
 /* What /metrics is built from, all borrowed. A NULL member leaves its families empty. */
 typedef struct metrics_input {
-    const json_t *pools;   /* inspect_pools() */
-    const json_t *clients; /* inspect_clients() */
-    const json_t *servers; /* inspect_servers() */
-    const json_t *metrics; /* inspect_metrics(METRICS_TOP_FINGERPRINTS) */
-    const json_t *alerts;  /* inspect_alerts() */
+    const json_t *pools;              /* inspect_pools() */
+    const json_t *clients;            /* inspect_clients() */
+    const json_t *servers;            /* inspect_servers() */
+    const json_t *metrics;            /* inspect_metrics(METRICS_TOP_FINGERPRINTS) */
+    const json_t *alerts;             /* inspect_alerts() */
+    const scheduler_job_info_t *jobs; /* scheduler_snapshot(); NULL when n_jobs is 0 */
+    int n_jobs;
 } metrics_input_t;
 
 /*

@@ -42,6 +42,7 @@ static const char *const get_paths[] = {
     "/api/v1/slow",       "/api/v1/slow?since=2026-01-01T00:00:00Z&limit=10",
     "/api/v1/routes",     "/api/v1/requests/slow",
     "/api/v1/n-plus-one", "/api/v1/alerts",
+    "/api/v1/scheduler",
 };
 #define N_GET_PATHS (sizeof(get_paths) / sizeof(get_paths[0]))
 

@@ -3,7 +3,8 @@
  *    Unit tests of metrics_render, the Prometheus text of /metrics, from hand-written JSON in
  *    inspect.h's shapes: the whole text of a small state, pool gauges, exact seconds from
  *    microseconds, label escaping, counter names, histograms (bounds, +Inf, sum, count, rows
- *    that are malformed or caught mid-record), fingerprints, alerts, and empty input.
+ *    that are malformed or caught mid-record), fingerprints, alerts, scheduler jobs, and empty
+ *    input.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +98,9 @@ static const char *const family_types[][2] = {
     {"pgturbo_query_duration_seconds", "histogram"},
     {"pgturbo_fingerprint_duration_seconds", "histogram"},
     {"pgturbo_alert", "gauge"},
+    {"pgturbo_scheduler_runs_total", "counter"},
+    {"pgturbo_scheduler_failures_total", "counter"},
+    {"pgturbo_scheduler_last_success_timestamp_seconds", "gauge"},
 };
 
 /* ---- tests ---- */
@@ -115,6 +119,10 @@ static void whole_text_of_a_small_state_is_exact(void **state)
         "\"count\": 2, \"sum_us\": 12000, \"le\": [1000, 5000], \"buckets\": [0, 1]}]}",
         "[{\"name\": \"waiting_clients\", \"subject\": \"app/web\", \"value\": 1, "
         "\"threshold\": 1, \"since\": \"2026-11-24T21:55:26Z\"}]");
+    const scheduler_job_info_t job = {
+        .database = "app", .runs = 3, .failures = 1, .last_success = 1767225600000};
+    in.jobs = &job;
+    in.n_jobs = 1;
     char *text = render(&in);
     assert_string_equal(
         text,
@@ -174,7 +182,20 @@ static void whole_text_of_a_small_state_is_exact(void **state)
         "# HELP pgturbo_alert 1 for each active alert: name is p95, error_rate or "
         "waiting_clients.\n"
         "# TYPE pgturbo_alert gauge\n"
-        "pgturbo_alert{name=\"waiting_clients\",subject=\"app/web\"} 1\n");
+        "pgturbo_alert{name=\"waiting_clients\",subject=\"app/web\"} 1\n"
+        "# HELP pgturbo_scheduler_runs_total Finished runs of a scheduler job, failed ones "
+        "included, since it was configured.\n"
+        "# TYPE pgturbo_scheduler_runs_total counter\n"
+        "pgturbo_scheduler_runs_total{job=\"partition_maintain\",database=\"app\"} 3\n"
+        "# HELP pgturbo_scheduler_failures_total Failed runs of a scheduler job since it was "
+        "configured.\n"
+        "# TYPE pgturbo_scheduler_failures_total counter\n"
+        "pgturbo_scheduler_failures_total{job=\"partition_maintain\",database=\"app\"} 1\n"
+        "# HELP pgturbo_scheduler_last_success_timestamp_seconds Unix time the last successful "
+        "run of a scheduler job ended.\n"
+        "# TYPE pgturbo_scheduler_last_success_timestamp_seconds gauge\n"
+        "pgturbo_scheduler_last_success_timestamp_seconds{job=\"partition_maintain\","
+        "database=\"app\"} 1767225600\n");
     free(text);
     input_free(&in);
 }
@@ -360,6 +381,27 @@ static void alerts_without_name_or_subject_are_left_out(void **state)
     input_free(&in);
 }
 
+static void scheduler_jobs_have_runs_failures_and_a_success_time_once_they_had_one(void **state)
+{
+    const scheduler_job_info_t jobs[] = {
+        {.database = "app", .runs = 2, .failures = 0, .last_success = 1767225600123},
+        {.database = "down", .runs = 4, .failures = 4, .last_success = 0},
+        {.database = "new \"db\"", .runs = 0, .failures = 0, .last_success = 0},
+    };
+    metrics_input_t in = {.jobs = jobs, .n_jobs = 3};
+    assert_samples(
+        &in,
+        "pgturbo_scheduler_runs_total{job=\"partition_maintain\",database=\"app\"} 2\n"
+        "pgturbo_scheduler_runs_total{job=\"partition_maintain\",database=\"down\"} 4\n"
+        "pgturbo_scheduler_runs_total{job=\"partition_maintain\",database=\"new \\\"db\\\"\"} 0\n"
+        "pgturbo_scheduler_failures_total{job=\"partition_maintain\",database=\"app\"} 0\n"
+        "pgturbo_scheduler_failures_total{job=\"partition_maintain\",database=\"down\"} 4\n"
+        "pgturbo_scheduler_failures_total{job=\"partition_maintain\",database=\"new "
+        "\\\"db\\\"\"} 0\n"
+        "pgturbo_scheduler_last_success_timestamp_seconds{job=\"partition_maintain\","
+        "database=\"app\"} 1767225600.123\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +418,7 @@ int main(void)
         cmocka_unit_test(histogram_rows_missing_a_field_are_left_out),
         cmocka_unit_test(histogram_uses_the_shorter_of_le_and_buckets),
         cmocka_unit_test(alerts_without_name_or_subject_are_left_out),
+        cmocka_unit_test(scheduler_jobs_have_runs_failures_and_a_success_time_once_they_had_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
