@@ -10,7 +10,8 @@
  *    partition, names needing quotes, a role without privileges, bad command lines.
  *    convert keeps every row of the kept range while the table is written during the copy,
  *    and the old table intact; an interrupted convert is cleaned up by the next run; tables it
- *    cannot convert are refused untouched; --dry-run prints the statements.
+ *    cannot convert are refused untouched; --dry-run prints the statements. The daemon's
+ *    scheduler runs maintain by itself.
  */
 #include "harness.h"
 
@@ -550,6 +551,32 @@ static void test_convert_dry_run_prints_every_statement(void **state)
     assert_value("SELECT count(*) FROM pg_class WHERE relname ~ '_pgturbo_'", "0");
 }
 
+/* The daemon's scheduler maintains the tables of pgturbo.partition_config on its own: a
+ * premade partition dropped by hand is made again, and the log says so. */
+static void test_the_scheduler_runs_maintain(void **state)
+{
+    char name[64], sql[256], ini[512];
+    month_name("events", 3, name, sizeof(name));
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", name);
+    harness_exec_ok(db, sql);
+    snprintf(ini, sizeof(ini),
+             "[scheduler]\npartition_maintain = 1 host=127.0.0.1 port=%d user=postgres "
+             "dbname=" DB "\n",
+             harness_pg_port());
+    pgturbo_proc_t p;
+    harness_start_pgturbo(&p, ini, NULL);
+    snprintf(sql, sizeof(sql), "SELECT to_regclass('%s') IS NOT NULL", name);
+    wait_for(sql);
+    char cmd[1536], says[160];
+    snprintf(says, sizeof(says), "scheduler: partition maintain " DB ": public.events: made %s",
+             name);
+    snprintf(cmd, sizeof(cmd), "for i in $(seq 100); do grep -q '%s' %s && exit 0; "
+             "sleep 0.1; done; cat %s; exit 1", says, p.log, p.log);
+    if (harness_shell(cmd, out, sizeof(out)) != 0)
+        fail_msg("no \"%s\" in the log:\n%s", says, out);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_interrupted_convert_is_cleaned_up_and_run_again),
         cmocka_unit_test(test_convert_refuses_what_it_cannot_do_untouched),
         cmocka_unit_test(test_convert_dry_run_prints_every_statement),
+        cmocka_unit_test(test_the_scheduler_runs_maintain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
