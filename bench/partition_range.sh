@@ -101,7 +101,6 @@ CLIENTS=2
 JOBS=2
 
 make_workdir partition
-chmod 755 "$WORK"
 PGBENCH_PID=""
 cleanup_on_exit PGBENCH_PID
 
