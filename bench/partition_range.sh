@@ -22,9 +22,6 @@
 #   row's to the current one, plus 2 ahead: 27 partitions), then INSERT ... SELECT * FROM
 #   activity_logs, then PRIMARY KEY (id, created_at) (a partitioned table's key must hold the
 #   partition column) and the index on (created_at), then VACUUM ANALYZE.
-#   With PARTITION_FALLBACK_SQL=1 the partitions are made with plain SQL in this script instead
-#   (the same names, <table>_YYYY_MM, and bounds, midnight UTC), for a pgturbo without the
-#   partition command; PGTURBO_BIN is then only asked for its version.
 #
 # Each query runs as a pgbench custom script (`pgbench -n -f Qn.sql -c 2 -j 2 -T DURATION`)
 # against the plain table, then against the partitioned one, after one warm-up run of each:
@@ -88,8 +85,7 @@ case $ROWS in '' | *[!0-9]* | 0) usage ;; esac
 set_pgturbo "${ARGS[0]}"
 DURATION=${ARGS[1]:-30}
 case $DURATION in '' | *[!0-9]* | 0) usage ;; esac
-FALLBACK=${PARTITION_FALLBACK_SQL:-0}
-if [ "$FALLBACK" != 1 ] && [ ! -x "$PGTURBO" ]; then
+if [ ! -x "$PGTURBO" ]; then
     echo "$0: $PGTURBO is not an executable file (build it with: make release)" >&2
     exit 2
 fi
@@ -114,23 +110,6 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # Seconds since START_MS, for the progress lines.
 elapsed() { echo "$((($(now_ms) - START_MS) / 1000)) s"; }
-
-# The partitions of $PART, made with plain SQL: every month from the one of FROM (YYYY-MM-DD)
-# to PREMAKE months after the current one (UTC), named and bounded as pgturbo partition names
-# and bounds them (src/partbounds.h: <table>_YYYY_MM, from midnight UTC of the first day).
-make_partitions_sql() {
-    sql -v from="$1" -v parent="$PART" -v premake="$PREMAKE" <<'SQL'
-SELECT format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-              :'parent' || '_' || to_char(m, 'YYYY_MM'), :'parent',
-              to_char(m, 'YYYY-MM-DD') || ' 00:00:00+00',
-              to_char(m + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00')
-FROM generate_series(date_trunc('month', date :'from'),
-                     date_trunc('month', now() AT TIME ZONE 'UTC')
-                         + :premake * interval '1 month',
-                     interval '1 month') AS m
-\gexec
-SQL
-}
 
 # Runs one pgbench cell: the custom script FILE for DURATION seconds. Sets R_TPS and R_LAT
 # (ms), or both to "failed" with the reason on stderr.
@@ -179,22 +158,16 @@ log "[$(elapsed)] partitioned table $PART: partitions from $FROM ..."
 sql -c "CREATE TABLE $PART (
     id bigserial, user_id bigint, category text, action text, level text, metadata jsonb,
     created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)"
-if [ "$FALLBACK" = 1 ]; then
-    PARTITION_HOW="plain SQL in the script (PARTITION_FALLBACK_SQL=1)"
-    make_partitions_sql "$FROM" >/dev/null
-else
-    PARTITION_CMD="pgturbo partition create $PART --column created_at --interval month"
-    PARTITION_CMD="$PARTITION_CMD --premake $PREMAKE --from $FROM CONNINFO"
-    PARTITION_HOW="\`$PARTITION_CMD\`"
-    if ! "$PGTURBO" partition create "$PART" --column created_at --interval month \
-        --premake "$PREMAKE" --from "$FROM" "$CONNINFO" >"$WORK/partition.log" 2>&1; then
-        log "$PGTURBO partition create failed:"
-        sed 's/^/    /' "$WORK/partition.log" >&2
-        log "(PARTITION_FALLBACK_SQL=1 makes the partitions with plain SQL instead)"
-        exit 1
-    fi
+PARTITION_CMD="pgturbo partition create $PART --column created_at --interval month"
+PARTITION_CMD="$PARTITION_CMD --premake $PREMAKE --from $FROM CONNINFO"
+PARTITION_HOW="\`$PARTITION_CMD\`"
+if ! "$PGTURBO" partition create "$PART" --column created_at --interval month \
+    --premake "$PREMAKE" --from "$FROM" "$CONNINFO" >"$WORK/partition.log" 2>&1; then
+    log "$PGTURBO partition create failed:"
     sed 's/^/    /' "$WORK/partition.log" >&2
+    exit 1
 fi
+sed 's/^/    /' "$WORK/partition.log" >&2
 N_PARTS=$(sql -c "SELECT count(*) FROM pg_inherits WHERE inhparent = '$PART'::regclass")
 log "[$(elapsed)] $N_PARTS partitions"
 
