@@ -26,6 +26,7 @@
 #include "daemonworkload.h"
 #include "hints.h"
 #include "migrations.h"
+#include "pqmsg.h"
 #include "proof.h"
 #include "retarget.h"
 #include "sqlparse.h"
@@ -44,12 +45,13 @@
 #define ADVISE_FREQUENT_SHARE   0.01 /* ... as is one taking this share of the workload time */
 #define ADVISE_MAX_ADVICE       20   /* indexes advised in one run at most */
 #define PARTIAL_MAX_SELECTIVITY 0.2  /* a partial index's predicate keeps at most this share */
-#define PARTIAL_MAX_DISTINCT    100  /* ... and compares with constants a column of at most this
-                                      * many distinct values (a status, a kind, a flag) */
-#define WRITE_COST_BTREE        1.0  /* planner cost units to maintain a b-tree per write */
-#define WRITE_COST_GIN          3.0  /* ... a GIN index */
-#define SIZE_COST_PER_PAGE      1.0  /* planner cost units per 8 kB page of index */
-#define HELP_MIN_SHARE          0.01 /* a query counts as helped when its cost falls by 1 % */
+#define PARTIAL_MAX_DISTINCT                                                                       \
+    100                         /* ... and compares with constants a column of at most this        \
+                                 * many distinct values (a status, a kind, a flag) */
+#define WRITE_COST_BTREE   1.0  /* planner cost units to maintain a b-tree per write */
+#define WRITE_COST_GIN     3.0  /* ... a GIN index */
+#define SIZE_COST_PER_PAGE 1.0  /* planner cost units per 8 kB page of index */
+#define HELP_MIN_SHARE     0.01 /* a query counts as helped when its cost falls by 1 % */
 
 /* A table a query names, as it writes it, and what it is. */
 typedef struct query_ref {
@@ -119,9 +121,10 @@ static PGconn *connect_db(const char *conninfo)
 
 static void print_connect_error(PGconn *conn)
 {
-    const char *msg = conn == NULL ? "out of memory" : PQerrorMessage(conn);
-    size_t n = strcspn(msg, "\n");
-    fprintf(stderr, "pgturbo advise: cannot connect: %.*s\n", (int)n, msg);
+    char msg[1024] = "cannot connect: out of memory";
+    if (conn != NULL)
+        pqmsg_describe(msg, sizeof(msg), "cannot connect", conn);
+    fprintf(stderr, "pgturbo advise: %s\n", msg);
 }
 
 __attribute__((format(printf, 2, 3))) static void add_note(run_t *r, const char *fmt, ...)

@@ -4,6 +4,8 @@
  */
 #include "migrations.h"
 
+#include "pqmsg.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -47,13 +49,6 @@ void migrations_checksum(const char *data, size_t len, char out[65])
     for (unsigned int i = 0; i < n && i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
     out[2 * (n < 32 ? n : 32)] = '\0';
-}
-
-static void db_error(char *err, size_t errlen, const char *what, PGconn *conn)
-{
-    const char *msg = PQerrorMessage(conn);
-    size_t n = strcspn(msg, "\n");
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
 }
 
 /* ---- files ---- */
@@ -198,7 +193,7 @@ static advise_status_t ensure_table(PGconn *conn, char *err, size_t errlen)
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok) {
-        db_error(err, errlen, "cannot create pgturbo.migrations", conn);
+        pqmsg_describe(err, errlen, "cannot create pgturbo.migrations", conn);
         return ADVISE_FAIL_DB;
     }
     return ADVISE_OK;
@@ -211,7 +206,7 @@ static advise_status_t load_applied(PGconn *conn, applied_list_t *a, char *err, 
     PGresult *res = PQexec(conn, "SELECT to_regclass('pgturbo.migrations') IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
-        db_error(err, errlen, "cannot look for pgturbo.migrations", conn);
+        pqmsg_describe(err, errlen, "cannot look for pgturbo.migrations", conn);
         return ADVISE_FAIL_DB;
     }
     bool exists = PQgetvalue(res, 0, 0)[0] == 't';
@@ -221,7 +216,7 @@ static advise_status_t load_applied(PGconn *conn, applied_list_t *a, char *err, 
     res = PQexec(conn, "SELECT version, checksum FROM pgturbo.migrations ORDER BY version");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
-        db_error(err, errlen, "cannot read pgturbo.migrations", conn);
+        pqmsg_describe(err, errlen, "cannot read pgturbo.migrations", conn);
         return ADVISE_FAIL_DB;
     }
     int n = PQntuples(res);
@@ -332,7 +327,7 @@ static advise_status_t apply_one(PGconn *conn, const char *version, const char *
 {
     if (!exec_ok(conn,
                  "SET statement_timeout = 0; SET lock_timeout = '" MIGRATION_LOCK_TIMEOUT "'")) {
-        db_error(err, errlen, "cannot set lock_timeout", conn);
+        pqmsg_describe(err, errlen, "cannot set lock_timeout", conn);
         return ADVISE_FAIL_DB;
     }
     PGresult *res = PQexec(conn, up);
@@ -340,7 +335,7 @@ static advise_status_t apply_one(PGconn *conn, const char *version, const char *
     PQclear(res);
     if (!ok) {
         char why[512];
-        db_error(why, sizeof(why), "failed", conn);
+        pqmsg_describe(why, sizeof(why), "failed", conn);
         int dropped = drop_invalid(conn, name);
         snprintf(err, errlen, "migration %s (%s) %s%s", version, name, why,
                  dropped > 0 ? "; the invalid index it left was dropped" : "");
@@ -353,7 +348,7 @@ static advise_status_t apply_one(PGconn *conn, const char *version, const char *
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
-        db_error(err, errlen, "cannot check the new index", conn);
+        pqmsg_describe(err, errlen, "cannot check the new index", conn);
         return ADVISE_FAIL_DB;
     }
     bool valid = PQgetvalue(res, 0, 0)[0] == 't';
@@ -377,7 +372,7 @@ static advise_status_t apply_one(PGconn *conn, const char *version, const char *
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok) {
-        db_error(err, errlen, "cannot record the migration", conn);
+        pqmsg_describe(err, errlen, "cannot record the migration", conn);
         return ADVISE_FAIL_DB;
     }
     fprintf(out, "applied %s: index %s built and valid\n", version, name);
@@ -550,7 +545,7 @@ advise_status_t migrations_rollback(PGconn *conn, const char *version, const cha
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         PQclear(res);
         free(applied.items);
-        db_error(err, errlen, "cannot read pgturbo.migrations", conn);
+        pqmsg_describe(err, errlen, "cannot read pgturbo.migrations", conn);
         return ADVISE_FAIL_DB;
     }
     snprintf(name, sizeof(name), "%s", PQgetvalue(res, 0, 0));
@@ -590,7 +585,7 @@ advise_status_t migrations_rollback(PGconn *conn, const char *version, const cha
     if (!exec_ok(conn,
                  "SET statement_timeout = 0; SET lock_timeout = '" MIGRATION_LOCK_TIMEOUT "'") ||
         !exec_ok(conn, down)) {
-        db_error(err, errlen, "the down migration failed", conn);
+        pqmsg_describe(err, errlen, "the down migration failed", conn);
         free(down);
         return PQstatus(conn) == CONNECTION_OK ? ADVISE_FAIL_MIGRATION : ADVISE_FAIL_DB;
     }
@@ -600,7 +595,7 @@ advise_status_t migrations_rollback(PGconn *conn, const char *version, const cha
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok) {
-        db_error(err, errlen, "cannot forget the migration", conn);
+        pqmsg_describe(err, errlen, "cannot forget the migration", conn);
         return ADVISE_FAIL_DB;
     }
     fprintf(out, "rolled back %s: index %s dropped\n", version, name);

@@ -13,6 +13,8 @@
  */
 #include "partition.h"
 
+#include "pqmsg.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,7 @@ static int session_begin(PGconn *conn, char *err, size_t errlen)
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
     PQclear(res);
     if (rc != 0)
-        part_server_err(conn, "cannot set up the session", err, errlen);
+        pqmsg_describe(err, errlen, "cannot set up the session", conn);
     return rc;
 }
 
@@ -76,7 +78,7 @@ partition_status_t partition_resolve(PGconn *conn, const char *table, const char
             part_set_err(err, errlen, "\"%s\" is not a table name", table);
             rc = PARTITION_FAIL_REFUSED;
         } else {
-            part_server_err(conn, "cannot look up the table", err, errlen);
+            pqmsg_describe(err, errlen, "cannot look up the table", conn);
             rc = PARTITION_FAIL_DB;
         }
     } else if (PQntuples(res) != 1) {
@@ -330,7 +332,7 @@ static partition_status_t make_one(part_exec_t *x, const part_table_t *t, const 
     if (x->dry_run)
         fprintf(x->out, "%s;\n", sql);
     else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        part_server_err(x->conn, "cannot move the rows of the default partition", err, errlen);
+        pqmsg_describe(err, errlen, "cannot move the rows of the default partition", x->conn);
         PQclear(res);
         return PARTITION_FAIL_DB;
     }
@@ -615,39 +617,64 @@ static partition_status_t empty_default(part_exec_t *x, const part_table_t *t,
     return rc;
 }
 
+/* Finds table name for create and maintain: resolved, partitioned by RANGE on s->column, and
+ * the first day of the current interval in *today. */
+static partition_status_t open_table(PGconn *conn, const char *name, const part_settings_t *s,
+                                     part_table_t *t, int64_t *today, char *err, size_t errlen)
+{
+    partition_status_t rc = partition_resolve(conn, name, s->column, t, err, errlen);
+    if (rc == PARTITION_OK)
+        rc = check_partition_key(conn, t, s->column, err, errlen);
+    if (rc == PARTITION_OK && (*today = partition_today(conn, s->interval, err, errlen)) < 0)
+        rc = PARTITION_FAIL_DB;
+    return rc;
+}
+
+/*
+ * In one transaction: the default partition when s asks for one, a partition for each
+ * interval of the default partition's rows from keep_from on, the partitions from the one
+ * starting at first to s->premake after the current one (starting at today), and, when save,
+ * s in pgturbo.partition_config. *made counts the partitions made.
+ */
+static partition_status_t make_partitions(part_exec_t *x, const part_table_t *t,
+                                          const part_settings_t *s, int64_t keep_from,
+                                          int64_t first, int64_t today, bool save, int *made,
+                                          char *err, size_t errlen)
+{
+    int from_default = 0, ahead = 0;
+    partition_status_t rc = begin(x, err, errlen);
+    if (rc != PARTITION_OK)
+        return rc;
+    if (s->default_partition)
+        rc = partition_make_default(x, t, err, errlen);
+    if (rc == PARTITION_OK)
+        rc = empty_default(x, t, s, keep_from, &from_default, err, errlen);
+    if (rc == PARTITION_OK)
+        rc = partition_make(x, t, s, first, partbounds_add(today, s->interval, s->premake), &ahead,
+                            err, errlen);
+    if (rc == PARTITION_OK && save)
+        rc = partition_config_save(x, t, s, err, errlen);
+    *made = from_default + ahead;
+    return end(x, rc, err, errlen);
+}
+
 partition_status_t partition_create(PGconn *conn, const char *table, const part_settings_t *s,
                                     int64_t from, bool dry_run, FILE *out, char *err, size_t errlen)
 {
     part_table_t t;
-    partition_status_t rc = partition_resolve(conn, table, s->column, &t, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = check_partition_key(conn, &t, s->column, err, errlen);
-    int64_t today = rc == PARTITION_OK ? partition_today(conn, s->interval, err, errlen) : 0;
-    if (today < 0)
-        rc = PARTITION_FAIL_DB;
+    int64_t today;
+    partition_status_t rc = open_table(conn, table, s, &t, &today, err, errlen);
     if (rc != PARTITION_OK)
         return rc;
     int64_t first = from == PARTITION_FROM_TODAY ? today : partbounds_floor(from, s->interval);
     if (first > today)
         first = today;
     part_exec_t x = {conn, out, dry_run};
-    int made = 0, moved = 0;
-    rc = begin(&x, err, errlen);
-    if (rc != PARTITION_OK)
-        return rc;
-    if (s->default_partition)
-        rc = partition_make_default(&x, &t, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = empty_default(&x, &t, s, BOUND_MIN, &moved, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = partition_make(&x, &t, s, first, partbounds_add(today, s->interval, s->premake), &made,
-                            err, errlen);
-    if (rc == PARTITION_OK)
-        rc = partition_config_save(&x, &t, s, err, errlen);
-    rc = end(&x, rc, err, errlen);
+    int made;
+    rc = make_partitions(&x, &t, s, BOUND_MIN, first, today, true, &made, err, errlen);
     if (rc == PARTITION_OK)
         fprintf(out, "%s.%s: %d partition%s made; managed by pgturbo partition maintain\n",
-                t.schema, t.name, made + moved, made + moved == 1 ? "" : "s");
+                t.schema, t.name, made, made == 1 ? "" : "s");
     return rc;
 }
 
@@ -772,30 +799,18 @@ static partition_status_t maintain_one(PGconn *conn, const managed_t *m, FILE *o
     const part_settings_t *s = &m->settings;
     char name[PART_QUALIFIED_LEN];
     part_table_t t;
+    int64_t today;
     if (!part_qualify(conn, m->schema, m->table, name)) {
         part_set_err(err, errlen, "out of memory");
         return PARTITION_FAIL_DB;
     }
-    partition_status_t rc = partition_resolve(conn, name, s->column, &t, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = check_partition_key(conn, &t, s->column, err, errlen);
-    int64_t today = rc == PARTITION_OK ? partition_today(conn, s->interval, err, errlen) : 0;
-    if (today < 0)
-        rc = PARTITION_FAIL_DB;
+    partition_status_t rc = open_table(conn, name, s, &t, &today, err, errlen);
     if (rc != PARTITION_OK)
         return rc;
     int64_t keep_from = s->retain >= 0 ? partbounds_add(today, s->interval, -s->retain) : BOUND_MIN;
     part_exec_t x = {conn, out, false};
-    int made = 0;
-    rc = begin(&x, err, errlen);
-    if (rc == PARTITION_OK && s->default_partition)
-        rc = partition_make_default(&x, &t, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = empty_default(&x, &t, s, keep_from, &made, err, errlen);
-    if (rc == PARTITION_OK)
-        rc = partition_make(&x, &t, s, today, partbounds_add(today, s->interval, s->premake), &made,
-                            err, errlen);
-    rc = end(&x, rc, err, errlen);
+    int made;
+    rc = make_partitions(&x, &t, s, keep_from, today, today, false, &made, err, errlen);
     if (rc == PARTITION_OK && s->retain >= 0)
         rc = retire(&x, &t, s, keep_from, err, errlen);
     return rc;
@@ -817,7 +832,7 @@ static int names_managed(PGconn *conn, const char *name, const managed_t *m, cha
         if (state != NULL && strcmp(state, "42602") == 0)
             is = 0;
         else
-            part_server_err(conn, "cannot look up the table", err, errlen);
+            pqmsg_describe(err, errlen, "cannot look up the table", conn);
     }
     PQclear(res);
     return is;

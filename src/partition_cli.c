@@ -11,6 +11,7 @@
 #include "cliopt.h"
 #include "partition.h"
 #include "partition_convert.h"
+#include "pqmsg.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -241,8 +242,9 @@ int partition_cli_main(int argc, char **argv)
     const char *conninfo = c.positional[c.n_positional - 1];
     PGconn *conn = PQconnectdb(conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
-        fprintf(stderr, "pgturbo partition %s: cannot connect: %s", c.command,
-                PQerrorMessage(conn));
+        char msg[1024];
+        pqmsg_describe(msg, sizeof(msg), "cannot connect", conn);
+        fprintf(stderr, "pgturbo partition %s: %s\n", c.command, msg);
         PQfinish(conn);
         return PARTITION_FAIL_DB;
     }

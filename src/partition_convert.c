@@ -7,6 +7,8 @@
  */
 #include "partition_convert.h"
 
+#include "pqmsg.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,22 +126,17 @@ static partition_status_t name_things(convert_t *c)
 static partition_status_t check_table(convert_t *c)
 {
     PGresult *res = ask(c,
+                        "WITH key AS (SELECT quote_ident(a.attname) AS col, k.n "
+                        "FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, n) "
+                        "JOIN pg_attribute a ON a.attrelid = $1::oid AND a.attnum = k.attnum "
+                        "WHERE p.conrelid = $1::oid AND p.contype = 'p') "
                         "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::oid "
                         "OR inhparent = $1::oid), "
                         "(SELECT string_agg(conrelid::regclass::text || ' (' || conname || ')', "
                         "', ') FROM pg_constraint WHERE confrelid = $1::oid AND contype = 'f'), "
-                        "(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.n) "
-                        "FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, n) "
-                        "JOIN pg_attribute a ON a.attrelid = $1::oid AND a.attnum = k.attnum "
-                        "WHERE p.conrelid = $1::oid AND p.contype = 'p'), "
-                        "(SELECT string_agg('OLD.' || quote_ident(a.attname), ', ' ORDER BY "
-                        "k.n) FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, "
-                        "n) JOIN pg_attribute a ON a.attrelid = $1::oid AND a.attnum = "
-                        "k.attnum WHERE p.conrelid = $1::oid AND p.contype = 'p'), "
-                        "(SELECT string_agg('NEW.' || quote_ident(a.attname), ', ' ORDER BY "
-                        "k.n) FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY k(attnum, "
-                        "n) JOIN pg_attribute a ON a.attrelid = $1::oid AND a.attnum = "
-                        "k.attnum WHERE p.conrelid = $1::oid AND p.contype = 'p')",
+                        "(SELECT string_agg(col, ', ' ORDER BY n) FROM key), "
+                        "(SELECT string_agg('OLD.' || col, ', ' ORDER BY n) FROM key), "
+                        "(SELECT string_agg('NEW.' || col, ', ' ORDER BY n) FROM key)",
                         false);
     if (res == NULL)
         return PARTITION_FAIL_DB;
@@ -481,7 +478,7 @@ static partition_status_t copy_rows(convert_t *c)
         batch_statement(c, b, b + step, sql, sizeof(sql));
         res = PQexec(c->x.conn, sql);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            part_server_err(c->x.conn, "cannot copy rows", c->err, c->errlen);
+            pqmsg_describe(c->err, c->errlen, "cannot copy rows", c->x.conn);
             PQclear(res);
             return PARTITION_FAIL_DB;
         }

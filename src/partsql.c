@@ -4,6 +4,8 @@
  */
 #include "partsql.h"
 
+#include "pqmsg.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,15 +16,6 @@ void part_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-void part_server_err(PGconn *conn, const char *what, char *err, size_t errlen)
-{
-    const char *m = PQerrorMessage(conn);
-    size_t n = strlen(m);
-    while (n > 0 && m[n - 1] == '\n')
-        n--;
-    part_set_err(err, errlen, "%s: %.*s", what, (int)n, m);
 }
 
 int part_exec_sql(part_exec_t *x, const char *sql, char *err, size_t errlen)
@@ -51,7 +44,7 @@ PGresult *part_query(PGconn *conn, const char *sql, int n, const char *const *pa
 {
     PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        part_server_err(conn, "catalog query failed", err, errlen);
+        pqmsg_describe(err, errlen, "catalog query failed", conn);
         PQclear(res);
         return NULL;
     }

@@ -36,8 +36,6 @@ PGresult *part_query(PGconn *conn, const char *sql, int n, const char *const *pa
 
 __attribute__((format(printf, 3, 4))) void part_set_err(char *err, size_t errlen, const char *fmt,
                                                         ...);
-/* "what: " and the server's last message on conn, without its trailing newline, into err. */
-void part_server_err(PGconn *conn, const char *what, char *err, size_t errlen);
 
 /* name quoted as an identifier into out; false when memory runs out. */
 bool part_quote_ident(PGconn *conn, const char *name, char out[PART_QUOTED_LEN]);

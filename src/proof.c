@@ -4,6 +4,8 @@
  */
 #include "proof.h"
 
+#include "pqmsg.h"
+
 #include <jansson.h>
 
 #include <stdio.h>
@@ -11,13 +13,6 @@
 #include <string.h>
 
 #define STATEMENT_NAME "pgturbo_advise"
-
-static void set_error(char *err, size_t errlen, const char *what, PGconn *conn)
-{
-    const char *msg = PQerrorMessage(conn);
-    size_t n = strcspn(msg, "\n");
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-}
 
 /* 1 for an error of the statement, -1 when the connection is gone. */
 static int failure(PGconn *conn)
@@ -32,7 +27,7 @@ static int exec_command(PGconn *conn, const char *sql, const char *what, char *e
     PQclear(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return 0;
-    set_error(err, errlen, what, conn);
+    pqmsg_describe(err, errlen, what, conn);
     return failure(conn);
 }
 
@@ -53,7 +48,7 @@ advise_status_t proof_hypopg_begin(PGconn *conn, bool *created, char *err, size_
                                  "'hypopg'), (SELECT count(*) FROM pg_available_extensions "
                                  "WHERE name = 'hypopg')");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        set_error(err, errlen, "cannot look for HypoPG", conn);
+        pqmsg_describe(err, errlen, "cannot look for HypoPG", conn);
         PQclear(res);
         return ADVISE_FAIL_DB;
     }
@@ -83,7 +78,7 @@ advise_status_t proof_hypopg_begin(PGconn *conn, bool *created, char *err, size_
                      "a role that may",
                      PQdb(conn));
         else
-            set_error(err, errlen, "cannot create extension hypopg", conn);
+            pqmsg_describe(err, errlen, "cannot create extension hypopg", conn);
         PQclear(res);
         return privilege ? ADVISE_FAIL_EXTENSION : ADVISE_FAIL_DB;
     }
@@ -125,14 +120,14 @@ int proof_cost(PGconn *conn, const char *text, const char *index_name, double *c
     PGresult *res = PQprepare(conn, STATEMENT_NAME, text, 0, NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         PQclear(res);
-        set_error(err, errlen, "cannot prepare", conn);
+        pqmsg_describe(err, errlen, "cannot prepare", conn);
         return failure(conn);
     }
     PQclear(res);
     int rc = 1;
     res = PQdescribePrepared(conn, STATEMENT_NAME);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        set_error(err, errlen, "cannot describe", conn);
+        pqmsg_describe(err, errlen, "cannot describe", conn);
         rc = failure(conn);
         goto done;
     }
@@ -154,7 +149,7 @@ int proof_cost(PGconn *conn, const char *text, const char *index_name, double *c
     res = PQexec(conn, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        set_error(err, errlen, "cannot explain", conn);
+        pqmsg_describe(err, errlen, "cannot explain", conn);
         rc = failure(conn);
         goto done;
     }
@@ -186,7 +181,7 @@ int proof_hypo_create(PGconn *conn, const char *create_sql, unsigned *oid,
                                  1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         PQclear(res);
-        set_error(err, errlen, "HypoPG cannot model it", conn);
+        pqmsg_describe(err, errlen, "HypoPG cannot model it", conn);
         return failure(conn);
     }
     *oid = (unsigned)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
@@ -204,7 +199,7 @@ int proof_hypo_size(PGconn *conn, unsigned oid, double *bytes, char *err, size_t
         PQexecParams(conn, "SELECT hypopg_relation_size($1::oid)", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         PQclear(res);
-        set_error(err, errlen, "cannot estimate the size", conn);
+        pqmsg_describe(err, errlen, "cannot estimate the size", conn);
         return -1;
     }
     *bytes = strtod(PQgetvalue(res, 0, 0), NULL);
@@ -223,7 +218,7 @@ int proof_hypo_drop(PGconn *conn, unsigned oid, char *err, size_t errlen)
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     PQclear(res);
     if (!ok) {
-        set_error(err, errlen, "cannot drop a hypothetical index", conn);
+        pqmsg_describe(err, errlen, "cannot drop a hypothetical index", conn);
         return -1;
     }
     return 0;
@@ -258,7 +253,7 @@ int proof_sample_create(PGconn *conn, const char *quoted_table, unsigned oid, do
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", out->qualified);
         PGresult *res = PQexec(conn, sql);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            set_error(err, errlen, "cannot count a sample", conn);
+            pqmsg_describe(err, errlen, "cannot count a sample", conn);
             PQclear(res);
             return -1;
         }
@@ -292,7 +287,7 @@ int proof_sample_index(PGconn *conn, const proof_sample_t *s, const char *defini
     PGresult *res =
         PQexec(conn, "SELECT pg_relation_size('pg_temp." PROOF_SAMPLE_INDEX "'::regclass)");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        set_error(err, errlen, "cannot size the index on a sample", conn);
+        pqmsg_describe(err, errlen, "cannot size the index on a sample", conn);
         PQclear(res);
         return failure(conn);
     }

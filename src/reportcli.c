@@ -5,6 +5,9 @@
  */
 #include "reportcli.h"
 
+#include "log.h"
+#include "pqmsg.h"
+
 #include "reportrender.h"
 
 #include <errno.h>
@@ -141,25 +144,6 @@ int report_cli_parse(int argc, char **argv, report_cli_t *cli, char *err, size_t
     return 0;
 }
 
-/* libpq's message on one line: each run of newlines, tabs and spaces becomes one space, with
- * none at the end. */
-static void one_line(const char *msg, char *out, size_t len)
-{
-    size_t n = 0;
-    bool space = false;
-    for (const char *p = msg; *p != '\0' && n + 1 < len; p++) {
-        if (*p == '\n' || *p == '\t' || *p == ' ') {
-            space = true;
-            continue;
-        }
-        if (space && n > 0 && n + 2 < len)
-            out[n++] = ' ';
-        space = false;
-        out[n++] = *p;
-    }
-    out[n] = '\0';
-}
-
 static int write_report(const report_cli_t *cli, const json_t *doc)
 {
     FILE *out = stdout;
@@ -206,18 +190,18 @@ int report_cli_run(int argc, char **argv)
     const char *const values[] = {"10", "pgturbo report", cli.conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        char msg[1024];
-        one_line(conn != NULL ? PQerrorMessage(conn) : "out of memory", msg, sizeof(msg));
-        fprintf(stderr, "pgturbo report: cannot connect: %s\n", msg);
+        char msg[1024] = "cannot connect: out of memory";
+        if (conn != NULL)
+            pqmsg_describe(msg, sizeof(msg), "cannot connect", conn);
+        fprintf(stderr, "pgturbo report: %s\n", msg);
         PQfinish(conn);
         return 1;
     }
     json_t *doc = report_build(conn, &cli.options, err, sizeof(err));
     PQfinish(conn);
     if (doc == NULL) {
-        char msg[1024];
-        one_line(err, msg, sizeof(msg));
-        fprintf(stderr, "pgturbo report: %s\n", msg);
+        log_one_line(err);
+        fprintf(stderr, "pgturbo report: %s\n", err);
         return 1;
     }
     int rc = write_report(&cli, doc);

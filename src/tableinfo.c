@@ -5,6 +5,8 @@
  */
 #include "tableinfo.h"
 
+#include "pqmsg.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,20 +56,13 @@ void tableinfo_cache_free(tableinfo_cache_t *cache)
     free(cache);
 }
 
-static void set_error(char *err, size_t errlen, const char *what, PGconn *conn)
-{
-    const char *msg = PQerrorMessage(conn);
-    size_t n = strcspn(msg, "\n");
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-}
-
 /* Runs sql with text parameters; NULL (message in err) unless it returned rows. */
 static PGresult *query(PGconn *conn, const char *sql, int n, const char *const *params,
                        const char *what, char *err, size_t errlen)
 {
     PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        set_error(err, errlen, what, conn);
+        pqmsg_describe(err, errlen, what, conn);
         PQclear(res);
         return NULL;
     }

@@ -5,6 +5,8 @@
  */
 #include "workload.h"
 
+#include "pqmsg.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,23 +24,13 @@ static const char *sqlstate_of(const PGresult *res)
     return s == NULL ? "" : s;
 }
 
-/* PostgreSQL's message without its trailing newline, into err. */
-static void copy_error(char *err, size_t errlen, const char *what, PGconn *conn)
-{
-    const char *msg = PQerrorMessage(conn);
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-}
-
 /* Creates pg_stat_statements in the database unless it is there. */
 static advise_status_t ensure_extension(PGconn *conn, char *err, size_t errlen)
 {
     PGresult *res = PQexec(conn, "SELECT 1 FROM pg_extension WHERE extname = "
                                  "'pg_stat_statements'");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        copy_error(err, errlen, "cannot read pg_extension", conn);
+        pqmsg_describe(err, errlen, "cannot read pg_extension", conn);
         PQclear(res);
         return ADVISE_FAIL_DB;
     }
@@ -64,7 +56,7 @@ static advise_status_t ensure_extension(PGconn *conn, char *err, size_t errlen)
                      "shared_preload_libraries and restart PostgreSQL");
             status = ADVISE_FAIL_EXTENSION;
         } else {
-            copy_error(err, errlen, "cannot create extension pg_stat_statements", conn);
+            pqmsg_describe(err, errlen, "cannot create extension pg_stat_statements", conn);
             status = ADVISE_FAIL_DB;
         }
     }
@@ -120,7 +112,7 @@ static advise_status_t load_samples(PGconn *conn, workload_t *w, char *err, size
                                  "AND query_id IS NOT NULL AND query_id <> 0 "
                                  "AND backend_type = 'client backend'");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        copy_error(err, errlen, "cannot read pg_stat_activity", conn);
+        pqmsg_describe(err, errlen, "cannot read pg_stat_activity", conn);
         PQclear(res);
         return ADVISE_FAIL_DB;
     }
@@ -273,7 +265,7 @@ advise_status_t workload_load(PGconn *conn, workload_t *w, char *err, size_t err
                      "postgresql.conf and restart PostgreSQL");
             status = ADVISE_FAIL_EXTENSION;
         } else {
-            copy_error(err, errlen, "cannot read pg_stat_statements", conn);
+            pqmsg_describe(err, errlen, "cannot read pg_stat_statements", conn);
             status = ADVISE_FAIL_DB;
         }
         PQclear(res);

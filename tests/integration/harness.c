@@ -426,7 +426,7 @@ void harness_start_pgturbo_databases(pgturbo_proc_t *p, const char *extra_pgturb
     start_pgturbo(p, extra_pgturbo, databases, true);
 }
 
-static int count_in_file(const char *path, const char *needle)
+int harness_count_in_file(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
@@ -443,17 +443,17 @@ static int count_in_file(const char *path, const char *needle)
 void harness_reload_pgturbo(pgturbo_proc_t *p, const char *extra_pgturbo,
                             const char *extra_databases)
 {
-    int done_before = count_in_file(p->log, "config reloaded");
-    int failed_before = count_in_file(p->log, "reload failed");
+    int done_before = harness_count_in_file(p->log, "config reloaded");
+    int failed_before = harness_count_in_file(p->log, "reload failed");
     write_ini(p, extra_pgturbo, extra_databases, false);
     if (kill(p->pid, SIGHUP) != 0)
         fail_msg("kill(SIGHUP, %d): %s", (int)p->pid, strerror(errno));
     /* Waits for the daemon to say it has applied (or refused) the new file. */
     long long deadline = harness_now_ms() + 5000;
     while (harness_now_ms() < deadline) {
-        if (count_in_file(p->log, "config reloaded") > done_before)
+        if (harness_count_in_file(p->log, "config reloaded") > done_before)
             return;
-        if (count_in_file(p->log, "reload failed") > failed_before) {
+        if (harness_count_in_file(p->log, "reload failed") > failed_before) {
             print_log(p->log);
             fail_msg("pgturbo refused the reloaded config");
         }
@@ -630,7 +630,7 @@ int harness_shell(const char *cmd, char *out, size_t outlen)
     return status_code(status);
 }
 
-int harness_raw_connect(int port)
+int harness_raw_try_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -640,15 +640,76 @@ int harness_raw_connect(int port)
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
         close(fd);
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(e));
+        return -1;
     }
-    struct timeval tv = {5, 0};
+    struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
+}
+
+int harness_raw_connect(int port)
+{
+    int fd = harness_raw_try_connect(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+harness_response_t harness_http(int port, const char *method, const char *path,
+                                const char *authorization)
+{
+    harness_response_t r = {0};
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s%s%s\r\n",
+                     method, path, port, authorization ? "Authorization: " : "",
+                     authorization ? authorization : "", authorization ? "\r\n" : "",
+                     strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
+    int fd = harness_raw_connect(port);
+    harness_raw_send(fd, req, (size_t)n);
+    size_t cap = 65536, len = 0;
+    char *all = malloc(cap);
+    assert_non_null(all);
+    for (;;) {
+        if (len + 1 == cap) {
+            cap *= 2;
+            all = realloc(all, cap);
+            assert_non_null(all);
+        }
+        ssize_t got = recv(fd, all + len, cap - 1 - len, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            fail_msg("%s %s: reading the answer: %s", method, path, strerror(errno));
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    all[len] = '\0';
+    char *end = strstr(all, "\r\n\r\n");
+    if (end == NULL || sscanf(all, "HTTP/1.%*d %d", &r.status) != 1)
+        fail_msg("%s %s: not an HTTP answer: \"%.200s\"", method, path, all);
+    size_t head_len = (size_t)(end - all) + 2;
+    if (head_len >= sizeof(r.head))
+        fail_msg("%s %s: headers too long", method, path);
+    memcpy(r.head, all, head_len);
+    r.head[head_len] = '\0';
+    r.body_len = len - head_len - 2;
+    r.body = malloc(r.body_len + 1);
+    assert_non_null(r.body);
+    memcpy(r.body, end + 4, r.body_len + 1);
+    free(all);
+    return r;
+}
+
+void harness_response_free(harness_response_t *r)
+{
+    free(r->body);
+    r->body = NULL;
 }
 
 void harness_raw_send(int fd, const void *p, size_t n)

@@ -89,6 +89,26 @@ int harness_shell(const char *cmd, char *out, size_t outlen);
 
 /* Raw TCP connection to 127.0.0.1:port (blocking, 5 s receive timeout); fails the test. */
 int harness_raw_connect(int port);
+/* Like harness_raw_connect, but -1 (errno set) when nothing listens. */
+int harness_raw_try_connect(int port);
+
+/* An HTTP answer: status, head (status line and headers) and body (malloc'd, NUL-terminated). */
+typedef struct harness_response {
+    int status;
+    char head[4096];
+    char *body;
+    size_t body_len;
+} harness_response_t;
+
+/* Sends method path to 127.0.0.1:port over HTTP/1.1, with an "Authorization: <authorization>"
+ * header unless NULL, and reads the whole answer (the server closes after it); fails the test
+ * when there is none. Release with harness_response_free. */
+harness_response_t harness_http(int port, const char *method, const char *path,
+                                const char *authorization);
+void harness_response_free(harness_response_t *r);
+
+/* How many lines of the file at path hold needle (0 when it cannot be read). */
+int harness_count_in_file(const char *path, const char *needle);
 
 /* Sends all bytes or fails the test. */
 void harness_raw_send(int fd, const void *p, size_t n);

@@ -48,99 +48,17 @@ static const char *const get_paths[] = {
 
 /* ---- a tiny HTTP client ---- */
 
-typedef struct response {
-    int status;
-    char head[4096]; /* status line and headers */
-    char *body;      /* NUL-terminated, malloc'd */
-    size_t body_len;
-} response_t;
-
-static int tcp_connect(int port, bool must)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        fail_msg("socket: %s", strerror(errno));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-        close(fd);
-        if (must)
-            fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(e));
-        return -1;
-    }
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-/* Sends method path with an "Authorization: <authorization>" header unless NULL, and reads
- * the whole answer (the server closes after it). Release with response_free. */
-static response_t http_auth(int port, const char *method, const char *path,
-                            const char *authorization)
-{
-    response_t r = {0};
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s%s%s\r\n",
-                     method, path, port, authorization ? "Authorization: " : "",
-                     authorization ? authorization : "", authorization ? "\r\n" : "",
-                     strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
-    int fd = tcp_connect(port, true);
-    harness_raw_send(fd, req, (size_t)n);
-    size_t cap = 65536, len = 0;
-    char *all = malloc(cap);
-    assert_non_null(all);
-    for (;;) {
-        if (len + 1 == cap) {
-            cap *= 2;
-            all = realloc(all, cap);
-            assert_non_null(all);
-        }
-        ssize_t got = recv(fd, all + len, cap - 1 - len, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            fail_msg("%s %s: reading the answer: %s", method, path, strerror(errno));
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    all[len] = '\0';
-    char *end = strstr(all, "\r\n\r\n");
-    if (end == NULL || sscanf(all, "HTTP/1.%*d %d", &r.status) != 1)
-        fail_msg("%s %s: not an HTTP answer: \"%.200s\"", method, path, all);
-    size_t head_len = (size_t)(end - all) + 2;
-    if (head_len >= sizeof(r.head))
-        fail_msg("%s %s: headers too long", method, path);
-    memcpy(r.head, all, head_len);
-    r.head[head_len] = '\0';
-    r.body_len = len - head_len - 2;
-    r.body = malloc(r.body_len + 1);
-    assert_non_null(r.body);
-    memcpy(r.body, end + 4, r.body_len + 1);
-    free(all);
-    return r;
-}
-
-/* As http_auth, with "Bearer <token>" when token is not NULL. */
-static response_t http(int port, const char *method, const char *path, const char *token)
+/* As harness_http, with "Bearer <token>" when token is not NULL. */
+static harness_response_t http(int port, const char *method, const char *path, const char *token)
 {
     char auth[256];
     if (token != NULL)
         snprintf(auth, sizeof(auth), "Bearer %s", token);
-    return http_auth(port, method, path, token != NULL ? auth : NULL);
-}
-
-static void response_free(response_t *r)
-{
-    free(r->body);
-    r->body = NULL;
+    return harness_http(port, method, path, token != NULL ? auth : NULL);
 }
 
 /* The value of header name (case-insensitive), copied into out; false when absent. */
-static bool header(const response_t *r, const char *name, char *out, size_t len)
+static bool header(const harness_response_t *r, const char *name, char *out, size_t len)
 {
     size_t n = strlen(name);
     for (const char *line = strstr(r->head, "\r\n"); line != NULL && line[2] != '\0';
@@ -156,7 +74,7 @@ static bool header(const response_t *r, const char *name, char *out, size_t len)
     return false;
 }
 
-static void assert_header(const response_t *r, const char *name, const char *expected)
+static void assert_header(const harness_response_t *r, const char *name, const char *expected)
 {
     char value[256];
     if (!header(r, name, value, sizeof(value)))
@@ -165,7 +83,7 @@ static void assert_header(const response_t *r, const char *name, const char *exp
 }
 
 /* The body as JSON (fails the test when it is not JSON). Release with json_decref. */
-static json_t *body_json(const response_t *r)
+static json_t *body_json(const harness_response_t *r)
 {
     json_error_t error;
     json_t *v = json_loads(r->body, 0, &error);
@@ -178,7 +96,7 @@ static json_t *body_json(const response_t *r)
 static void expect_error(int port, const char *method, const char *path, const char *token,
                          int status, const char *needle)
 {
-    response_t r = http(port, method, path, token);
+    harness_response_t r = http(port, method, path, token);
     if (r.status != status)
         fail_msg("%s %s: expected %d, got %d: %s", method, path, status, r.status, r.body);
     assert_header(&r, "Content-Type", "application/json");
@@ -188,20 +106,20 @@ static void expect_error(int port, const char *method, const char *path, const c
         fail_msg("%s %s: error \"%s\" does not mention \"%s\"", method, path,
                  error ? error : "(none)", needle);
     json_decref(v);
-    response_free(&r);
+    harness_response_free(&r);
 }
 
 /* GET path with token: 200 and a JSON array. Release with json_decref. */
 static json_t *get_array(int port, const char *path, const char *token)
 {
-    response_t r = http(port, "GET", path, token);
+    harness_response_t r = http(port, "GET", path, token);
     if (r.status != 200)
         fail_msg("GET %s: expected 200, got %d: %s", path, r.status, r.body);
     assert_header(&r, "Content-Type", "application/json");
     json_t *v = body_json(&r);
     if (!json_is_array(v))
         fail_msg("GET %s: not an array: %s", path, r.body);
-    response_free(&r);
+    harness_response_free(&r);
     return v;
 }
 
@@ -235,7 +153,7 @@ static void wait_listening(int port)
 {
     long long deadline = harness_now_ms() + 5000;
     for (;;) {
-        int fd = tcp_connect(port, false);
+        int fd = harness_raw_try_connect(port);
         if (fd >= 0) {
             close(fd);
             return;
@@ -286,16 +204,16 @@ static void health_is_200_without_a_token(void **state)
 {
     pgturbo_proc_t p;
     int port = start_with_api(&p);
-    response_t r = http(port, "GET", "/health", NULL);
+    harness_response_t r = http(port, "GET", "/health", NULL);
     assert_int_equal(r.status, 200);
     assert_header(&r, "Content-Type", "application/json");
     assert_string_equal(r.body, "{\"status\":\"ok\",\"postgres\":\"ok\"}\n");
-    response_free(&r);
+    harness_response_free(&r);
     /* HEAD as GET, without the body. */
     r = http(port, "HEAD", "/health", NULL);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body_len, 0);
-    response_free(&r);
+    harness_response_free(&r);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
@@ -305,22 +223,22 @@ static void every_endpoint_but_health_needs_a_token(void **state)
     int port = start_with_api(&p);
     for (size_t i = 0; i < N_GET_PATHS; i++) {
         const char *path = get_paths[i];
-        response_t r = http(port, "GET", path, NULL);
+        harness_response_t r = http(port, "GET", path, NULL);
         if (r.status != 401)
             fail_msg("GET %s without a token: expected 401, got %d", path, r.status);
         assert_header(&r, "WWW-Authenticate", "Bearer realm=\"pgturbo\"");
-        response_free(&r);
+        harness_response_free(&r);
         expect_error(port, "GET", path, "wrong-token", 401, "token");
         expect_error(port, "GET", path, ADMIN_TOKEN "x", 401, "token");
         expect_error(port, "GET", path, "", 401, "token");
 
         /* Another scheme, or the token alone, is not a bearer token. */
-        r = http_auth(port, "GET", path, "Basic " ADMIN_TOKEN);
+        r = harness_http(port, "GET", path, "Basic " ADMIN_TOKEN);
         assert_int_equal(r.status, 401);
-        response_free(&r);
-        r = http_auth(port, "GET", path, ADMIN_TOKEN);
+        harness_response_free(&r);
+        r = harness_http(port, "GET", path, ADMIN_TOKEN);
         assert_int_equal(r.status, 401);
-        response_free(&r);
+        harness_response_free(&r);
 
         const char *tokens[] = {ADMIN_TOKEN, STATS_TOKEN};
         for (int t = 0; t < 2; t++) {
@@ -333,13 +251,13 @@ static void every_endpoint_but_health_needs_a_token(void **state)
                 assert_true(json_is_array(v));
                 json_decref(v);
             }
-            response_free(&r);
+            harness_response_free(&r);
         }
     }
     /* The scheme is case-insensitive, and spaces around the token do not count. */
-    response_t r = http_auth(port, "GET", "/api/v1/pools", "bearer   " STATS_TOKEN "  ");
+    harness_response_t r = harness_http(port, "GET", "/api/v1/pools", "bearer   " STATS_TOKEN "  ");
     assert_int_equal(r.status, 200);
-    response_free(&r);
+    harness_response_free(&r);
     /* A token is checked before the path: an unknown path without one is 401 too. */
     expect_error(port, "GET", "/api/v1/nothing", NULL, 401, "token");
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
@@ -351,10 +269,10 @@ static void reset_needs_the_admin_token(void **state)
     int port = start_with_api(&p);
     expect_error(port, "POST", "/api/v1/stats/reset", NULL, 401, "token");
     expect_error(port, "POST", "/api/v1/stats/reset", STATS_TOKEN, 403, "admin_token");
-    response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
+    harness_response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "{\"status\":\"ok\"}\n");
-    response_free(&r);
+    harness_response_free(&r);
     assert_int_equal(count_lines_with(p.log, "admin API: query statistics reset"), 1);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
@@ -364,14 +282,14 @@ static void wrong_method_is_405_with_allow(void **state)
     pgturbo_proc_t p;
     int port = start_with_api(&p);
     expect_error(port, "GET", "/api/v1/stats/reset", ADMIN_TOKEN, 405, "POST");
-    response_t r = http(port, "GET", "/api/v1/stats/reset", ADMIN_TOKEN);
+    harness_response_t r = http(port, "GET", "/api/v1/stats/reset", ADMIN_TOKEN);
     assert_header(&r, "Allow", "POST");
-    response_free(&r);
+    harness_response_free(&r);
     expect_error(port, "POST", "/api/v1/pools", ADMIN_TOKEN, 405, "GET");
     r = http(port, "DELETE", "/api/v1/pools", STATS_TOKEN);
     assert_int_equal(r.status, 405);
     assert_header(&r, "Allow", "GET, HEAD");
-    response_free(&r);
+    harness_response_free(&r);
     expect_error(port, "POST", "/health", NULL, 405, "GET");
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
@@ -477,7 +395,7 @@ static void pools_clients_servers_and_metrics_show_a_connected_client(void **sta
     assert_int_equal(int_member(server, "client_id"), int_member(client, "id"));
     assert_int_equal(int_member(server, "port"), harness_pg_port());
 
-    response_t r = http(port, "GET", "/metrics", STATS_TOKEN);
+    harness_response_t r = http(port, "GET", "/metrics", STATS_TOKEN);
     assert_int_equal(r.status, 200);
     assert_header(&r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     assert_metric(r.body, "# TYPE pgturbo_clients gauge");
@@ -494,7 +412,7 @@ static void pools_clients_servers_and_metrics_show_a_connected_client(void **sta
     assert_metric(r.body,
                   "pgturbo_pool_maxwait_seconds{database=\"" DATABASE "\",user=\"postgres\"} 0");
     assert_metric(r.body, "# TYPE pgturbo_query_duration_seconds histogram");
-    response_free(&r);
+    harness_response_free(&r);
 
     json_decref(pools);
     json_decref(clients);
@@ -533,7 +451,7 @@ static void reload_changes_tokens_and_turns_the_api_off_and_on(void **state)
     /* No admin_token: the API stops listening. */
     snprintf(settings, sizeof(settings), "admin_listen = 127.0.0.1:%d\n", port);
     harness_reload_pgturbo(&p, settings, NULL);
-    assert_int_equal(tcp_connect(port, false), -1);
+    assert_int_equal(harness_raw_try_connect(port), -1);
     assert_int_equal(count_lines_with(p.log, "admin API off: no admin_token set"), 1);
 
     /* A token again: it listens again, on the same address. */
@@ -548,7 +466,7 @@ static void reload_changes_tokens_and_turns_the_api_off_and_on(void **state)
     harness_reload_pgturbo(&p, settings, NULL);
     assert_int_equal(count_lines_with(p.log, "until pgturbo restarts"), 1);
     json_decref(get_array(port, "/api/v1/pools", ADMIN_TOKEN));
-    assert_int_equal(tcp_connect(other, false), -1);
+    assert_int_equal(harness_raw_try_connect(other), -1);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
@@ -594,7 +512,7 @@ static void no_admin_token_means_no_listener(void **state)
     /* The log line comes before the workers' "listening", which harness_start_pgturbo saw
      * the effect of; give the API the same time it would need to start. */
     harness_sleep_ms(200);
-    assert_int_equal(tcp_connect(port, false), -1);
+    assert_int_equal(harness_raw_try_connect(port), -1);
     assert_int_equal(count_lines_with(p.log, "admin API off: no admin_token set"), 1);
     assert_int_equal(count_lines_with(p.log, "admin API listening"), 0);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
@@ -680,7 +598,7 @@ static void health_is_503_when_the_first_database_is_down(void **state)
     harness_start_pgturbo_databases(&p, settings, databases);
     wait_listening(port);
 
-    response_t r = http(port, "GET", "/health", NULL);
+    harness_response_t r = http(port, "GET", "/health", NULL);
     assert_int_equal(r.status, 503);
     assert_header(&r, "Content-Type", "application/json");
     json_t *v = body_json(&r);
@@ -692,7 +610,7 @@ static void health_is_503_when_the_first_database_is_down(void **state)
         fail_msg("postgres: expected one line naming %s, got \"%s\"", port_text,
                  why ? why : "(none)");
     json_decref(v);
-    response_free(&r);
+    harness_response_free(&r);
 
     /* The other endpoints do not depend on PostgreSQL. */
     json_decref(get_array(port, "/api/v1/pools", STATS_TOKEN));
@@ -796,14 +714,14 @@ static void query_statistics_show_the_known_mix(void **state)
     assert_int_equal(int_member(f, "count"), 5);
     json_decref(findings);
 
-    response_t m = http(port, "GET", "/metrics", STATS_TOKEN);
+    harness_response_t m = http(port, "GET", "/metrics", STATS_TOKEN);
     assert_int_equal(m.status, 200);
     assert_non_null(strstr(m.body, "pgturbo_slow_queries_total 3"));
     assert_non_null(strstr(m.body, "pgturbo_query_errors_total 2"));
     /* 10 + 3 + 2 + BEGIN + list + 5 items + COMMIT */
     assert_non_null(
         strstr(m.body, "pgturbo_query_duration_seconds_count{database=\"postgres\"} 23"));
-    response_free(&m);
+    harness_response_free(&m);
 
     /* Samples: real runs, for admin_token only. */
     snprintf(path, sizeof(path), "/api/v1/samples/%s", fast_fp);
@@ -833,9 +751,9 @@ static void query_statistics_show_the_known_mix(void **state)
     assert_string_equal(json_string_value(json_array_get(params, 0)), "42");
     json_decref(samples);
 
-    response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
+    harness_response_t r = http(port, "POST", "/api/v1/stats/reset", ADMIN_TOKEN);
     assert_int_equal(r.status, 200);
-    response_free(&r);
+    harness_response_free(&r);
     rows = get_array(port, "/api/v1/queries", STATS_TOKEN);
     assert_int_equal(json_array_size(rows), 0);
     json_decref(rows);
@@ -849,7 +767,7 @@ static void report_is_served_with_the_daemon_figures(void **state)
     PGconn *c = harness_connect(p.port, "postgres", NULL);
     harness_exec_ok(c, "SELECT 1");
     PQfinish(c);
-    response_t r = http(port, "GET", "/api/v1/report", STATS_TOKEN);
+    harness_response_t r = http(port, "GET", "/api/v1/report", STATS_TOKEN);
     assert_int_equal(r.status, 200);
     json_t *doc = body_json(&r);
     assert_true(json_is_object(doc));
@@ -857,10 +775,10 @@ static void report_is_served_with_the_daemon_figures(void **state)
     assert_true(score >= 0 && score <= 100);
     assert_true(json_is_array(json_object_get(doc, "recommendations")));
     json_decref(doc);
-    response_free(&r);
+    harness_response_free(&r);
     r = http(port, "GET", "/api/v1/report", NULL);
     assert_int_equal(r.status, 401);
-    response_free(&r);
+    harness_response_free(&r);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 

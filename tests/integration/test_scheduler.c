@@ -12,18 +12,13 @@
  */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,65 +28,14 @@
 #define SUMMARY_OK  "scheduler: partition maintain postgres: done in "
 #define SUMMARY_BAD "scheduler: partition maintain nowhere: failed: cannot connect: "
 
-/* ---- the admin API ---- */
-
-static int tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        fail_msg("socket: %s", strerror(errno));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
 /* GET path with the token; fails the test unless the answer is 200. Returns the body, which
  * the caller frees. */
 static char *http_get(int port, const char *path)
 {
-    char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
-                     "Authorization: Bearer " TOKEN "\r\n\r\n",
-                     path, port);
-    int fd = tcp_connect(port);
-    if (fd < 0)
-        fail_msg("GET %s: cannot connect to the admin API on port %d", path, port);
-    harness_raw_send(fd, req, (size_t)n);
-    size_t cap = 65536, len = 0;
-    char *all = malloc(cap);
-    assert_non_null(all);
-    for (;;) {
-        if (len + 1 == cap) {
-            cap *= 2;
-            all = realloc(all, cap);
-            assert_non_null(all);
-        }
-        ssize_t got = recv(fd, all + len, cap - 1 - len, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            fail_msg("GET %s: reading the answer: %s", path, strerror(errno));
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    all[len] = '\0';
-    int status = 0;
-    char *body = strstr(all, "\r\n\r\n");
-    if (body == NULL || sscanf(all, "HTTP/1.%*d %d", &status) != 1 || status != 200)
-        fail_msg("GET %s: expected 200, got \"%.300s\"", path, all);
-    char *copy = strdup(body + 4);
-    assert_non_null(copy);
-    free(all);
-    return copy;
+    harness_response_t r = harness_http(port, "GET", path, "Bearer " TOKEN);
+    if (r.status != 200)
+        fail_msg("GET %s: expected 200, got %d: \"%.300s\"", path, r.status, r.body);
+    return r.body;
 }
 
 /* GET /api/v1/scheduler as JSON (an array); release with json_decref. */
@@ -177,19 +121,6 @@ static bool is_summary(const char *message)
            actions >= 0 && end == ')' && message[strlen(message) - 1] == ')';
 }
 
-static int count_lines_with(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    int n = 0;
-    char line[4096];
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* ---- daemons ---- */
 
 /* Waits until the admin API on port accepts connections. */
@@ -197,7 +128,7 @@ static void wait_listening(int port)
 {
     long long deadline = harness_now_ms() + 5000;
     for (;;) {
-        int fd = tcp_connect(port);
+        int fd = harness_raw_try_connect(port);
         if (fd >= 0) {
             close(fd);
             return;
@@ -271,8 +202,8 @@ static void job_runs_at_start_and_every_interval(void **state)
     json_decref(jobs);
 
     /* Every run logs its summary; the log may be a run ahead of the answer above. */
-    assert_true(count_lines_with(p.log, SUMMARY_OK) >= runs);
-    assert_int_equal(count_lines_with(p.log, "scheduler: partition maintain postgres every 1 s"),
+    assert_true(harness_count_in_file(p.log, SUMMARY_OK) >= runs);
+    assert_int_equal(harness_count_in_file(p.log, "scheduler: partition maintain postgres every 1 s"),
                      1);
     char *metrics = http_get(api, "/metrics");
     assert_non_null(strstr(metrics, "\npgturbo_scheduler_runs_total{job=\"partition_maintain\","
@@ -316,7 +247,7 @@ static void unreachable_database_fails_while_the_proxy_serves(void **state)
     assert_string_equal(string_member(find_job(jobs, "postgres"), "last_status"), "ok");
     json_decref(jobs);
     assert_proxy_serves(&p);
-    assert_true(count_lines_with(p.log, SUMMARY_BAD) >= 2);
+    assert_true(harness_count_in_file(p.log, SUMMARY_BAD) >= 2);
     char *metrics = http_get(api, "/metrics");
     assert_non_null(strstr(metrics, "\npgturbo_scheduler_failures_total{job=\"partition_maintain\","
                                     "database=\"nowhere\"} "));
@@ -348,7 +279,7 @@ static void without_run_at_start_a_job_waits_an_interval(void **state)
     assert_true(json_is_null(json_object_get(j, "last_message")));
     assert_true(is_iso_time(string_member(j, "next_run")));
     json_decref(jobs);
-    assert_int_equal(count_lines_with(p.log, SUMMARY_OK), 0);
+    assert_int_equal(harness_count_in_file(p.log, SUMMARY_OK), 0);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
 }
 
@@ -377,11 +308,11 @@ static void reload_keeps_a_staying_job_and_drops_a_removed_one(void **state)
     jobs = get_jobs(api);
     assert_int_equal(json_array_size(jobs), 0);
     json_decref(jobs);
-    assert_int_equal(count_lines_with(p.log, "scheduler: no jobs"), 1);
+    assert_int_equal(harness_count_in_file(p.log, "scheduler: no jobs"), 1);
     /* Proving that nothing runs takes waiting longer than the job's interval. */
-    int logged = count_lines_with(p.log, SUMMARY_OK);
+    int logged = harness_count_in_file(p.log, SUMMARY_OK);
     harness_sleep_ms(1500);
-    assert_int_equal(count_lines_with(p.log, SUMMARY_OK), logged);
+    assert_int_equal(harness_count_in_file(p.log, SUMMARY_OK), logged);
     char *metrics = http_get(api, "/metrics");
     assert_null(strstr(metrics, "\npgturbo_scheduler_runs_total{"));
     free(metrics);
