@@ -20,6 +20,7 @@
  */
 #include "sqlparse.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <pg_query.h>
 
@@ -350,6 +351,9 @@ static void add_range_var(walk_t *w, json_t *rv, table_mode_t mode, bool check_w
     const char *rel = json_string_value(json_object_get(rv, "relname"));
     if (rel == NULL)
         return;
+    const char *persistence = json_string_value(json_object_get(rv, "relpersistence"));
+    if (persistence != NULL && strcmp(persistence, "t") == 0)
+        w->info->session_state = true;
     if (check_with && schema == NULL && is_with_name(w, rel))
         return;
     add_table(w, schema, rel, mode);
@@ -379,15 +383,116 @@ static void walk_with(walk_t *w, json_t *with)
     }
 }
 
+static void mark_clock(walk_t *w)
+{
+    w->info->volatile_functions = true;
+    w->info->reads_clock = true;
+}
+
+/* Keeps the name of a function the stable list does not know, for the catalog to judge. */
+static void add_function(walk_t *w, const char *schema, const char *name)
+{
+    sql_info_t *info = w->info;
+    char full[SQLPARSE_NAME_LEN];
+    if (schema != NULL)
+        snprintf(full, sizeof(full), "%s.%s", schema, name);
+    else
+        snprintf(full, sizeof(full), "%s", name);
+    for (int i = 0; i < info->n_functions; i++)
+        if (strcmp(info->functions[i], full) == 0)
+            return;
+    if (info->n_functions == SQLPARSE_MAX_FUNCTIONS) {
+        info->too_many_functions = true;
+        return;
+    }
+    memcpy(info->functions[info->n_functions++], full, sizeof(full));
+}
+
 static void check_function(walk_t *w, json_t *call)
 {
     json_t *names = json_object_get(call, "funcname");
     size_t n = json_array_size(names);
     const char *name = n >= 1 ? string_node(json_array_get(names, n - 1)) : NULL;
     const char *schema = n >= 2 ? string_node(json_array_get(names, n - 2)) : NULL;
-    if (name == NULL || (schema != NULL && strcmp(schema, "pg_catalog") != 0) ||
-        !is_stable_function(name))
-        w->info->volatile_functions = true;
+    bool catalog_schema = schema == NULL || strcmp(schema, "pg_catalog") == 0;
+    if (name != NULL && catalog_schema && is_stable_function(name))
+        return;
+    w->info->volatile_functions = true;
+    if (name == NULL) {
+        w->info->too_many_functions = true; /* a name the walk cannot read: never cleared */
+        return;
+    }
+    if (catalog_schema && strcmp(name, "set_config") == 0)
+        w->info->session_state = true;
+    add_function(w, schema, name);
+}
+
+/*
+ * Settings whose value cannot change what a query returns, or that the server reports with
+ * ParameterStatus so that the cache's key carries them (client_encoding, DateStyle, TimeZone,
+ * IntervalStyle, standard_conforming_strings, application_name). Sorted for bsearch.
+ */
+static const char *const harmless_settings[] = {
+    "application_name",
+    "client_encoding",
+    "client_min_messages",
+    "cpu_index_tuple_cost",
+    "cpu_operator_cost",
+    "cpu_tuple_cost",
+    "datestyle",
+    "default_statistics_target",
+    "default_transaction_isolation",
+    "effective_cache_size",
+    "effective_io_concurrency",
+    "from_collapse_limit",
+    "geqo",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "intervalstyle",
+    "jit",
+    "join_collapse_limit",
+    "lc_messages",
+    "lock_timeout",
+    "log_min_duration_statement",
+    "log_statement",
+    "maintenance_work_mem",
+    "max_parallel_workers_per_gather",
+    "plan_cache_mode",
+    "random_page_cost",
+    "seq_page_cost",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "synchronous_commit",
+    "time zone",
+    "timezone",
+    "transaction",
+    "transaction_isolation",
+    "work_mem",
+};
+
+static bool is_harmless_setting(const char *name)
+{
+    char lower[SQLPARSE_NAME_LEN];
+    size_t n = 0;
+    for (; name[n] != '\0' && n + 1 < sizeof(lower); n++)
+        lower[n] = (char)tolower((unsigned char)name[n]);
+    lower[n] = '\0';
+    if (strncmp(lower, "enable_", 7) == 0)
+        return true;
+    const char *key = lower;
+    return bsearch(&key, harmless_settings,
+                   sizeof(harmless_settings) / sizeof(harmless_settings[0]),
+                   sizeof(harmless_settings[0]), compare_names) != NULL;
+}
+
+/* SET, RESET and SET LOCAL: see sql_info_t.session_state. */
+static void check_set(walk_t *w, json_t *set)
+{
+    const char *name = json_string_value(json_object_get(set, "name"));
+    if (json_is_true(json_object_get(set, "is_local")))
+        return;
+    if (name == NULL || !is_harmless_setting(name))
+        w->info->session_state = true;
 }
 
 /* 'now'::timestamptz and friends read the clock while the text is analyzed by the server. */
@@ -406,7 +511,7 @@ static void check_type_cast(walk_t *w, json_t *cast)
         len--;
     for (size_t i = 0; i < sizeof(clock_words) / sizeof(clock_words[0]); i++)
         if (len == strlen(clock_words[i]) && strncasecmp(s, clock_words[i], len) == 0)
-            w->info->volatile_functions = true;
+            mark_clock(w);
 }
 
 static bool is_dml_node(const char *type)
@@ -433,13 +538,13 @@ static void walk_member(walk_t *w, const char *key, json_t *child, table_mode_t 
         check_function(w, child);
         walk_value(w, child, mode);
     } else if (strcmp(key, "SQLValueFunction") == 0) {
-        w->info->volatile_functions = true;
+        mark_clock(w);
     } else if (strcmp(key, "TypeCast") == 0) {
         check_type_cast(w, child);
         walk_value(w, child, mode);
     } else if (strcmp(key, "RangeTableSample") == 0) {
         if (json_object_get(child, "repeatable") == NULL)
-            w->info->volatile_functions = true;
+            mark_clock(w);
         walk_value(w, child, mode);
     } else {
         walk_value(w, child, mode);
@@ -601,10 +706,17 @@ static sql_kind_t walk_statement(walk_t *w, json_t *stmt)
         return SQL_WRITE;
     }
     if (strcmp(type, "DoStmt") == 0 || strcmp(type, "CallStmt") == 0) {
-        w->info->volatile_functions = true;
+        mark_clock(w);
+        w->info->runs_unknown = true;
         walk_object(w, body, TABLE_READ, false);
         return SQL_WRITE;
     }
+    if (strcmp(type, "ExecuteStmt") == 0)
+        w->info->runs_unknown = true;
+    if (strcmp(type, "VariableSetStmt") == 0)
+        check_set(w, body);
+    if (strcmp(type, "DiscardStmt") == 0 || strcmp(type, "LoadStmt") == 0)
+        w->info->session_state = true;
     if (is_ddl_node(type)) {
         if (strcmp(type, "DropStmt") == 0)
             walk_drop(w, body);
@@ -716,6 +828,7 @@ static void describe_tree(sql_info_t *info, json_t *root)
     info->kind = info->n_statements == 0 ? SQL_UTILITY : kind;
     qsort(info->tables_read, (size_t)info->n_read, SQLPARSE_NAME_LEN, compare_table_names);
     qsort(info->tables_written, (size_t)info->n_written, SQLPARSE_NAME_LEN, compare_table_names);
+    qsort(info->functions, (size_t)info->n_functions, SQLPARSE_NAME_LEN, compare_table_names);
     json_decref(root);
 }
 

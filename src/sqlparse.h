@@ -44,7 +44,8 @@ typedef enum sql_kind {
     SQL_UNPARSED,    /* the parser rejected the text (or it nests too deeply to walk) */
 } sql_kind_t;
 
-#define SQLPARSE_MAX_TABLES 16
+#define SQLPARSE_MAX_TABLES    16
+#define SQLPARSE_MAX_FUNCTIONS 8
 #define SQLPARSE_NAME_LEN   128 /* "schema.relation": two identifiers of NAMEDATALEN - 1 */
 #define SQLPARSE_TAG_KEY    64
 #define SQLPARSE_TAG_VALUE  256
@@ -73,14 +74,29 @@ typedef struct sql_info {
                                 function), reads CURRENT_TIMESTAMP, CURRENT_USER and other
                                 session values, casts 'now'/'today', or uses TABLESAMPLE
                                 without REPEATABLE */
+    bool reads_clock;        /* the part of volatile_functions no catalog can clear: reads
+                                the clock or the session (CURRENT_TIMESTAMP, CURRENT_USER,
+                                'now' casts), TABLESAMPLE without REPEATABLE, DO, CALL */
+    bool runs_unknown;       /* runs code whose tables the text does not show: DO, CALL and
+                                EXECUTE of an SQL-level prepared statement */
+    bool session_state;      /* changes session state that results may depend on and that
+                                pgturbo does not follow: SET or RESET of a setting not on the
+                                list of harmless ones (search_path, role, ...), RESET ALL,
+                                DISCARD, LOAD, set_config(), a temporary relation created.
+                                SET LOCAL is not counted: it ends with its transaction */
     bool for_update;         /* FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE anywhere: a read that
                                 locks, so it must run on the primary and never be cached */
     bool too_many_tables;    /* more than SQLPARSE_MAX_TABLES read or written: the lists are
                                 incomplete, so the reads must not be cached and the writes
                                 must invalidate broadly */
-    int n_read, n_written;
+    bool too_many_functions; /* more than SQLPARSE_MAX_FUNCTIONS in functions */
+    int n_read, n_written, n_functions;
     char tables_read[SQLPARSE_MAX_TABLES][SQLPARSE_NAME_LEN];
     char tables_written[SQLPARSE_MAX_TABLES][SQLPARSE_NAME_LEN];
+    /* Functions called that are not on the list of known immutable or stable built-ins, as
+       written ("f", "s.f"; lower-cased unless quoted), sorted, no duplicates: only the
+       catalog knows whether they are volatile. */
+    char functions[SQLPARSE_MAX_FUNCTIONS][SQLPARSE_NAME_LEN];
     char *normalized; /* pg_query_normalize(): constants as $n; NULL when unparsed */
 } sql_info_t;
 

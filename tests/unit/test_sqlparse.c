@@ -1057,6 +1057,110 @@ static void tags_survive_random_input(void **state)
     }
 }
 
+/* The functions the stable list does not know are named for the catalog to judge. */
+static void unknown_functions_are_listed_as_written(void **state)
+{
+    sql_info_t *info = analyze("SELECT lower(name), app.price(id), Total(x), now() FROM t "
+                               "WHERE f(1) AND f(2) AND pg_catalog.upper(name) = 'A'");
+    assert_true(info->volatile_functions);
+    assert_false(info->reads_clock);
+    assert_names((const char (*)[SQLPARSE_NAME_LEN])info->functions, info->n_functions,
+                 "app.price", "f", "now", "total", NULL);
+    sql_info_free(info);
+
+    info = analyze("SELECT lower(name) FROM t");
+    assert_false(info->volatile_functions);
+    assert_int_equal(info->n_functions, 0);
+    sql_info_free(info);
+}
+
+static void too_many_functions_is_flagged(void **state)
+{
+    sql_info_t *info = analyze("SELECT f1(), f2(), f3(), f4(), f5(), f6(), f7(), f8(), f9()");
+    assert_int_equal(info->n_functions, SQLPARSE_MAX_FUNCTIONS);
+    assert_true(info->too_many_functions);
+    sql_info_free(info);
+}
+
+/* What no catalog can clear: the clock, the session, sampling and code blocks. */
+static void clock_and_session_reads_are_flagged(void **state)
+{
+    const char *clock[] = {
+        "SELECT CURRENT_TIMESTAMP",
+        "SELECT * FROM t WHERE d > 'now'::timestamptz",
+        "SELECT current_user",
+        "SELECT * FROM t TABLESAMPLE SYSTEM (10)",
+        "DO $$ BEGIN END $$",
+        "CALL p()",
+    };
+    for (size_t i = 0; i < sizeof(clock) / sizeof(clock[0]); i++) {
+        sql_info_t *info = analyze(clock[i]);
+        assert_true(info->reads_clock);
+        assert_true(info->volatile_functions);
+        sql_info_free(info);
+    }
+    sql_info_t *info = analyze("SELECT * FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (1)");
+    assert_false(info->reads_clock);
+    sql_info_free(info);
+}
+
+static void code_of_unknown_tables_is_flagged(void **state)
+{
+    const char *unknown[] = {"DO $$ BEGIN END $$", "CALL p()", "EXECUTE ins(1)"};
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        sql_info_t *info = analyze(unknown[i]);
+        assert_true(info->runs_unknown);
+        sql_info_free(info);
+    }
+    sql_info_t *info = analyze("SELECT f(1)");
+    assert_false(info->runs_unknown);
+    sql_info_free(info);
+}
+
+/* Session changes that the cache's key cannot carry, and the harmless ones it can. */
+static void session_state_changes_are_flagged(void **state)
+{
+    const char *changes[] = {
+        "SET search_path = app, public",
+        "SET ROLE reporting",
+        "SET SESSION AUTHORIZATION alice",
+        "RESET ALL",
+        "RESET search_path",
+        "SET row_security = off",
+        "SET extra_float_digits = 3",
+        "DISCARD ALL",
+        "LOAD 'auto_explain'",
+        "SELECT set_config('app.tenant', '7', false)",
+        "CREATE TEMP TABLE scratch (id int)",
+        "CREATE TEMPORARY VIEW v AS SELECT 1",
+        "SELECT * INTO TEMP copy FROM t",
+    };
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        sql_info_t *info = analyze(changes[i]);
+        if (!info->session_state)
+            fail_msg("not flagged: %s", changes[i]);
+        sql_info_free(info);
+    }
+    const char *harmless[] = {
+        "SET statement_timeout = 5000",
+        "SET TIME ZONE 'UTC'",
+        "SET application_name = 'web'",
+        "SET DateStyle = ISO",
+        "SET enable_seqscan = off",
+        "SET NAMES 'UTF8'",
+        "SET LOCAL search_path = app",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SELECT * FROM t",
+        "CREATE TABLE kept (id int)",
+    };
+    for (size_t i = 0; i < sizeof(harmless) / sizeof(harmless[0]); i++) {
+        sql_info_t *info = analyze(harmless[i]);
+        if (info->session_state)
+            fail_msg("flagged: %s", harmless[i]);
+        sql_info_free(info);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1066,6 +1170,11 @@ int main(void)
         cmocka_unit_test(fingerprint_differs_for_different_tables_columns_and_operators),
         cmocka_unit_test(normalized_text_replaces_constants_with_numbered_parameters),
         cmocka_unit_test(kinds_of_single_statements),
+        cmocka_unit_test(unknown_functions_are_listed_as_written),
+        cmocka_unit_test(too_many_functions_is_flagged),
+        cmocka_unit_test(clock_and_session_reads_are_flagged),
+        cmocka_unit_test(code_of_unknown_tables_is_flagged),
+        cmocka_unit_test(session_state_changes_are_flagged),
         cmocka_unit_test(kind_names),
         cmocka_unit_test(several_statements_take_the_strongest_kind_and_merge_tables),
         cmocka_unit_test(empty_query_is_utility_without_statements),
