@@ -60,6 +60,8 @@ typedef enum value_kind {
     VALUE_TLS_MODE,  /* disable, allow, prefer, require, verify-ca or verify-full */
     VALUE_STRING,    /* text that must fit the field's buffer with its NUL */
     VALUE_IGNORED,   /* a PgBouncer key pgturbo accepts so that pgbouncer.ini loads, and ignores */
+    VALUE_SIZE,      /* bytes: digits with an optional unit B, kB, MB or GB (int64_t) */
+    VALUE_INVALIDATION, /* proxy or logical */
 } value_kind_t;
 
 /* Bits of the database fields that, when an entry does not set them, come from [pgturbo]. */
@@ -161,6 +163,15 @@ static const setting_t pgturbo_settings[] = {
     {"so_reuseport", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"application_name_add_host", 0, 0, VALUE_IGNORED, 0, 0, 0},
     {"track_extra_parameters", 0, 0, VALUE_IGNORED, 0, 0, 0},
+};
+
+/* [cache] settings; every other key of [cache] is a rule (add_cache_rule). */
+static const setting_t cache_settings[] = {
+    {PGTURBO_FIELD(cache_max_memory), VALUE_SIZE, 0, 0, 0},
+    {PGTURBO_FIELD(cache_max_entries), VALUE_INT, 1, INT_MAX, 0},
+    {PGTURBO_FIELD(cache_max_entry_size), VALUE_SIZE, 0, 0, 0},
+    {PGTURBO_FIELD(cache_compress_min), VALUE_SIZE, 0, 0, 0},
+    {PGTURBO_FIELD(cache_invalidation), VALUE_INVALIDATION, 0, 0, 0},
 };
 
 /* [scheduler] keys but partition_maintain, which may repeat and is read by add_job(). */
@@ -324,6 +335,40 @@ static int parse_seconds(const char *text, size_t len, int64_t *out_ms)
     return 0;
 }
 
+/*
+ * Parses a size: digits and an optional unit (B, kB, MB, GB, as PostgreSQL writes memory
+ * settings; case-insensitive, a space allowed before it) into bytes. Returns 0, -1 for text
+ * that is not such a size, or -2 for a size too large for int64_t.
+ */
+static int parse_size(const char *text, int64_t *out)
+{
+    static const struct {
+        const char *unit;
+        int64_t factor;
+    } units[] = {{"", 1}, {"b", 1}, {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024 * 1024 * 1024}};
+    const char *p = text;
+    int64_t n = 0;
+
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (INT64_MAX - 9) / 10)
+            return -2;
+        n = n * 10 + (*p - '0');
+    }
+    while (*p == ' ')
+        p++;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(p, units[i].unit) != 0)
+            continue;
+        if (n > INT64_MAX / units[i].factor)
+            return -2;
+        *out = n * units[i].factor;
+        return 0;
+    }
+    return -1;
+}
+
 static bool parse_bool(const char *text, bool *out)
 {
     static const char *const truths[] = {"1", "yes", "on", "true"};
@@ -477,6 +522,23 @@ static int set_value(load_ctx_t *ctx, const char *prefix, const setting_t *s, co
                     prefix, s->key, value);
     case VALUE_STRING:
         return set_string(ctx, prefix, s, value, field);
+    case VALUE_SIZE:
+        switch (parse_size(value, (int64_t *)(void *)field)) {
+        case 0:
+            return 1;
+        case -2:
+            return fail(ctx, "%s%s: too large, got \"%s\"", prefix, s->key, value);
+        default:
+            return fail(ctx, "%s%s: expected a size such as 65536, 512kB or 64MB, got \"%s\"",
+                        prefix, s->key, value);
+        }
+    case VALUE_INVALIDATION:
+        if (strcmp(value, "proxy") == 0 || strcmp(value, "logical") == 0) {
+            *(cache_invalidation_t *)(void *)field = value[0] == 'p' ? CACHE_INVALIDATION_PROXY
+                                                                      : CACHE_INVALIDATION_LOGICAL;
+            return 1;
+        }
+        return fail(ctx, "%s%s: expected proxy or logical, got \"%s\"", prefix, s->key, value);
     case VALUE_IGNORED:
         break;
     }
@@ -734,6 +796,91 @@ static int set_scheduler_key(load_ctx_t *ctx, const char *key, const char *value
     return set_value(ctx, "", s, value, ctx->cfg);
 }
 
+/* Whether s is a name as a rule may write it: not empty, at most NAMEDATALEN - 1 bytes, no
+ * dot, no space or control character. */
+static bool is_rule_name(const char *s, size_t len)
+{
+    if (len == 0 || len >= CONFIG_NAME_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == '.' || (unsigned char)s[i] <= ' ')
+            return false;
+    return true;
+}
+
+/* A [cache] rule: "table", "schema.table", "schema.*" or "*" = seconds or off. */
+static int add_cache_rule(load_ctx_t *ctx, const char *key, const char *value)
+{
+    config_t *cfg = ctx->cfg;
+    const char *dot = strchr(key, '.');
+    const char *table = dot != NULL ? dot + 1 : key;
+    size_t schema_len = dot != NULL ? (size_t)(dot - key) : 0;
+    config_cache_rule_t rule = {.line = ctx->line};
+    bool enabled = false;
+
+    if ((dot != NULL && !is_rule_name(key, schema_len)) || !is_rule_name(table, strlen(table)) ||
+        (strchr(table, '*') != NULL && strcmp(table, "*") != 0))
+        return fail(ctx,
+                    "unknown key \"%s\" in [cache]: expected a setting, or a rule named table, "
+                    "schema.table, schema.* or *",
+                    key);
+    if (parse_bool(value, &enabled) && !enabled)
+        rule.ttl = 0;
+    else if (parse_seconds(value, strlen(value), &rule.ttl) != 0)
+        return fail(ctx, "%s: expected a number of seconds such as 60, or off, got \"%s\"", key,
+                    value);
+    memcpy(rule.schema, key, schema_len);
+    snprintf(rule.table, sizeof(rule.table), "%s", table);
+    for (int i = 0; i < cfg->n_cache_rules; i++) {
+        const config_cache_rule_t *r = &cfg->cache_rules[i];
+        if (strcmp(r->schema, rule.schema) == 0 && strcmp(r->table, rule.table) == 0)
+            return fail(ctx, "%s: the rule is already given (line %d)", key, r->line);
+    }
+    if (cfg->n_cache_rules == CONFIG_MAX_RULES)
+        return fail(ctx, "%s: more than %d rules", key, CONFIG_MAX_RULES);
+    config_cache_rule_t *rules =
+        realloc(cfg->cache_rules, (size_t)(cfg->n_cache_rules + 1) * sizeof(*rules));
+    if (rules == NULL)
+        return fail(ctx, "out of memory");
+    cfg->cache_rules = rules;
+    rules[cfg->n_cache_rules++] = rule;
+    return 1;
+}
+
+static int set_cache_key(load_ctx_t *ctx, const char *key, const char *value)
+{
+    size_t n = sizeof(cache_settings) / sizeof(cache_settings[0]);
+    const setting_t *s = find_setting(cache_settings, n, key, strlen(key));
+
+    if (s == NULL)
+        return add_cache_rule(ctx, key, value);
+    return set_value(ctx, "", s, value, ctx->cfg);
+}
+
+int config_cache_rule_find(const config_t *cfg, const char *schema, const char *table)
+{
+    int best = -1, best_rank = 0;
+
+    for (int i = 0; i < cfg->n_cache_rules; i++) {
+        const config_cache_rule_t *r = &cfg->cache_rules[i];
+        bool any_table = strcmp(r->table, "*") == 0;
+        int rank;
+        if (r->schema[0] != '\0' && (schema == NULL || strcmp(r->schema, schema) != 0))
+            continue;
+        if (!any_table && strcmp(r->table, table) != 0)
+            continue;
+        if (r->schema[0] != '\0')
+            rank = any_table ? 2 : 4;
+        else
+            rank = any_table ? 1 : 3;
+        if (rank > best_rank) {
+            best = i;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
 /* The ini_handler for inih: one "key = value" entry of section. Returns 0 on an error. */
 static int handle_entry(void *user, const char *section, const char *key, const char *value)
 {
@@ -745,6 +892,8 @@ static int handle_entry(void *user, const char *section, const char *key, const 
         return add_database(ctx, key, value);
     if (strcmp(section, "scheduler") == 0)
         return set_scheduler_key(ctx, key, value);
+    if (strcmp(section, "cache") == 0)
+        return set_cache_key(ctx, key, value);
     if (section[0] == '\0')
         return fail(ctx, "key \"%s\" is not in a section", key);
     return fail(ctx, "unknown section [%s]", section);
@@ -795,6 +944,11 @@ static void set_defaults(config_t *cfg)
     cfg->client_tls.sslmode = TLS_DISABLE;
     cfg->server_tls.sslmode = TLS_PREFER;
     cfg->run_at_start = true;
+    cfg->cache_max_memory = 64 * 1024 * 1024;
+    cfg->cache_max_entries = 100000;
+    cfg->cache_max_entry_size = 1024 * 1024;
+    cfg->cache_compress_min = 4096;
+    cfg->cache_invalidation = CACHE_INVALIDATION_PROXY;
 }
 
 /* Gives every database entry the [pgturbo] value of each inheritable field it did not set. */
@@ -978,6 +1132,7 @@ void config_free(config_t *cfg)
     tls_context_free(cfg->server_ctx);
     free(cfg->databases);
     free(cfg->jobs);
+    free(cfg->cache_rules);
     free(cfg);
 }
 
@@ -1018,9 +1173,35 @@ static void format_value(const config_t *cfg, const setting_t *s, char *out, siz
     case VALUE_STRING:
         snprintf(out, len, "%s", field);
         break;
+    case VALUE_SIZE:
+        snprintf(out, len, "%lld", (long long)*(const int64_t *)(const void *)field);
+        break;
+    case VALUE_INVALIDATION:
+        snprintf(out, len, "%s",
+                 *(const cache_invalidation_t *)(const void *)field == CACHE_INVALIDATION_LOGICAL
+                     ? "logical"
+                     : "proxy");
+        break;
     case VALUE_IGNORED:
         out[0] = '\0';
         break;
+    }
+}
+
+/* One SHOW CONFIG row per [cache] rule: its key and "seconds" or "off". */
+static void show_cache_rules(const config_t *cfg, config_show_fn fn, void *arg)
+{
+    char key[2 * CONFIG_NAME_LEN];
+    char ttl[32];
+
+    for (int i = 0; i < cfg->n_cache_rules; i++) {
+        const config_cache_rule_t *r = &cfg->cache_rules[i];
+        snprintf(key, sizeof(key), "%s%s%s", r->schema, r->schema[0] != '\0' ? "." : "", r->table);
+        if (r->ttl == 0)
+            strcpy(ttl, "off");
+        else
+            format_ms(r->ttl, ttl, sizeof(ttl));
+        fn(arg, key, ttl, "", true);
     }
 }
 
@@ -1130,6 +1311,9 @@ void config_show(const config_t *cfg, config_show_fn fn, void *arg)
     show_settings(scheduler_settings, sizeof(scheduler_settings) / sizeof(scheduler_settings[0]),
                   cfg, defaults, fn, arg);
     show_jobs(cfg, fn, arg);
+    show_settings(cache_settings, sizeof(cache_settings) / sizeof(cache_settings[0]), cfg, defaults,
+                  fn, arg);
+    show_cache_rules(cfg, fn, arg);
     free(defaults);
 }
 

@@ -32,6 +32,7 @@ struct hba;
 #define CONFIG_LIST_LEN     1024 /* a comma-separated list of names */
 #define CONFIG_CONNINFO_LEN 4096 /* a libpq connection string or URI */
 #define CONFIG_MAX_JOBS     16   /* [scheduler] jobs */
+#define CONFIG_MAX_RULES    60   /* [cache] rules */
 
 typedef enum pool_mode {
     POOL_MODE_SESSION = 0,     /* a server connection for the client's whole session */
@@ -83,6 +84,24 @@ typedef struct config_job {
                                            and metrics, unique among the jobs */
     int line;                           /* where the line is, for messages about the job */
 } config_job_t;
+
+/* How the result cache learns of writes (cache_invalidation). */
+typedef enum cache_invalidation {
+    CACHE_INVALIDATION_PROXY = 0,   /* writes through pgturbo only; TTLs bound the others */
+    CACHE_INVALIDATION_LOGICAL = 1, /* also PostgreSQL's logical replication stream */
+} cache_invalidation_t;
+
+/*
+ * One rule of [cache]: "table = seconds", "schema.table = seconds", "schema.* = seconds" or
+ * "* = seconds", where seconds may be "off" (or 0). The most specific rule that matches a
+ * table decides: schema.table, then table, then schema.*, then *.
+ */
+typedef struct config_cache_rule {
+    char schema[CONFIG_NAME_LEN]; /* "" = any schema */
+    char table[CONFIG_NAME_LEN];  /* "*" = every table of the schema (or of all) */
+    int64_t ttl;                  /* ms; 0 = not cached */
+    int line;                     /* where the rule is, for messages */
+} config_cache_rule_t;
 
 typedef struct config {
     char path[CONFIG_PATH_LEN]; /* the file it was loaded from */
@@ -155,6 +174,15 @@ typedef struct config {
     /* [pgturbo] logging */
     bool verbose; /* default false: log every connection and disconnection */
 
+    /* [cache] the query result cache (cache.h) */
+    int64_t cache_max_memory;      /* bytes, default 64 MB */
+    int cache_max_entries;         /* default 100000 */
+    int64_t cache_max_entry_size;  /* bytes of one result, default 1 MB */
+    int64_t cache_compress_min;    /* results this large are lz4-compressed, default 4 kB */
+    cache_invalidation_t cache_invalidation; /* default proxy */
+    config_cache_rule_t *cache_rules; /* in file order, at most CONFIG_MAX_RULES */
+    int n_cache_rules;
+
     config_database_t *databases; /* [databases] entries in file order */
     int n_databases;
 
@@ -178,6 +206,13 @@ typedef struct config {
  */
 __attribute__((warn_unused_result)) int config_load(const char *path, config_t **out, char *err,
                                                     size_t errlen);
+
+/*
+ * The index in cfg->cache_rules of the rule for a table: the most specific of "schema.table",
+ * "table", "schema.*" and "*". schema may be NULL (unknown): then only "table" and "*" rules
+ * match. -1 when no rule matches.
+ */
+int config_cache_rule_find(const config_t *cfg, const char *schema, const char *table);
 
 /* Frees a config from config_load(); NULL is allowed. */
 void config_free(config_t *cfg);

@@ -953,6 +953,88 @@ static void test_show_config_lists_jobs_with_their_passwords_masked(void **state
     config_free(cfg);
 }
 
+static void test_cache_settings_and_defaults(void **state)
+{
+    config_t *cfg = load_ok("[cache]\n");
+    assert_int_equal(cfg->cache_max_memory, 64 * 1024 * 1024);
+    assert_int_equal(cfg->cache_max_entries, 100000);
+    assert_int_equal(cfg->cache_max_entry_size, 1024 * 1024);
+    assert_int_equal(cfg->cache_compress_min, 4096);
+    assert_int_equal(cfg->cache_invalidation, CACHE_INVALIDATION_PROXY);
+    assert_int_equal(cfg->n_cache_rules, 0);
+    config_free(cfg);
+
+    cfg = load_ok("[cache]\ncache_max_memory = 256MB\ncache_max_entries = 500\n"
+                  "cache_max_entry_size = 512 kB\ncache_compress_min = 100\n"
+                  "cache_invalidation = logical\n");
+    assert_int_equal(cfg->cache_max_memory, 256LL * 1024 * 1024);
+    assert_int_equal(cfg->cache_max_entries, 500);
+    assert_int_equal(cfg->cache_max_entry_size, 512 * 1024);
+    assert_int_equal(cfg->cache_compress_min, 100);
+    assert_int_equal(cfg->cache_invalidation, CACHE_INVALIDATION_LOGICAL);
+    config_free(cfg);
+}
+
+static void test_cache_rules_are_read_in_order(void **state)
+{
+    config_t *cfg = load_ok("[cache]\nusers = 600\npublic.sessions = 3600\nanalytics.* = 1.5\n"
+                            "* = off\nbalances = 0\n");
+    assert_int_equal(cfg->n_cache_rules, 5);
+    assert_string_equal(cfg->cache_rules[0].schema, "");
+    assert_string_equal(cfg->cache_rules[0].table, "users");
+    assert_int_equal(cfg->cache_rules[0].ttl, 600000);
+    assert_int_equal(cfg->cache_rules[0].line, 2);
+    assert_string_equal(cfg->cache_rules[1].schema, "public");
+    assert_string_equal(cfg->cache_rules[1].table, "sessions");
+    assert_string_equal(cfg->cache_rules[2].schema, "analytics");
+    assert_string_equal(cfg->cache_rules[2].table, "*");
+    assert_int_equal(cfg->cache_rules[2].ttl, 1500);
+    assert_string_equal(cfg->cache_rules[3].table, "*");
+    assert_int_equal(cfg->cache_rules[3].ttl, 0);
+    assert_int_equal(cfg->cache_rules[4].ttl, 0);
+    config_free(cfg);
+}
+
+/* schema.table, then table, then schema.*, then *. */
+static void test_cache_rule_find_takes_the_most_specific(void **state)
+{
+    config_t *cfg = load_ok("[cache]\n* = 5\nanalytics.* = 60\nusers = 600\n"
+                            "analytics.users = 30\n");
+    assert_int_equal(config_cache_rule_find(cfg, "analytics", "users"), 3);
+    assert_int_equal(config_cache_rule_find(cfg, "public", "users"), 2);
+    assert_int_equal(config_cache_rule_find(cfg, NULL, "users"), 2);
+    assert_int_equal(config_cache_rule_find(cfg, "analytics", "events"), 1);
+    assert_int_equal(config_cache_rule_find(cfg, "public", "events"), 0);
+    assert_int_equal(config_cache_rule_find(cfg, NULL, "events"), 0);
+    config_free(cfg);
+
+    cfg = load_ok("[cache]\nanalytics.* = 60\n");
+    assert_int_equal(config_cache_rule_find(cfg, NULL, "events"), -1);
+    assert_int_equal(config_cache_rule_find(cfg, "public", "events"), -1);
+    config_free(cfg);
+}
+
+static void test_bad_cache_lines_are_reported_with_their_line(void **state)
+{
+    expect_error("[cache]\nusers = soon\n",
+                 ":2: users: expected a number of seconds such as 60, or off, got \"soon\"");
+    expect_error("[cache]\nusers = 60\nusers = 30\n",
+                 ":3: users: the rule is already given (line 2)");
+    expect_error("[cache]\na.b.c = 60\n",
+                 ":2: unknown key \"a.b.c\" in [cache]: expected a setting, or a rule named "
+                 "table, schema.table, schema.* or *");
+    expect_error("[cache]\nuse*rs = 60\n",
+                 ":2: unknown key \"use*rs\" in [cache]: expected a setting, or a rule named "
+                 "table, schema.table, schema.* or *");
+    expect_error("[cache]\ncache_max_memory = lots\n",
+                 ":2: cache_max_memory: expected a size such as 65536, 512kB or 64MB, got "
+                 "\"lots\"");
+    expect_error("[cache]\ncache_max_memory = 99999999999GB\n",
+                 ":2: cache_max_memory: too large, got \"99999999999GB\"");
+    expect_error("[cache]\ncache_invalidation = redis\n",
+                 ":2: cache_invalidation: expected proxy or logical, got \"redis\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1005,6 +1087,10 @@ int main(void)
         cmocka_unit_test(test_second_job_on_a_database_is_reported),
         cmocka_unit_test(test_seventeenth_job_is_reported),
         cmocka_unit_test(test_show_config_lists_jobs_with_their_passwords_masked),
+        cmocka_unit_test(test_cache_settings_and_defaults),
+        cmocka_unit_test(test_cache_rules_are_read_in_order),
+        cmocka_unit_test(test_cache_rule_find_takes_the_most_specific),
+        cmocka_unit_test(test_bad_cache_lines_are_reported_with_their_line),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
