@@ -8,7 +8,9 @@
 # PostgreSQL refuses to run as root, so the cluster runs as the unprivileged user postgres
 # (created if missing) through runuser; its data lives in a fresh directory under /tmp.
 # pg_stat_statements is preloaded: it is the workload source of pgturbo advise
-# (tests/integration/test_advise.c).
+# (tests/integration/test_advise.c). wal_level = logical, with room for replication slots and
+# walsenders, lets the cache's logical-decoding consumer stream changes
+# (tests/integration/test_cachelogical_stream.c).
 # The cluster accepts TLS (ssl = on, with a throwaway CA from certs.sh) and plain connections
 # alike, so clients that prefer TLS (libpq's and pgturbo's default) get it.
 set -e
@@ -67,11 +69,17 @@ ssl = on
 ssl_cert_file = '$certs/server.crt'
 ssl_key_file = '$certs/server.key'
 ssl_ca_file = '$certs/ca.crt'
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
 CONF
     # Roles that test pgturbo's password login to PostgreSQL (tests/integration/test_server_auth.c,
     # and test_client_auth.c for SCRAM pass-through and auth_file secrets), one that only TLS
     # connections may use and one that needs a client certificate too (test_tls_proxy.c);
-    # everybody else is trusted, over TLS or not.
+    # everybody else is trusted, over TLS or not. Replication connections are trusted from
+    # 127.0.0.1 too: the database column "all" never matches them, so the lines of the special
+    # roles do not apply to them, and the line is written here rather than left to initdb's
+    # defaults so that the logical-decoding test does not depend on those.
     hba="$data/pgdata/pg_hba.conf"
     {
         echo "hostssl all pgturbo_tls 127.0.0.1/32 trust"
@@ -84,6 +92,7 @@ CONF
         echo "host all pgturbo_pass 127.0.0.1/32 scram-sha-256"
         echo "host all pgturbo_pass_md5 127.0.0.1/32 md5"
         echo "host all pgturbo_pass_plain 127.0.0.1/32 password"
+        echo "host replication all 127.0.0.1/32 trust"
         cat "$hba"
     } > "$hba.new"
     mv "$hba.new" "$hba"
