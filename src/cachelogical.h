@@ -99,8 +99,8 @@ typedef enum cachelogical_line {
  * which need not end with a NUL and may hold newlines inside quoted values). For a change, calls
  * table_fn(arg, schema, relname) once for each table it names, in order (a TRUNCATE may name
  * several), with the names unquoted ("" inside quotes read as ") and never NULL; it calls
- * table_fn only once the whole line has parsed, never for an UNKNOWN line. Pure: no state, no
- * allocation.
+ * table_fn only once the names and the action after them have parsed, never for an UNKNOWN line
+ * (the row values that follow the action are not read). Pure: no state, no allocation.
  */
 cachelogical_line_t cachelogical_parse_line(const char *line, size_t len, cachelogical_fn table_fn,
                                             void *arg);
