@@ -1,0 +1,1467 @@
+/*
+ * catalog.c
+ *    The catalog snapshot of catalog.h: the query that reads the facts, the parse of its
+ *    value, and the closures computed once at parse time so that lookups only copy them.
+ *
+ * The query gathers, for every relation of a non-system schema: its kind, whether it is
+ * temporary, uses row-level security or has a name that a pg_catalog relation has, whether
+ * it has user triggers or rules, its parents (pg_inherits), the tables that its foreign-key
+ * actions can change (pg_constraint), and for a view what its stored query reads and calls.
+ * The view's query comes from pg_rewrite.ev_action, a node tree whose text names every
+ * relation (":relid"), function (":funcid", ":aggfnoid", ":winfnoid") and operator (":opno")
+ * by oid. pg_depend would name them too, but not the pinned built-ins (now(), pg_class), so
+ * the text is read with regular expressions instead. Functions are grouped by schema and name
+ * with the worst volatility; the bodies of STABLE SQL functions are shipped (the text of
+ * classic ones, which catalog_parse() analyzes with sqlparse, and the same node-tree facts as
+ * a view's for BEGIN ATOMIC ones). Refused pg_catalog functions are not shipped unless a user
+ * schema has a function of the same name: an unknown function is refused all the same, and
+ * leaving them out keeps the value small.
+ *
+ * The snapshot is a graph of relations and function groups: a view or a STABLE SQL function
+ * reads relations and calls groups. Read dependencies and write closures are walked for every
+ * node at parse time, with a stamp per node as the cycle guard, and stored as arrays of
+ * generation keys; a lookup hashes the name and merges the arrays of the relations it
+ * denotes. All strings and arrays of a snapshot live in its arena, freed in one walk.
+ */
+#include "catalog.h"
+
+#include "sqlparse.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- the query ---- */
+
+static const char query_text[] =
+    "WITH rel AS ("
+    " SELECT c.oid, c.relname, c.relkind, c.relrowsecurity AS rls,"
+    "  c.relpersistence = 't' AS temp,"
+    "  CASE WHEN c.relpersistence = 't' THEN 'pg_temp' ELSE n.nspname END AS nspname"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
+    "), fn AS ("
+    " SELECT p.oid, n.nspname, p.proname, l.lanname, p.prosrc,"
+    /* CREATE AGGREGATE records every aggregate as IMMUTABLE: what it really is depends on its
+     * support functions, so a user aggregate with a non-IMMUTABLE one counts as VOLATILE. */
+    "  CASE WHEN p.oid IN (SELECT a.aggfnoid FROM pg_catalog.pg_aggregate a"
+    "    JOIN pg_catalog.pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn,"
+    "     a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)"
+    "    WHERE s.provolatile <> 'i'"
+    "     AND s.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace) THEN 'v'"
+    "   ELSE p.provolatile::text END AS vol,"
+    /* prosqlbody (BEGIN ATOMIC) exists from PostgreSQL 14 on; read through to_jsonb so that
+     * the same text runs on 13, where the key is simply absent. */
+    "  CASE WHEN p.provolatile = 's' AND l.lanname = 'sql'"
+    "   THEN pg_catalog.to_jsonb(p) ->> 'prosqlbody' END AS sqlbody"
+    " FROM pg_catalog.pg_proc p"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+    " JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+    /* Procedures and functions of pseudo-types no query can call are left out: the lookups
+     * refuse what they do not know, which is right for them. */
+    " WHERE p.prokind <> 'p' AND n.nspname !~ '^pg_(toast|temp)'"
+    "  AND NOT (ARRAY[p.prorettype] || p.proargtypes::oid[]) && ARRAY["
+    "   'pg_catalog.internal', 'pg_catalog.cstring', 'pg_catalog.trigger',"
+    "   'pg_catalog.event_trigger', 'pg_catalog.language_handler', 'pg_catalog.fdw_handler',"
+    "   'pg_catalog.index_am_handler', 'pg_catalog.tsm_handler',"
+    "   'pg_catalog.table_am_handler']::pg_catalog.regtype[]::oid[]"
+    "), grp AS ("
+    " SELECT nspname, proname, max(vol) AS worst,"
+    "  bool_or(vol = 'v' OR (vol = 's' AND lanname <> 'sql')) AS refused"
+    " FROM fn GROUP BY nspname, proname"
+    "), tree AS ("
+    " SELECT 'v' AS kind, r.ev_class AS owner, r.ev_action::text AS t"
+    " FROM pg_catalog.pg_rewrite r JOIN rel ON rel.oid = r.ev_class"
+    " WHERE rel.relkind = 'v' AND r.rulename = '_RETURN'"
+    " UNION ALL SELECT 'f', fn.oid, fn.sqlbody FROM fn WHERE fn.sqlbody IS NOT NULL"
+    "), ref AS ("
+    " SELECT tree.kind, tree.owner, m[1] AS field, m[2]::oid AS oid"
+    " FROM tree, pg_catalog.regexp_matches(tree.t,"
+    "  ':(relid|funcid|aggfnoid|winfnoid|opno) ([0-9]+)', 'g') m"
+    "), facts AS ("
+    " SELECT tree.kind, tree.owner, r.reads, c.calls,"
+    /* A view's query (before PostgreSQL 16) lists the view itself as OLD and NEW: the
+     * self-reference is dropped below. */
+    "  tree.t ~ '[{](SQLVALUEFUNCTION|NEXTVALUEEXPR|TABLESAMPLECLAUSE) |:commandType [02-9]"
+    "|:rowMarks [(]' OR o.owner IS NOT NULL AS unsafe"
+    " FROM tree"
+    " LEFT JOIN (SELECT kind, owner, pg_catalog.json_agg(DISTINCT oid::int8) AS reads FROM ref"
+    "  WHERE field = 'relid' AND oid NOT IN (0, owner) GROUP BY kind, owner) r"
+    "  ON r.kind = tree.kind AND r.owner = tree.owner"
+    " LEFT JOIN (SELECT kind, owner, pg_catalog.json_agg(pg_catalog.json_build_array("
+    "   nspname, proname) ORDER BY nspname, proname) AS calls"
+    "  FROM (SELECT DISTINCT ref.kind, ref.owner, n.nspname, p.proname"
+    "   FROM ref JOIN pg_catalog.pg_proc p ON p.oid = ref.oid"
+    "   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+    "   WHERE ref.field IN ('funcid', 'aggfnoid', 'winfnoid')) s"
+    "  GROUP BY kind, owner) c"
+    "  ON c.kind = tree.kind AND c.owner = tree.owner"
+    " LEFT JOIN (SELECT DISTINCT ref.kind, ref.owner FROM ref"
+    "  JOIN pg_catalog.pg_operator op ON op.oid = ref.oid"
+    "  JOIN pg_catalog.pg_proc p ON p.oid = op.oprcode"
+    "  WHERE ref.field = 'opno' AND (p.provolatile = 'v' OR (p.provolatile <> 'i'"
+    "   AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace))) o"
+    "  ON o.kind = tree.kind AND o.owner = tree.owner"
+    ") SELECT pg_catalog.json_build_object("
+    " 'version', 1,"
+    " 'relations', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_strip_nulls("
+    "  pg_catalog.json_build_object("
+    "   'oid', rel.oid::int8, 'schema', rel.nspname, 'name', rel.relname, 'kind', rel.relkind,"
+    "   'temp', nullif(rel.temp, false), 'rls', nullif(rel.rls, false),"
+    "   'shadowed', nullif(sys.relname IS NOT NULL, false),"
+    "   'triggers', nullif(trg.tgrelid IS NOT NULL, false),"
+    "   'rules', nullif(rul.ev_class IS NOT NULL, false),"
+    "   'parents', inh.parents, 'cascades', fk.cascades,"
+    "   'reads', f.reads, 'calls', f.calls, 'unsafe', nullif(f.unsafe, false)))"
+    "   ORDER BY rel.oid), '[]')"
+    "  FROM rel"
+    "  LEFT JOIN (SELECT DISTINCT relname FROM pg_catalog.pg_class"
+    "   WHERE relnamespace = 'pg_catalog'::pg_catalog.regnamespace) sys"
+    "   ON sys.relname = rel.relname"
+    /* Since PostgreSQL 15 a trigger cloned to a partition is not internal; before, it was,
+     * and only tgparentid tells it from the triggers of foreign keys. */
+    "  LEFT JOIN (SELECT DISTINCT tgrelid FROM pg_catalog.pg_trigger"
+    "   WHERE NOT tgisinternal OR tgparentid <> 0) trg ON trg.tgrelid = rel.oid"
+    "  LEFT JOIN (SELECT DISTINCT ev_class FROM pg_catalog.pg_rewrite"
+    "   WHERE rulename <> '_RETURN') rul ON rul.ev_class = rel.oid"
+    "  LEFT JOIN (SELECT inhrelid, pg_catalog.json_agg(inhparent::int8 ORDER BY inhparent)"
+    "   AS parents FROM pg_catalog.pg_inherits GROUP BY inhrelid) inh"
+    "   ON inh.inhrelid = rel.oid"
+    "  LEFT JOIN (SELECT confrelid, pg_catalog.json_agg(DISTINCT conrelid::int8) AS cascades"
+    "   FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+    "   AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))"
+    "   GROUP BY confrelid) fk ON fk.confrelid = rel.oid"
+    "  LEFT JOIN facts f ON f.kind = 'v' AND f.owner = rel.oid),"
+    " 'immutable_functions', (SELECT coalesce(pg_catalog.json_agg("
+    "  pg_catalog.json_build_object('schema', nspname, 'names', names) ORDER BY nspname), '[]')"
+    "  FROM (SELECT nspname, pg_catalog.json_agg(proname ORDER BY proname) AS names"
+    "   FROM grp WHERE worst = 'i' GROUP BY nspname) s),"
+    " 'refused_functions', (SELECT coalesce(pg_catalog.json_agg("
+    "  pg_catalog.json_build_object('schema', nspname, 'names', names) ORDER BY nspname), '[]')"
+    "  FROM (SELECT nspname, pg_catalog.json_agg(proname ORDER BY proname) AS names"
+    "   FROM grp WHERE refused AND (nspname <> 'pg_catalog'"
+    "    OR proname IN (SELECT proname FROM grp g WHERE g.nspname <> 'pg_catalog'))"
+    "   GROUP BY nspname) s),"
+    " 'stable_functions', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object("
+    "  'schema', grp.nspname, 'name', grp.proname, 'bodies', ("
+    "   SELECT pg_catalog.json_agg(CASE WHEN fn.sqlbody IS NULL"
+    "    THEN pg_catalog.json_build_object('sql', fn.prosrc)"
+    "    ELSE pg_catalog.json_strip_nulls(pg_catalog.json_build_object("
+    "     'reads', f.reads, 'calls', f.calls, 'unsafe', nullif(f.unsafe, false))) END"
+    "    ORDER BY fn.oid)"
+    "   FROM fn LEFT JOIN facts f ON f.kind = 'f' AND f.owner = fn.oid"
+    "   WHERE fn.nspname = grp.nspname AND fn.proname = grp.proname AND fn.vol = 's'))"
+    "  ORDER BY grp.nspname, grp.proname), '[]')"
+    "  FROM grp WHERE worst = 's' AND NOT refused),"
+    " 'unsafe_operators', (SELECT coalesce(pg_catalog.json_agg(DISTINCT o.oprname), '[]')"
+    "  FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode"
+    "  WHERE p.provolatile = 'v' OR (p.provolatile <> 'i'"
+    "   AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)))";
+
+const char *catalog_query(void)
+{
+    return query_text;
+}
+
+/* ---- the snapshot ---- */
+
+/* Function groups: every overload of one name in one schema, judged together. */
+#define GROUP_IMMUTABLE 'i'
+#define GROUP_STABLE    's' /* STABLE SQL, judged by what its bodies read and call */
+#define GROUP_REFUSED   'x'
+
+/* Modes of the write walk: a relation reached going up from a partition bumps its ancestors
+ * only, one reached going down its descendants only, one written bumps both. */
+#define WALK_UP      1
+#define WALK_DOWN    2
+#define WALK_WRITTEN (WALK_UP | WALK_DOWN)
+
+/* A name of a qualified reference may itself hold dots ("a.b.c" is schema "a", relation
+ * "b.c" or schema "a.b", relation "c"); every reading is tried, up to this many dots. */
+#define MAX_DOTS 8
+
+/* A precomputed list of generation keys; n is -1 for "not cacheable". */
+typedef struct key_list {
+    const char **keys;
+    int n;
+} key_list_t;
+
+typedef struct rel {
+    uint32_t oid;
+    char kind; /* relkind: 'r' table, 'p' partitioned, 'v' view, 'm' matview, 'f' foreign */
+    bool temp, rls, shadowed, triggers, rules;
+    bool unsafe;        /* a view whose query is not cacheable by itself */
+    bool unknown_links; /* a parent, cascade or read oid the snapshot does not hold */
+    bool calls_refused; /* a view calling a function that is refused or unknown */
+    const char *schema; /* interned */
+    int key;            /* index into keys: the relname */
+    int next_same_name; /* next relation of the same relname; -1 ends the chain */
+    int *parents, n_parents, *children, n_children, *cascades, n_cascades;
+    int *reads, n_reads; /* a view: relations its query reads */
+    int *calls, n_calls; /* a view: function groups its query calls */
+    key_list_t read_deps;
+    key_list_t write_keys;
+    bool write_everything;
+} rel_t;
+
+typedef struct group {
+    const char *schema, *name; /* interned */
+    char status;               /* GROUP_IMMUTABLE, GROUP_STABLE or GROUP_REFUSED */
+    bool unsafe;               /* a STABLE body that is not a plain read of known objects */
+    int next_same_name;
+    int *reads, n_reads, *calls, n_calls;
+    key_list_t deps;
+} group_t;
+
+/* A generation key: one distinct relname, and the first relation of that name. */
+typedef struct gen_key {
+    const char *name;
+    int first_rel;
+} gen_key_t;
+
+/* Open addressing over strings; the string of an occupied slot is interned in the arena. */
+typedef struct slot {
+    const char *text;
+    size_t len;
+    uint64_t hash;
+    int value;
+} slot_t;
+
+typedef struct strmap {
+    slot_t *slots;
+    size_t mask;
+} strmap_t;
+
+typedef struct block {
+    struct block *next;
+    size_t used, cap;
+    char data[];
+} block_t;
+
+struct catalog {
+    atomic_int refs;
+    block_t *blocks;
+    rel_t *rels;
+    int n_rels;
+    group_t *groups;
+    int n_groups;
+    gen_key_t *keys;
+    int n_keys;
+    strmap_t relnames;       /* relname -> index into keys */
+    strmap_t fnames;         /* function name -> first group of that name */
+    strmap_t schemas;        /* schema name, interned; value unused */
+    const char **unsafe_ops; /* sorted for bsearch */
+    int n_unsafe_ops;
+};
+
+/* ---- the arena ---- */
+
+#define BLOCK_SIZE 65536
+
+/* Memory for the life of the snapshot, 8-byte aligned and zeroed; NULL when memory runs out. */
+static void *arena_alloc(catalog_t *c, size_t size)
+{
+    size = (size + 7) & ~(size_t)7;
+    block_t *b = c->blocks;
+    if (b == NULL || b->cap - b->used < size) {
+        size_t cap = size > BLOCK_SIZE / 2 ? size : BLOCK_SIZE;
+        b = malloc(sizeof(*b) + cap);
+        if (b == NULL)
+            return NULL;
+        b->cap = cap;
+        b->used = 0;
+        /* A big allocation gets a block of its own behind the current one, so that the rest
+         * of the current block is still used. */
+        if (cap > BLOCK_SIZE && c->blocks != NULL) {
+            b->next = c->blocks->next;
+            c->blocks->next = b;
+        } else {
+            b->next = c->blocks;
+            c->blocks = b;
+        }
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+static char *arena_strndup(catalog_t *c, const char *s, size_t len)
+{
+    char *p = arena_alloc(c, len + 1);
+    if (p != NULL)
+        memcpy(p, s, len);
+    return p;
+}
+
+static int *arena_ints(catalog_t *c, const int *src, int n)
+{
+    if (n == 0)
+        return NULL;
+    int *p = arena_alloc(c, (size_t)n * sizeof(int));
+    if (p != NULL)
+        memcpy(p, src, (size_t)n * sizeof(int));
+    return p;
+}
+
+/* ---- string maps ---- */
+
+static bool strmap_init(catalog_t *c, strmap_t *m, size_t expected)
+{
+    size_t cap = 8;
+    while (cap < expected * 2)
+        cap *= 2;
+    m->slots = arena_alloc(c, cap * sizeof(slot_t));
+    m->mask = cap - 1;
+    return m->slots != NULL;
+}
+
+static const slot_t *strmap_find(const strmap_t *m, const char *s, size_t len)
+{
+    uint64_t h = sqlparse_hash(s, len);
+    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        const slot_t *slot = &m->slots[i];
+        if (slot->text == NULL)
+            return NULL;
+        if (slot->hash == h && slot->len == len && memcmp(slot->text, s, len) == 0)
+            return slot;
+    }
+}
+
+/* The slot of s, added (string interned, value -1) when missing; NULL when memory runs out.
+ * The map was sized for every string it will hold, so it never fills. */
+static slot_t *strmap_add(catalog_t *c, strmap_t *m, const char *s, size_t len)
+{
+    uint64_t h = sqlparse_hash(s, len);
+    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        slot_t *slot = &m->slots[i];
+        if (slot->text == NULL) {
+            char *text = arena_strndup(c, s, len);
+            if (text == NULL)
+                return NULL;
+            slot->text = text;
+            slot->len = len;
+            slot->hash = h;
+            slot->value = -1;
+            return slot;
+        }
+        if (slot->hash == h && slot->len == len && memcmp(slot->text, s, len) == 0)
+            return slot;
+    }
+}
+
+/* ---- names ---- */
+
+/* One reading of a name: an unqualified relname (schema NULL) or schema and relname. */
+typedef struct reading {
+    const char *schema;
+    size_t schema_len;
+    const char *name;
+    size_t name_len;
+} reading_t;
+
+/*
+ * Every reading of name: the whole of it unqualified, then each split at a dot. Returns how
+ * many, or -1 when it has more dots than are tried (so that no reading is silently missed).
+ */
+static int name_readings(const char *name, reading_t *out)
+{
+    size_t len = strlen(name);
+    int n = 0;
+    out[n++] = (reading_t){NULL, 0, name, len};
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] != '.')
+            continue;
+        if (n == MAX_DOTS + 1)
+            return -1;
+        out[n++] = (reading_t){name, i, name + i + 1, len - i - 1};
+    }
+    return n;
+}
+
+static bool schema_is(const char *schema, const reading_t *r)
+{
+    return strlen(schema) == r->schema_len && memcmp(schema, r->schema, r->schema_len) == 0;
+}
+
+/*
+ * Walks the relations (or, for groups, the function groups) that the readings of a name
+ * denote: rel_first/group_first start a reading, *_next step through it. A relation that
+ * several readings denote is visited once per reading, which the callers' merges absorb.
+ */
+typedef struct name_walk {
+    const catalog_t *c;
+    reading_t readings[MAX_DOTS + 1];
+    int n_readings, reading, next;
+    bool groups;
+} name_walk_t;
+
+static int chain_start(const name_walk_t *w, const reading_t *r)
+{
+    if (w->groups) {
+        const slot_t *slot = strmap_find(&w->c->fnames, r->name, r->name_len);
+        return slot == NULL ? -1 : slot->value;
+    }
+    const slot_t *slot = strmap_find(&w->c->relnames, r->name, r->name_len);
+    return slot == NULL ? -1 : w->c->keys[slot->value].first_rel;
+}
+
+static int chain_next(const name_walk_t *w, int i)
+{
+    return w->groups ? w->c->groups[i].next_same_name : w->c->rels[i].next_same_name;
+}
+
+static const char *chain_schema(const name_walk_t *w, int i)
+{
+    return w->groups ? w->c->groups[i].schema : w->c->rels[i].schema;
+}
+
+/* False when name has too many dots to try every reading. */
+static bool name_walk_init(name_walk_t *w, const catalog_t *c, const char *name, bool groups)
+{
+    w->c = c;
+    w->groups = groups;
+    w->n_readings = name_readings(name, w->readings);
+    w->reading = 0;
+    w->next = w->n_readings > 0 ? chain_start(w, &w->readings[0]) : -1;
+    return w->n_readings > 0;
+}
+
+/* The next relation (or group) denoted, -1 at the end; *qualified tells how it was named. */
+static int name_walk_next(name_walk_t *w, bool *qualified)
+{
+    for (;;) {
+        while (w->next >= 0) {
+            int i = w->next;
+            const reading_t *r = &w->readings[w->reading];
+            w->next = chain_next(w, i);
+            if (r->schema == NULL || schema_is(chain_schema(w, i), r)) {
+                *qualified = r->schema != NULL;
+                return i;
+            }
+        }
+        if (++w->reading >= w->n_readings)
+            return -1;
+        w->next = chain_start(w, &w->readings[w->reading]);
+    }
+}
+
+/* The group schema.name (exact), -1 when there is none. */
+static int group_find(const catalog_t *c, const char *schema, const char *name)
+{
+    const slot_t *slot = strmap_find(&c->fnames, name, strlen(name));
+    for (int g = slot == NULL ? -1 : slot->value; g >= 0; g = c->groups[g].next_same_name)
+        if (strcmp(c->groups[g].schema, schema) == 0)
+            return g;
+    return -1;
+}
+
+/* ---- lookups ---- */
+
+/* Adds the keys of list to out[0..*n) that are not there yet (keys are interned, so equal
+ * keys are the same pointer); false when out would hold more than max. */
+static bool merge_keys(const char **out, int *n, int max, const key_list_t *list)
+{
+    for (int i = 0; i < list->n; i++) {
+        const char *key = list->keys[i];
+        int j = 0;
+        while (j < *n && out[j] != key)
+            j++;
+        if (j < *n)
+            continue;
+        if (*n >= max)
+            return false;
+        out[(*n)++] = key;
+    }
+    return true;
+}
+
+int catalog_read_deps(const catalog_t *c, const char *name, const char **out, int max)
+{
+    name_walk_t w;
+    if (!name_walk_init(&w, c, name, false))
+        return -1;
+    int n = 0;
+    bool found = false, qualified;
+    for (int r; (r = name_walk_next(&w, &qualified)) >= 0;) {
+        const rel_t *rel = &c->rels[r];
+        /* Unqualified, the name may be the session's temporary relation or the pg_catalog
+         * relation that search_path finds first. */
+        if (!qualified && (rel->temp || rel->shadowed))
+            return -1;
+        if (rel->read_deps.n < 0 || !merge_keys(out, &n, max, &rel->read_deps))
+            return -1;
+        found = true;
+    }
+    return found ? n : -1;
+}
+
+int catalog_write_closure(const catalog_t *c, const char *name, const char **out, int max,
+                          bool *everything)
+{
+    *everything = false;
+    name_walk_t w;
+    if (!name_walk_init(&w, c, name, false)) {
+        *everything = true;
+        return 0;
+    }
+    int n = 0;
+    bool found = false, qualified;
+    for (int r; (r = name_walk_next(&w, &qualified)) >= 0;) {
+        const rel_t *rel = &c->rels[r];
+        if (rel->write_everything)
+            *everything = true;
+        if (!merge_keys(out, &n, max, &rel->write_keys))
+            *everything = true;
+        found = true;
+    }
+    if (!found)
+        *everything = true;
+    return n;
+}
+
+int catalog_function_deps(const catalog_t *c, const char *name, const char **out, int max)
+{
+    name_walk_t w;
+    if (!name_walk_init(&w, c, name, true))
+        return -1;
+    int n = 0;
+    bool found = false, qualified;
+    for (int g; (g = name_walk_next(&w, &qualified)) >= 0;) {
+        const group_t *group = &c->groups[g];
+        if (group->deps.n < 0 || !merge_keys(out, &n, max, &group->deps))
+            return -1;
+        found = true;
+    }
+    return found ? n : -1;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool catalog_operator_cacheable(const catalog_t *c, const char *name)
+{
+    return c->n_unsafe_ops == 0 || bsearch(&name, c->unsafe_ops, (size_t)c->n_unsafe_ops,
+                                           sizeof(c->unsafe_ops[0]), compare_strings) == NULL;
+}
+
+const char *catalog_schema_of(const catalog_t *c, const char *name)
+{
+    name_walk_t w;
+    if (!name_walk_init(&w, c, name, false))
+        return NULL;
+    const char *schema = NULL;
+    bool qualified;
+    for (int r; (r = name_walk_next(&w, &qualified)) >= 0;) {
+        if (schema != NULL && schema != c->rels[r].schema)
+            return NULL;
+        schema = c->rels[r].schema;
+    }
+    if (schema == NULL && w.n_readings > 1) {
+        /* A qualified name of no relation: its schema, if the snapshot knows that schema. */
+        const slot_t *slot =
+            strmap_find(&c->schemas, w.readings[1].schema, w.readings[1].schema_len);
+        schema = slot == NULL ? NULL : slot->text;
+    }
+    return schema;
+}
+
+int catalog_relation_count(const catalog_t *c)
+{
+    return c->n_rels;
+}
+
+int catalog_function_count(const catalog_t *c)
+{
+    return c->n_groups;
+}
+
+void catalog_ref(catalog_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void catalog_unref(catalog_t *c)
+{
+    if (c == NULL)
+        return;
+    /* Release orders this thread's reads of the snapshot before the free that the last
+     * dropper does; acquire makes that dropper see every other thread's. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (block_t *b = c->blocks, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(c);
+}
+
+/* ---- parsing ---- */
+
+/* A growable array of ints, for edges gathered before their count is known. */
+typedef struct intvec {
+    int *v;
+    int n, cap;
+} intvec_t;
+
+static bool intvec_push(intvec_t *vec, int x)
+{
+    if (vec->n == vec->cap) {
+        int cap = vec->cap == 0 ? 16 : vec->cap * 2;
+        int *v = realloc(vec->v, (size_t)cap * sizeof(int));
+        if (v == NULL)
+            return false;
+        vec->v = v;
+        vec->cap = cap;
+    }
+    vec->v[vec->n++] = x;
+    return true;
+}
+
+/* An oid and the relation that has it, sorted by oid to find the relations of a list. */
+typedef struct oid_index {
+    uint32_t oid;
+    int rel;
+} oid_index_t;
+
+typedef struct parser {
+    catalog_t *c;
+    char *err;
+    size_t errlen;
+    bool failed;
+    oid_index_t *by_oid;
+    intvec_t reads, calls; /* the edges of the node being read */
+} parser_t;
+
+/* Records the first failure's message; returns false for the caller to pass on. */
+__attribute__((format(printf, 2, 3))) static bool fail(parser_t *p, const char *fmt, ...)
+{
+    if (!p->failed && p->errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->err, p->errlen, fmt, ap);
+        va_end(ap);
+    }
+    p->failed = true;
+    return false;
+}
+
+static bool out_of_memory(parser_t *p)
+{
+    return fail(p, "catalog: out of memory");
+}
+
+static int compare_oids(const void *a, const void *b)
+{
+    uint32_t x = ((const oid_index_t *)a)->oid, y = ((const oid_index_t *)b)->oid;
+    return x < y ? -1 : x > y;
+}
+
+static int rel_by_oid(const parser_t *p, uint32_t oid)
+{
+    oid_index_t key = {oid, 0};
+    const oid_index_t *hit =
+        bsearch(&key, p->by_oid, (size_t)p->c->n_rels, sizeof(key), compare_oids);
+    return hit == NULL ? -1 : hit->rel;
+}
+
+/* An optional boolean member: absent is false. */
+static bool get_flag(parser_t *p, json_t *obj, const char *key, const char *what, bool *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v != NULL && !json_is_boolean(v))
+        return fail(p, "catalog: %s: \"%s\" is not a boolean", what, key);
+    *out = json_is_true(v);
+    return true;
+}
+
+static const char *get_string(parser_t *p, json_t *obj, const char *key, const char *what)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    if (s == NULL || s[0] == '\0') {
+        fail(p, "catalog: %s: \"%s\" is not a non-empty string", what, key);
+        return NULL;
+    }
+    return s;
+}
+
+/* An array member: NULL (with a message) when it is something else, or when it is absent
+ * and required. An optional array that is absent is NULL too, without a message: jansson's
+ * iterations treat NULL as empty. */
+static json_t *get_array(parser_t *p, json_t *obj, const char *key, const char *what, bool required)
+{
+    json_t *v = json_object_get(obj, key);
+    if ((v != NULL || required) && !json_is_array(v))
+        fail(p, "catalog: %s: \"%s\" is not an array", what, key);
+    return json_is_array(v) ? v : NULL;
+}
+
+static bool get_oid(parser_t *p, json_t *v, const char *what, uint32_t *oid)
+{
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+        json_integer_value(v) > (json_int_t)UINT32_MAX)
+        return fail(p, "catalog: %s: an oid is not an integer in 1..4294967295", what);
+    *oid = (uint32_t)json_integer_value(v);
+    return true;
+}
+
+/* The relations of an array of oids into vec; *unknown is set when one is not held. */
+static bool read_oids(parser_t *p, json_t *obj, const char *key, const char *what, intvec_t *vec,
+                      bool *unknown)
+{
+    json_t *list = get_array(p, obj, key, what, false);
+    if (p->failed)
+        return false;
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        uint32_t oid;
+        if (!get_oid(p, item, what, &oid))
+            return false;
+        int r = rel_by_oid(p, oid);
+        if (r < 0)
+            *unknown = true;
+        else if (!intvec_push(vec, r))
+            return out_of_memory(p);
+    }
+    return true;
+}
+
+/* The groups of an array of [schema, name] pairs into p->calls; *unknown is set when one is
+ * not held (a refused pg_catalog function, say). */
+static bool read_calls(parser_t *p, json_t *obj, const char *what, bool *unknown)
+{
+    json_t *list = get_array(p, obj, "calls", what, false);
+    if (p->failed)
+        return false;
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *schema = json_string_value(json_array_get(item, 0));
+        const char *name = json_string_value(json_array_get(item, 1));
+        if (!json_is_array(item) || json_array_size(item) != 2 || schema == NULL || name == NULL)
+            return fail(p, "catalog: %s: a call is not a [schema, name] pair", what);
+        int g = group_find(p->c, schema, name);
+        if (g < 0)
+            *unknown = true;
+        else if (!intvec_push(&p->calls, g))
+            return out_of_memory(p);
+    }
+    return true;
+}
+
+static bool intern_schema(parser_t *p, const char *schema, const char **out)
+{
+    slot_t *slot = strmap_add(p->c, &p->c->schemas, schema, strlen(schema));
+    if (slot == NULL)
+        return out_of_memory(p);
+    *out = slot->text;
+    return true;
+}
+
+/* First pass over a relation: its identity and flags. */
+static bool read_relation(parser_t *p, json_t *obj, int index)
+{
+    catalog_t *c = p->c;
+    rel_t *rel = &c->rels[index];
+    char what[64];
+    snprintf(what, sizeof(what), "relations[%d]", index);
+    if (!json_is_object(obj))
+        return fail(p, "catalog: %s is not an object", what);
+    const char *schema = get_string(p, obj, "schema", what);
+    const char *name = get_string(p, obj, "name", what);
+    const char *kind = get_string(p, obj, "kind", what);
+    if (schema == NULL || name == NULL || kind == NULL)
+        return false;
+    if (strlen(kind) != 1 || strchr("rpvmf", kind[0]) == NULL)
+        return fail(p, "catalog: %s: kind \"%s\" is not one of r, p, v, m, f", what, kind);
+    if (!get_oid(p, json_object_get(obj, "oid"), what, &rel->oid))
+        return false;
+    rel->kind = kind[0];
+    if (!get_flag(p, obj, "temp", what, &rel->temp) || !get_flag(p, obj, "rls", what, &rel->rls) ||
+        !get_flag(p, obj, "shadowed", what, &rel->shadowed) ||
+        !get_flag(p, obj, "triggers", what, &rel->triggers) ||
+        !get_flag(p, obj, "rules", what, &rel->rules) ||
+        !get_flag(p, obj, "unsafe", what, &rel->unsafe))
+        return false;
+    if (!intern_schema(p, schema, &rel->schema))
+        return false;
+    slot_t *slot = strmap_add(c, &c->relnames, name, strlen(name));
+    if (slot == NULL)
+        return out_of_memory(p);
+    if (slot->value < 0) {
+        slot->value = c->n_keys++;
+        c->keys[slot->value] = (gen_key_t){slot->text, -1};
+    }
+    rel->key = slot->value;
+    for (int r = c->keys[rel->key].first_rel; r >= 0; r = c->rels[r].next_same_name)
+        if (c->rels[r].schema == rel->schema)
+            return fail(p, "catalog: %s: %s.%s is there twice", what, schema, name);
+    rel->next_same_name = c->keys[rel->key].first_rel;
+    c->keys[rel->key].first_rel = index;
+    p->by_oid[index] = (oid_index_t){rel->oid, index};
+    return true;
+}
+
+/* Second pass over a relation, once every oid and group is known: its edges. */
+static bool read_relation_links(parser_t *p, json_t *obj, int index)
+{
+    catalog_t *c = p->c;
+    rel_t *rel = &c->rels[index];
+    char what[64];
+    snprintf(what, sizeof(what), "relations[%d]", index);
+    intvec_t parents = {0}, cascades = {0};
+    p->reads.n = p->calls.n = 0;
+    bool unknown_call = false, ok;
+    ok = read_oids(p, obj, "parents", what, &parents, &rel->unknown_links) &&
+         read_oids(p, obj, "cascades", what, &cascades, &rel->unknown_links) &&
+         read_oids(p, obj, "reads", what, &p->reads, &rel->unknown_links) &&
+         read_calls(p, obj, what, &unknown_call);
+    if (ok) {
+        rel->n_parents = parents.n;
+        rel->n_cascades = cascades.n;
+        rel->n_reads = p->reads.n;
+        rel->n_calls = p->calls.n;
+        rel->parents = arena_ints(c, parents.v, parents.n);
+        rel->cascades = arena_ints(c, cascades.v, cascades.n);
+        rel->reads = arena_ints(c, p->reads.v, p->reads.n);
+        rel->calls = arena_ints(c, p->calls.v, p->calls.n);
+        if ((parents.n > 0 && rel->parents == NULL) || (cascades.n > 0 && rel->cascades == NULL) ||
+            (p->reads.n > 0 && rel->reads == NULL) || (p->calls.n > 0 && rel->calls == NULL))
+            ok = out_of_memory(p);
+    }
+    free(parents.v);
+    free(cascades.v);
+    if (!ok)
+        return false;
+    /* A view reading what the snapshot does not hold reads a system relation or a sequence,
+     * whose contents change without writes the proxy sees. */
+    if (rel->kind == 'v' && rel->unknown_links)
+        rel->unsafe = true;
+    if (unknown_call)
+        rel->unsafe = rel->calls_refused = true;
+    for (int i = 0; i < rel->n_calls; i++)
+        if (c->groups[rel->calls[i]].status == GROUP_REFUSED)
+            rel->calls_refused = true;
+    return true;
+}
+
+/* The children of every relation, from their parents. */
+static bool link_children(parser_t *p)
+{
+    catalog_t *c = p->c;
+    for (int r = 0; r < c->n_rels; r++)
+        for (int i = 0; i < c->rels[r].n_parents; i++)
+            c->rels[c->rels[r].parents[i]].n_children++;
+    for (int r = 0; r < c->n_rels; r++) {
+        rel_t *rel = &c->rels[r];
+        if (rel->n_children > 0 &&
+            (rel->children = arena_alloc(c, (size_t)rel->n_children * sizeof(int))) == NULL)
+            return out_of_memory(p);
+        rel->n_children = 0;
+    }
+    for (int r = 0; r < c->n_rels; r++)
+        for (int i = 0; i < c->rels[r].n_parents; i++) {
+            rel_t *parent = &c->rels[c->rels[r].parents[i]];
+            parent->children[parent->n_children++] = r;
+        }
+    return true;
+}
+
+/* Adds the group schema.name; false (with a message) when it is there already. */
+static bool add_group(parser_t *p, const char *what, const char *schema, const char *name,
+                      char status)
+{
+    catalog_t *c = p->c;
+    group_t *g = &c->groups[c->n_groups];
+    if (!intern_schema(p, schema, &g->schema))
+        return false;
+    slot_t *slot = strmap_add(c, &c->fnames, name, strlen(name));
+    if (slot == NULL)
+        return out_of_memory(p);
+    for (int k = slot->value; k >= 0; k = c->groups[k].next_same_name)
+        if (c->groups[k].schema == g->schema)
+            return fail(p, "catalog: %s: function %s.%s is there twice", what, schema, name);
+    g->name = slot->text;
+    g->status = status;
+    g->next_same_name = slot->value;
+    slot->value = c->n_groups++;
+    return true;
+}
+
+/* Adds a group of every (schema, name) in a list of {"schema", "names"} objects. */
+static bool read_group_names(parser_t *p, json_t *root, const char *key, char status)
+{
+    json_t *list = get_array(p, root, key, "the value", true);
+    if (list == NULL)
+        return false;
+    size_t i, j;
+    json_t *item, *name;
+    json_array_foreach(list, i, item)
+    {
+        char what[64];
+        snprintf(what, sizeof(what), "%s[%zu]", key, i);
+        const char *schema = get_string(p, item, "schema", what);
+        json_t *names = get_array(p, item, "names", what, true);
+        if (schema == NULL || names == NULL)
+            return false;
+        json_array_foreach(names, j, name)
+        {
+            const char *s = json_string_value(name);
+            if (s == NULL || s[0] == '\0')
+                return fail(p, "catalog: %s: a name is not a non-empty string", what);
+            if (!add_group(p, what, schema, s, status))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The words that make a cast read the clock while the query is analyzed. */
+static bool is_clock_word(const char *s)
+{
+    static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t len = strlen(s);
+    while (len > 0 &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (len == strlen(words[i]) && strncasecmp(s, words[i], len) == 0)
+            return true;
+    return false;
+}
+
+/* The text of a {"String": {"sval": ...}} node, or NULL. */
+static const char *string_node(json_t *node)
+{
+    return json_string_value(json_object_get(json_object_get(node, "String"), "sval"));
+}
+
+/* The last element of a list of String nodes (an operator or function name), or NULL. */
+static const char *last_name(json_t *names)
+{
+    size_t n = json_array_size(names);
+    return n == 0 ? NULL : string_node(json_array_get(names, n - 1));
+}
+
+/* The groups a function call of a body may run into p->calls; false when memory runs out. */
+static bool body_call(parser_t *p, json_t *call, bool *unsafe)
+{
+    json_t *names = json_object_get(call, "funcname");
+    size_t n = json_array_size(names);
+    const char *name = last_name(names);
+    const char *schema = n >= 2 ? string_node(json_array_get(names, n - 2)) : NULL;
+    if (name == NULL) {
+        *unsafe = true;
+        return true;
+    }
+    const catalog_t *c = p->c;
+    const slot_t *slot = strmap_find(&c->fnames, name, strlen(name));
+    bool found = false;
+    for (int g = slot == NULL ? -1 : slot->value; g >= 0; g = c->groups[g].next_same_name) {
+        if (schema != NULL && strcmp(c->groups[g].schema, schema) != 0)
+            continue;
+        if (!intvec_push(&p->calls, g))
+            return out_of_memory(p);
+        found = true;
+    }
+    if (!found)
+        *unsafe = true;
+    return true;
+}
+
+static bool operator_unsafe(const catalog_t *c, const char *name)
+{
+    return name == NULL || !catalog_operator_cacheable(c, name);
+}
+
+/* An operator expression of a body: BETWEEN names no operator, but runs <= and >=. */
+static bool body_operator_unsafe(const catalog_t *c, json_t *expr)
+{
+    const char *kind = json_string_value(json_object_get(expr, "kind"));
+    if (kind != NULL && strstr(kind, "BETWEEN") != NULL)
+        return operator_unsafe(c, "<=") || operator_unsafe(c, ">=");
+    return operator_unsafe(c, last_name(json_object_get(expr, "name")));
+}
+
+/* Walks the parse tree of a classic SQL body for what sqlparse does not report by name: the
+ * functions it calls and the value functions, clock casts, samples and operators that make
+ * it uncacheable. */
+static bool walk_body(parser_t *p, json_t *v, bool *unsafe)
+{
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            if (!walk_body(p, item, unsafe))
+                return false;
+        }
+        return true;
+    }
+    if (!json_is_object(v))
+        return true;
+    const char *key;
+    json_t *child;
+    json_object_foreach(v, key, child)
+    {
+        if (strcmp(key, "FuncCall") == 0) {
+            if (!body_call(p, child, unsafe))
+                return false;
+        } else if (strcmp(key, "SQLValueFunction") == 0 || strcmp(key, "RangeTableSample") == 0) {
+            *unsafe = true;
+        } else if (strcmp(key, "A_Expr") == 0) {
+            if (body_operator_unsafe(p->c, child))
+                *unsafe = true;
+        } else if (strcmp(key, "TypeCast") == 0) {
+            json_t *a_const = json_object_get(json_object_get(child, "arg"), "A_Const");
+            const char *s =
+                json_string_value(json_object_get(json_object_get(a_const, "sval"), "sval"));
+            if (s != NULL && is_clock_word(s))
+                *unsafe = true;
+        } else if (strcmp(key, "SortBy") == 0) {
+            json_t *op = json_object_get(child, "useOp");
+            if (op != NULL && operator_unsafe(p->c, last_name(op)))
+                *unsafe = true;
+        }
+        if (!walk_body(p, child, unsafe))
+            return false;
+    }
+    return true;
+}
+
+/* The relations a body's table name may denote, as a read: *unsafe when it denotes none, or
+ * may be a temporary relation or a pg_catalog one. */
+static bool body_table(parser_t *p, const char *name, bool *unsafe)
+{
+    name_walk_t w;
+    if (!name_walk_init(&w, p->c, name, false)) {
+        *unsafe = true;
+        return true;
+    }
+    bool found = false, qualified;
+    for (int r; (r = name_walk_next(&w, &qualified)) >= 0;) {
+        const rel_t *rel = &p->c->rels[r];
+        if (!qualified && (rel->temp || rel->shadowed))
+            *unsafe = true;
+        if (!intvec_push(&p->reads, r))
+            return out_of_memory(p);
+        found = true;
+    }
+    if (!found)
+        *unsafe = true;
+    return true;
+}
+
+/* A classic SQL body: a plain read, by sqlparse, of known relations calling known functions. */
+static bool read_sql_body(parser_t *p, const char *src, bool *unsafe)
+{
+    sql_info_t *info = sqlparse_analyze(src);
+    if (info == NULL)
+        return out_of_memory(p);
+    bool ok = true;
+    if (info->kind != SQL_READ || info->n_statements == 0 || info->for_update ||
+        info->too_many_tables)
+        *unsafe = true;
+    for (int i = 0; ok && i < info->n_read; i++)
+        ok = body_table(p, info->tables_read[i], unsafe);
+    sql_info_free(info);
+    if (!ok || *unsafe)
+        return ok;
+    bool oom = false;
+    json_t *tree = sqlparse_tree(src, &oom);
+    if (tree == NULL) {
+        if (oom)
+            return out_of_memory(p);
+        *unsafe = true;
+        return true;
+    }
+    ok = walk_body(p, tree, unsafe);
+    json_decref(tree);
+    return ok;
+}
+
+static bool read_stable_group(parser_t *p, json_t *item, size_t index)
+{
+    catalog_t *c = p->c;
+    char what[64];
+    snprintf(what, sizeof(what), "stable_functions[%zu]", index);
+    const char *schema = get_string(p, item, "schema", what);
+    const char *name = get_string(p, item, "name", what);
+    json_t *bodies = get_array(p, item, "bodies", what, true);
+    if (schema == NULL || name == NULL || bodies == NULL)
+        return false;
+    int g = group_find(c, schema, name);
+    if (g < 0 || c->groups[g].status != GROUP_STABLE)
+        return fail(p, "catalog: %s: no stable group %s.%s", what, schema, name);
+    group_t *group = &c->groups[g];
+    p->reads.n = p->calls.n = 0;
+    size_t i;
+    json_t *body;
+    json_array_foreach(bodies, i, body)
+    {
+        if (!json_is_object(body))
+            return fail(p, "catalog: %s: a body is not an object", what);
+        json_t *sql = json_object_get(body, "sql");
+        bool unsafe = false, unknown = false;
+        if (sql != NULL) {
+            if (!json_is_string(sql))
+                return fail(p, "catalog: %s: \"sql\" is not a string", what);
+            if (!read_sql_body(p, json_string_value(sql), &unsafe))
+                return false;
+        } else if (!get_flag(p, body, "unsafe", what, &unsafe) ||
+                   !read_oids(p, body, "reads", what, &p->reads, &unknown) ||
+                   !read_calls(p, body, what, &unknown)) {
+            return false;
+        }
+        if (unsafe || unknown)
+            group->unsafe = true;
+    }
+    group->n_reads = p->reads.n;
+    group->n_calls = p->calls.n;
+    group->reads = arena_ints(c, p->reads.v, p->reads.n);
+    group->calls = arena_ints(c, p->calls.v, p->calls.n);
+    if ((p->reads.n > 0 && group->reads == NULL) || (p->calls.n > 0 && group->calls == NULL))
+        return out_of_memory(p);
+    return true;
+}
+
+/* The bodies of stable groups; the groups were added, all STABLE, by the first pass. */
+static bool read_stable_groups(parser_t *p, json_t *list)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        if (!read_stable_group(p, item, i))
+            return false;
+    }
+    return true;
+}
+
+/* Adds a STABLE group for every entry of stable_functions, bodies read later. */
+static bool add_stable_groups(parser_t *p, json_t *list)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        char what[64];
+        snprintf(what, sizeof(what), "stable_functions[%zu]", i);
+        const char *schema = get_string(p, item, "schema", what);
+        const char *name = get_string(p, item, "name", what);
+        if (schema == NULL || name == NULL)
+            return false;
+        if (!add_group(p, what, schema, name, GROUP_STABLE))
+            return false;
+    }
+    return true;
+}
+
+static bool read_unsafe_operators(parser_t *p, json_t *root)
+{
+    catalog_t *c = p->c;
+    json_t *list = get_array(p, root, "unsafe_operators", "the value", true);
+    if (list == NULL)
+        return false;
+    size_t n = json_array_size(list);
+    if (n == 0)
+        return true;
+    if ((c->unsafe_ops = arena_alloc(c, n * sizeof(char *))) == NULL)
+        return out_of_memory(p);
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *s = json_string_value(item);
+        if (s == NULL || s[0] == '\0')
+            return fail(p, "catalog: unsafe_operators[%zu] is not a non-empty string", i);
+        if ((c->unsafe_ops[i] = arena_strndup(c, s, strlen(s))) == NULL)
+            return out_of_memory(p);
+    }
+    c->n_unsafe_ops = (int)n;
+    qsort(c->unsafe_ops, n, sizeof(c->unsafe_ops[0]), compare_strings);
+    return true;
+}
+
+/* ---- closures ---- */
+
+/*
+ * The state of the walks: a stamp per node (relations first, then groups) and per key marks
+ * what the current walk has seen, so one allocation serves every walk. The stack holds
+ * (node, mode) pairs; a node is pushed at most twice per walk (once per direction before it
+ * is written), so twice the nodes always fit.
+ */
+typedef struct walk {
+    unsigned stamp;
+    unsigned *node_stamp;
+    unsigned char *modes; /* the write walk's modes seen, valid where node_stamp is current */
+    unsigned *key_stamp;
+    int *stack;
+    int n_stack;
+    const char **keys;
+    int n_keys;
+} walk_t;
+
+static void walk_begin(walk_t *w)
+{
+    w->stamp++;
+    w->n_stack = 0;
+    w->n_keys = 0;
+}
+
+static void walk_push(walk_t *w, int node, int mode)
+{
+    w->stack[w->n_stack++] = node;
+    w->stack[w->n_stack++] = mode;
+}
+
+/* Pushes node for the read walk unless this walk has pushed it already. */
+static void walk_visit(walk_t *w, int node)
+{
+    if (w->node_stamp[node] == w->stamp)
+        return;
+    w->node_stamp[node] = w->stamp;
+    walk_push(w, node, 0);
+}
+
+static void walk_key(walk_t *w, const catalog_t *c, int key)
+{
+    if (w->key_stamp[key] == w->stamp)
+        return;
+    w->key_stamp[key] = w->stamp;
+    w->keys[w->n_keys++] = c->keys[key].name;
+}
+
+/* The keys of the walk into the arena; false when memory runs out. */
+static bool walk_keep(walk_t *w, catalog_t *c, key_list_t *out)
+{
+    out->n = w->n_keys;
+    out->keys = NULL;
+    if (w->n_keys == 0)
+        return true;
+    out->keys = arena_alloc(c, (size_t)w->n_keys * sizeof(char *));
+    if (out->keys == NULL)
+        return false;
+    memcpy(out->keys, w->keys, (size_t)w->n_keys * sizeof(char *));
+    return true;
+}
+
+/* What a read of node depends on: false when something it reaches is not cacheable. */
+static bool read_walk(walk_t *w, const catalog_t *c, int node)
+{
+    walk_begin(w);
+    walk_visit(w, node);
+    while (w->n_stack > 0) {
+        w->n_stack -= 2;
+        int x = w->stack[w->n_stack];
+        const int *reads, *calls;
+        int n_reads, n_calls;
+        if (x < c->n_rels) {
+            const rel_t *rel = &c->rels[x];
+            if (rel->temp || rel->rls || rel->kind == 'f')
+                return false;
+            walk_key(w, c, rel->key);
+            if (rel->kind != 'v')
+                continue;
+            if (rel->unsafe)
+                return false;
+            reads = rel->reads, n_reads = rel->n_reads;
+            calls = rel->calls, n_calls = rel->n_calls;
+        } else {
+            const group_t *g = &c->groups[x - c->n_rels];
+            if (g->status == GROUP_REFUSED || g->unsafe)
+                return false;
+            reads = g->reads, n_reads = g->n_reads;
+            calls = g->calls, n_calls = g->n_calls;
+        }
+        for (int i = 0; i < n_reads; i++)
+            walk_visit(w, reads[i]);
+        for (int i = 0; i < n_calls; i++)
+            walk_visit(w, c->n_rels + calls[i]);
+    }
+    return true;
+}
+
+/* Pushes rel for the write walk in mode unless this walk has pushed it in that mode already. */
+static void walk_write(walk_t *w, int rel, int mode)
+{
+    unsigned char seen = w->node_stamp[rel] == w->stamp ? w->modes[rel] : 0;
+    if ((seen & mode) == mode)
+        return;
+    w->node_stamp[rel] = w->stamp;
+    w->modes[rel] = seen | (unsigned char)mode;
+    walk_push(w, rel, mode);
+}
+
+/* What a write to rel can change; true when it can change relations the snapshot cannot
+ * name. */
+static bool write_walk(walk_t *w, const catalog_t *c, int start)
+{
+    bool everything = false;
+    walk_begin(w);
+    walk_write(w, start, WALK_WRITTEN);
+    while (w->n_stack > 0) {
+        w->n_stack -= 2;
+        int r = w->stack[w->n_stack], mode = w->stack[w->n_stack + 1];
+        const rel_t *rel = &c->rels[r];
+        walk_key(w, c, rel->key);
+        if (rel->triggers || rel->rules || rel->unknown_links ||
+            (rel->kind == 'v' && rel->calls_refused))
+            everything = true;
+        for (int i = 0; i < rel->n_cascades; i++)
+            walk_write(w, rel->cascades[i], WALK_WRITTEN);
+        if (rel->kind == 'v')
+            for (int i = 0; i < rel->n_reads; i++)
+                walk_write(w, rel->reads[i], WALK_WRITTEN);
+        if (mode & WALK_DOWN)
+            for (int i = 0; i < rel->n_children; i++)
+                walk_write(w, rel->children[i], WALK_DOWN);
+        if (mode & WALK_UP)
+            for (int i = 0; i < rel->n_parents; i++)
+                walk_write(w, rel->parents[i], WALK_UP);
+    }
+    return everything;
+}
+
+static bool compute_closures(parser_t *p)
+{
+    catalog_t *c = p->c;
+    size_t nodes = (size_t)c->n_rels + (size_t)c->n_groups;
+    walk_t w = {0};
+    w.node_stamp = calloc(nodes + 1, sizeof(unsigned));
+    w.modes = calloc((size_t)c->n_rels + 1, 1);
+    w.key_stamp = calloc((size_t)c->n_keys + 1, sizeof(unsigned));
+    w.stack = malloc((4 * nodes + 2) * sizeof(int));
+    w.keys = malloc(((size_t)c->n_keys + 1) * sizeof(char *));
+    bool ok = w.node_stamp != NULL && w.modes != NULL && w.key_stamp != NULL && w.stack != NULL &&
+              w.keys != NULL;
+    for (int r = 0; ok && r < c->n_rels; r++) {
+        rel_t *rel = &c->rels[r];
+        if (read_walk(&w, c, r))
+            ok = walk_keep(&w, c, &rel->read_deps);
+        else
+            rel->read_deps = (key_list_t){NULL, -1};
+        rel->write_everything = write_walk(&w, c, r);
+        ok = ok && walk_keep(&w, c, &rel->write_keys);
+    }
+    for (int g = 0; ok && g < c->n_groups; g++) {
+        group_t *group = &c->groups[g];
+        if (read_walk(&w, c, c->n_rels + g))
+            ok = walk_keep(&w, c, &group->deps);
+        else
+            group->deps = (key_list_t){NULL, -1};
+    }
+    free(w.node_stamp);
+    free(w.modes);
+    free(w.key_stamp);
+    free(w.stack);
+    free(w.keys);
+    return ok || out_of_memory(p);
+}
+
+/* ---- catalog_parse ---- */
+
+static size_t names_in(json_t *list)
+{
+    size_t n = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        n += json_array_size(json_object_get(item, "names"));
+    }
+    return n;
+}
+
+static bool parse_root(parser_t *p, json_t *root)
+{
+    catalog_t *c = p->c;
+    if (!json_is_object(root))
+        return fail(p, "catalog: the value is not a JSON object");
+    json_t *version = json_object_get(root, "version");
+    if (!json_is_integer(version) || json_integer_value(version) != 1)
+        return fail(p, "catalog: \"version\" is not 1");
+    json_t *relations = get_array(p, root, "relations", "the value", true);
+    json_t *immutable = get_array(p, root, "immutable_functions", "the value", true);
+    json_t *refused = get_array(p, root, "refused_functions", "the value", true);
+    json_t *stable = get_array(p, root, "stable_functions", "the value", true);
+    if (relations == NULL || immutable == NULL || refused == NULL || stable == NULL)
+        return false;
+    if (json_array_size(relations) > INT32_MAX / 8)
+        return fail(p, "catalog: too many relations");
+    size_t n_rels = json_array_size(relations);
+    size_t n_groups = names_in(immutable) + names_in(refused) + json_array_size(stable);
+    if (n_groups > INT32_MAX / 8)
+        return fail(p, "catalog: too many functions");
+    c->rels = arena_alloc(c, (n_rels + 1) * sizeof(rel_t));
+    c->groups = arena_alloc(c, (n_groups + 1) * sizeof(group_t));
+    c->keys = arena_alloc(c, (n_rels + 1) * sizeof(gen_key_t));
+    p->by_oid = malloc((n_rels + 1) * sizeof(oid_index_t));
+    if (c->rels == NULL || c->groups == NULL || c->keys == NULL || p->by_oid == NULL ||
+        !strmap_init(c, &c->relnames, n_rels) || !strmap_init(c, &c->fnames, n_groups) ||
+        !strmap_init(c, &c->schemas, n_rels + n_groups))
+        return out_of_memory(p);
+    c->n_rels = (int)n_rels;
+    size_t i;
+    json_t *item;
+    json_array_foreach(relations, i, item)
+    {
+        if (!read_relation(p, item, (int)i))
+            return false;
+    }
+    qsort(p->by_oid, n_rels, sizeof(oid_index_t), compare_oids);
+    for (i = 1; i < n_rels; i++)
+        if (p->by_oid[i].oid == p->by_oid[i - 1].oid)
+            return fail(p, "catalog: oid %u is there twice", p->by_oid[i].oid);
+    if (!read_group_names(p, root, "immutable_functions", GROUP_IMMUTABLE) ||
+        !read_group_names(p, root, "refused_functions", GROUP_REFUSED) ||
+        !add_stable_groups(p, stable) || !read_unsafe_operators(p, root))
+        return false;
+    json_array_foreach(relations, i, item)
+    {
+        if (!read_relation_links(p, item, (int)i))
+            return false;
+    }
+    return link_children(p) && read_stable_groups(p, stable) && compute_closures(p);
+}
+
+catalog_t *catalog_parse(const char *json, size_t len, char *err, size_t errlen)
+{
+    parser_t p = {.err = err, .errlen = errlen};
+    if (errlen > 0)
+        err[0] = '\0';
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        fail(&p, "catalog: not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    p.c = calloc(1, sizeof(catalog_t));
+    if (p.c == NULL) {
+        out_of_memory(&p);
+    } else {
+        atomic_init(&p.c->refs, 1);
+        parse_root(&p, root);
+    }
+    json_decref(root);
+    free(p.by_oid);
+    free(p.reads.v);
+    free(p.calls.v);
+    if (p.failed) {
+        catalog_unref(p.c);
+        return NULL;
+    }
+    return p.c;
+}
