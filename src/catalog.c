@@ -124,10 +124,13 @@ static const char query_text[] =
     "  LEFT JOIN (SELECT DISTINCT relname FROM pg_catalog.pg_class"
     "   WHERE relnamespace = 'pg_catalog'::pg_catalog.regnamespace) sys"
     "   ON sys.relname = rel.relname"
-    /* Since PostgreSQL 15 a trigger cloned to a partition is not internal; before, it was,
-     * and only tgparentid tells it from the triggers of foreign keys. */
-    "  LEFT JOIN (SELECT DISTINCT tgrelid FROM pg_catalog.pg_trigger"
-    "   WHERE NOT tgisinternal OR tgparentid <> 0) trg ON trg.tgrelid = rel.oid"
+    /* Since PostgreSQL 15 a user trigger cloned to a partition is not internal; before, it
+     * was, and is told from the internal triggers of foreign keys and deferrable unique
+     * constraints (which are cloned too) by having a parent and no constraint but its own. */
+    "  LEFT JOIN (SELECT DISTINCT t.tgrelid FROM pg_catalog.pg_trigger t"
+    "   LEFT JOIN pg_catalog.pg_constraint k ON k.oid = t.tgconstraint"
+    "   WHERE NOT t.tgisinternal OR (t.tgparentid <> 0 AND coalesce(k.contype, 't') = 't'))"
+    "   trg ON trg.tgrelid = rel.oid"
     "  LEFT JOIN (SELECT DISTINCT ev_class FROM pg_catalog.pg_rewrite"
     "   WHERE rulename <> '_RETURN') rul ON rul.ev_class = rel.oid"
     "  LEFT JOIN (SELECT inhrelid, pg_catalog.json_agg(inhparent::int8 ORDER BY inhparent)"
