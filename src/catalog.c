@@ -471,6 +471,14 @@ static int group_find(const catalog_t *c, const char *schema, const char *name)
  * keys are the same pointer); false when out would hold more than max. */
 static bool merge_keys(const char **out, int *n, int max, const key_list_t *list)
 {
+    if (*n == 0) {
+        /* The first list has no duplicates: a name of one relation is a copy. */
+        int take = list->n < max ? list->n : max;
+        if (take > 0)
+            memcpy(out, list->keys, (size_t)take * sizeof(out[0]));
+        *n = take;
+        return list->n <= max;
+    }
     for (int i = 0; i < list->n; i++) {
         const char *key = list->keys[i];
         int j = 0;
@@ -1240,12 +1248,16 @@ static void walk_visit(walk_t *w, int node)
     walk_push(w, node, 0);
 }
 
-static void walk_key(walk_t *w, const catalog_t *c, int key)
+/* Adds key to the walk's keys; false when that would make more than CATALOG_MAX_KEYS. */
+static bool walk_key(walk_t *w, const catalog_t *c, int key)
 {
     if (w->key_stamp[key] == w->stamp)
-        return;
+        return true;
+    if (w->n_keys == CATALOG_MAX_KEYS)
+        return false;
     w->key_stamp[key] = w->stamp;
     w->keys[w->n_keys++] = c->keys[key].name;
+    return true;
 }
 
 /* The keys of the walk into the arena; false when memory runs out. */
@@ -1274,9 +1286,8 @@ static bool read_walk(walk_t *w, const catalog_t *c, int node)
         int n_reads, n_calls;
         if (x < c->n_rels) {
             const rel_t *rel = &c->rels[x];
-            if (rel->temp || rel->rls || rel->kind == 'f')
+            if (rel->temp || rel->rls || rel->kind == 'f' || !walk_key(w, c, rel->key))
                 return false;
-            walk_key(w, c, rel->key);
             if (rel->kind != 'v')
                 continue;
             if (rel->unsafe)
@@ -1310,7 +1321,7 @@ static void walk_write(walk_t *w, int rel, int mode)
 }
 
 /* What a write to rel can change; true when it can change relations the snapshot cannot
- * name. */
+ * name, or more than CATALOG_MAX_KEYS (the walk stops there, keeping the keys it has). */
 static bool write_walk(walk_t *w, const catalog_t *c, int start)
 {
     bool everything = false;
@@ -1320,7 +1331,8 @@ static bool write_walk(walk_t *w, const catalog_t *c, int start)
         w->n_stack -= 2;
         int r = w->stack[w->n_stack], mode = w->stack[w->n_stack + 1];
         const rel_t *rel = &c->rels[r];
-        walk_key(w, c, rel->key);
+        if (!walk_key(w, c, rel->key))
+            return true;
         if (rel->triggers || rel->rules || rel->unknown_links ||
             (rel->kind == 'v' && rel->calls_refused))
             everything = true;
@@ -1348,7 +1360,7 @@ static bool compute_closures(parser_t *p)
     w.modes = calloc((size_t)c->n_rels + 1, 1);
     w.key_stamp = calloc((size_t)c->n_keys + 1, sizeof(unsigned));
     w.stack = malloc((4 * nodes + 2) * sizeof(int));
-    w.keys = malloc(((size_t)c->n_keys + 1) * sizeof(char *));
+    w.keys = malloc(CATALOG_MAX_KEYS * sizeof(char *));
     bool ok = w.node_stamp != NULL && w.modes != NULL && w.key_stamp != NULL && w.stack != NULL &&
               w.keys != NULL;
     for (int r = 0; ok && r < c->n_rels; r++) {

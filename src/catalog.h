@@ -37,6 +37,14 @@
 typedef struct catalog catalog_t;
 
 /*
+ * The most generation keys a lookup can give, whatever its max: a read that depends on more
+ * is not cacheable and a write that reaches more reaches everything. Bounding the closures
+ * bounds the memory and the parse time of a snapshot whose foreign keys chain thousands of
+ * tables, which would otherwise grow with the square of their number.
+ */
+#define CATALOG_MAX_KEYS 256
+
+/*
  * The one query whose single value catalog_parse() reads: one statement, one row, one json
  * column, for PostgreSQL 13 and later. Static text. Its planner cost stays far below the
  * default jit_above_cost on ordinary catalogs; on a catalog of tens of thousands of relations
@@ -70,7 +78,7 @@ void catalog_unref(catalog_t *c);
  * pg_catalog relation or a name one shadows, an unknown name), a view reads something that
  * is not cacheable (a function catalog_function_deps() refuses, CURRENT_DATE and the other
  * SQL value functions, a sequence, a system relation, TABLESAMPLE), or there are more than
- * max keys. Allocates nothing.
+ * max (or CATALOG_MAX_KEYS) keys. Allocates nothing.
  */
 int catalog_read_deps(const catalog_t *c, const char *name, const char **out, int max);
 
@@ -83,8 +91,8 @@ int catalog_read_deps(const catalog_t *c, const char *name, const char **out, in
  * and still returns the count, when the write can reach relations the snapshot cannot name: a
  * user trigger (INSTEAD OF ones included) or a rule other than a view's _RETURN rule on any
  * relation of the closure, a view that calls a function that is not cacheable or reads a
- * relation the snapshot does not hold, an unknown name, or more than max keys. Returns the
- * count. Allocates nothing.
+ * relation the snapshot does not hold, an unknown name, or more than max (or
+ * CATALOG_MAX_KEYS) keys. Returns the count. Allocates nothing.
  */
 int catalog_write_closure(const catalog_t *c, const char *name, const char **out, int max,
                           bool *everything);
@@ -98,7 +106,8 @@ int catalog_write_closure(const catalog_t *c, const char *name, const char **out
  * (at most max; strings owned by the snapshot). Returns the count (0 for IMMUTABLE
  * functions), or -1 when the call must not be cached: a VOLATILE overload, a STABLE one in
  * any other language (plpgsql, C, internal: now() is one), an unknown name, a user-defined
- * aggregate with a non-IMMUTABLE support function, or more than max keys. Allocates nothing.
+ * aggregate with a non-IMMUTABLE support function, or more than max (or CATALOG_MAX_KEYS)
+ * keys. Allocates nothing.
  */
 int catalog_function_deps(const catalog_t *c, const char *name, const char **out, int max);
 

@@ -5,8 +5,9 @@
  *    (not sideways), a foreign-key cascade cycle, a trigger or rule that makes a write reach
  *    everything, one name in two schemas, temporary, unknown, shadowed, foreign and
  *    row-secured relations, views that call functions or read the clock, IMMUTABLE, STABLE
- *    SQL (classic and BEGIN ATOMIC), STABLE plpgsql and VOLATILE functions, limits, dotted
- *    names, reference counting across threads and malformed values.
+ *    SQL (classic and BEGIN ATOMIC), STABLE plpgsql and VOLATILE functions, limits (the
+ *    caller's max and CATALOG_MAX_KEYS), dotted names, reference counting across threads
+ *    and malformed values.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -431,6 +432,60 @@ static void more_keys_than_max_refuse_a_read_and_reach_everything(void **state)
     assert_int_equal(catalog_read_deps(cat, "t1", out, 0), -1);
 }
 
+/* A chain of n relations, each oid i + 1 named ti: views each reading the next, or tables
+ * each cascading to the next. */
+static catalog_t *chain(int n, bool views)
+{
+    size_t cap = (size_t)n * 128 + 512, len = 0;
+    char *json = malloc(cap);
+    assert_non_null(json);
+    len += (size_t)snprintf(json + len, cap - len, "{\"version\": 1, \"relations\": [");
+    for (int i = 0; i < n; i++) {
+        char link[64] = "";
+        if (i + 1 < n)
+            snprintf(link, sizeof(link), ", \"%s\": [%d]", views ? "reads" : "cascades", i + 2);
+        len += (size_t)snprintf(json + len, cap - len,
+                                "%s{\"oid\": %d, \"schema\": \"public\", \"name\": \"t%d\", "
+                                "\"kind\": \"%s\"%s}",
+                                i == 0 ? "" : ", ", i + 1, i, views && i + 1 < n ? "v" : "r", link);
+    }
+    snprintf(json + len, cap - len,
+             "], \"immutable_functions\": [], \"refused_functions\": [],"
+             " \"stable_functions\": [], \"unsafe_operators\": []}");
+    char err[256];
+    catalog_t *c = catalog_parse(json, strlen(json), err, sizeof(err));
+    free(json);
+    if (c == NULL)
+        fail_msg("%s", err);
+    return c;
+}
+
+static void closures_are_bounded_by_catalog_max_keys(void **state)
+{
+    static const char *out[CATALOG_MAX_KEYS + 10];
+    bool everything = false;
+    catalog_t *c = chain(CATALOG_MAX_KEYS, false);
+    assert_int_equal(catalog_write_closure(c, "t0", out, CATALOG_MAX_KEYS + 10, &everything),
+                     CATALOG_MAX_KEYS);
+    assert_false(everything);
+    catalog_unref(c);
+    c = chain(CATALOG_MAX_KEYS + 1, false);
+    assert_int_equal(catalog_write_closure(c, "t0", out, CATALOG_MAX_KEYS + 10, &everything),
+                     CATALOG_MAX_KEYS);
+    assert_true(everything);
+    assert_int_equal(catalog_write_closure(c, "t1", out, CATALOG_MAX_KEYS + 10, &everything),
+                     CATALOG_MAX_KEYS);
+    assert_false(everything);
+    catalog_unref(c);
+    c = chain(CATALOG_MAX_KEYS, true);
+    assert_int_equal(catalog_read_deps(c, "t0", out, CATALOG_MAX_KEYS + 10), CATALOG_MAX_KEYS);
+    catalog_unref(c);
+    c = chain(CATALOG_MAX_KEYS + 1, true);
+    assert_int_equal(catalog_read_deps(c, "t0", out, CATALOG_MAX_KEYS + 10), -1);
+    assert_int_equal(catalog_read_deps(c, "t1", out, CATALOG_MAX_KEYS + 10), CATALOG_MAX_KEYS);
+    catalog_unref(c);
+}
+
 static void counts_are_of_relations_and_function_names(void **state)
 {
     assert_int_equal(catalog_relation_count(cat), 34);
@@ -605,6 +660,7 @@ int main(void)
         cmocka_unit_test(an_unqualified_function_is_judged_over_every_schema),
         cmocka_unit_test(operators_of_volatile_functions_are_refused),
         cmocka_unit_test(more_keys_than_max_refuse_a_read_and_reach_everything),
+        cmocka_unit_test(closures_are_bounded_by_catalog_max_keys),
         cmocka_unit_test(counts_are_of_relations_and_function_names),
         cmocka_unit_test(references_are_counted_across_threads),
         cmocka_unit_test(an_empty_catalog_knows_nothing),
