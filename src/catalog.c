@@ -395,7 +395,8 @@ static bool schema_is(const char *schema, const reading_t *r)
 
 /*
  * Walks the relations (or, for groups, the function groups) that the readings of a name
- * denote: rel_first/group_first start a reading, *_next step through it. A relation that
+ * denote: chain_start() finds the chain of a reading's name, name_walk_next() steps through
+ * it, keeping those of the reading's schema, then on to the next reading. A relation that
  * several readings denote is visited once per reading, which the callers' merges absorb.
  */
 typedef struct name_walk {
@@ -474,6 +475,8 @@ static bool merge_keys(const char **out, int *n, int max, const key_list_t *list
     if (*n == 0) {
         /* The first list has no duplicates: a name of one relation is a copy. */
         int take = list->n < max ? list->n : max;
+        if (take < 0)
+            take = 0;
         if (take > 0)
             memcpy(out, list->keys, (size_t)take * sizeof(out[0]));
         *n = take;
