@@ -80,7 +80,8 @@ void catalog_unref(catalog_t *c);
  * SQL value functions, a sequence, a system relation, TABLESAMPLE), or there are more than
  * max (or CATALOG_MAX_KEYS) keys. Allocates nothing.
  */
-int catalog_read_deps(const catalog_t *c, const char *name, const char **out, int max);
+__attribute__((warn_unused_result)) int catalog_read_deps(const catalog_t *c, const char *name,
+                                                          const char **out, int max);
 
 /*
  * The generation keys that a WRITE to name must bump, written to out (at most max; strings
@@ -94,8 +95,9 @@ int catalog_read_deps(const catalog_t *c, const char *name, const char **out, in
  * relation the snapshot does not hold, an unknown name, or more than max (or
  * CATALOG_MAX_KEYS) keys. Returns the count. Allocates nothing.
  */
-int catalog_write_closure(const catalog_t *c, const char *name, const char **out, int max,
-                          bool *everything);
+__attribute__((warn_unused_result)) int catalog_write_closure(const catalog_t *c, const char *name,
+                                                              const char **out, int max,
+                                                              bool *everything);
 
 /*
  * Whether a function call (name "f" or "schema.f", as written) may appear in a cached read:
@@ -109,7 +111,8 @@ int catalog_write_closure(const catalog_t *c, const char *name, const char **out
  * aggregate with a non-IMMUTABLE support function, or more than max (or CATALOG_MAX_KEYS)
  * keys. Allocates nothing.
  */
-int catalog_function_deps(const catalog_t *c, const char *name, const char **out, int max);
+__attribute__((warn_unused_result)) int catalog_function_deps(const catalog_t *c, const char *name,
+                                                              const char **out, int max);
 
 /*
  * Whether an operator (its name as written, "+" or "===", without schema) may appear in a
@@ -119,7 +122,8 @@ int catalog_function_deps(const catalog_t *c, const char *name, const char **out
  * they depend on TimeZone, DateStyle and default_text_search_config, never on time. Allocates
  * nothing.
  */
-bool catalog_operator_cacheable(const catalog_t *c, const char *name);
+__attribute__((warn_unused_result)) bool catalog_operator_cacheable(const catalog_t *c,
+                                                                    const char *name);
 
 /*
  * The schema of name for matching cache rules ("schema.table" or "schema.*"): when name is
