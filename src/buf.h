@@ -63,6 +63,12 @@ static inline void buf_produce(buf_t *b, uint32_t n)
     b->end += n;
 }
 
+/* Drops what was appended after the first n bytes held (n <= buf_len()). */
+static inline void buf_truncate(buf_t *b, uint32_t n)
+{
+    b->end = b->start + n;
+}
+
 /* Drops n bytes from the front. */
 void buf_consume(buf_t *b, uint32_t n);
 

@@ -588,6 +588,30 @@ const char *catalog_schema_of(const catalog_t *c, const char *name)
     return schema;
 }
 
+bool catalog_function_may_write(const catalog_t *c, const char *name)
+{
+    name_walk_t w;
+    if (!name_walk_init(&w, c, name, true))
+        return true;
+    bool found = false, qualified;
+    for (int g; (g = name_walk_next(&w, &qualified)) >= 0;) {
+        const group_t *group = &c->groups[g];
+        found = true;
+        if (group->status == GROUP_REFUSED && strcmp(group->schema, "pg_catalog") != 0)
+            return true;
+    }
+    return !found && strchr(name, '.') != NULL && strncmp(name, "pg_catalog.", 11) != 0;
+}
+
+int catalog_relations_in(const catalog_t *c, const char *schema, const char **out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < c->n_rels && n < max; i++)
+        if (strcmp(c->rels[i].schema, schema) == 0)
+            out[n++] = c->keys[c->rels[i].key].name;
+    return n;
+}
+
 int catalog_relation_count(const catalog_t *c)
 {
     return c->n_rels;

@@ -133,6 +133,23 @@ __attribute__((warn_unused_result)) bool catalog_operator_cacheable(const catalo
  */
 const char *catalog_schema_of(const catalog_t *c, const char *name);
 
+/*
+ * Whether a call of function name ("f" or "schema.f", as written) may write tables: some
+ * function of that name outside pg_catalog is refused by catalog_function_deps() (VOLATILE,
+ * or STABLE in a language other than sql: more than can write, never less), or name is
+ * qualified with a schema other than pg_catalog that the snapshot has no such function in
+ * (made since). An unqualified unknown name is taken for a built-in (now(), random()): the
+ * snapshot ships no refused built-in. Allocates nothing.
+ */
+__attribute__((warn_unused_result)) bool catalog_function_may_write(const catalog_t *c,
+                                                                    const char *name);
+
+/*
+ * The generation keys of every relation of schema, written to out (at most max; strings
+ * owned by the snapshot; a relname two relations share may come twice). Returns the count.
+ */
+int catalog_relations_in(const catalog_t *c, const char *schema, const char **out, int max);
+
 /* Relations in the snapshot (temporary ones included), for logs and the API. */
 int catalog_relation_count(const catalog_t *c);
 /* Functions in the snapshot, counted once per schema and name (overloads are one), for logs

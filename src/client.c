@@ -7,6 +7,7 @@
 #include "client.h"
 
 #include "auth.h"
+#include "cache.h"
 #include "cancel.h"
 #include "console.h"
 #include "log.h"
@@ -129,6 +130,7 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
     auth_free(c);
     console_client_closed(c);
     profile_client_gone(c);
+    cache_client_gone(c);
     c->state = CLIENT_CLOSED;
     server_t *s = c->server;
     c->server = NULL;
@@ -805,6 +807,19 @@ static void client_process(client_t *c)
         }
         if (m.type == 'P' || m.type == 'B' || m.type == 'C')
             observe_statement(c, &m);
+        if (m.type == 'P' || m.type == 'C')
+            cache_observe(c, &m);
+        if (m.type == 'Q' || m.type == 'P' || m.type == 'B') {
+            int answered = cache_answer(c, &m);
+            if (answered < 0) {
+                client_close(c, "53200", "out of memory");
+                return;
+            }
+            if (answered > 0) {
+                buf_consume(&c->in, (uint32_t)answered);
+                continue;
+            }
+        }
         bool mapped = maps_statements(c);
         if (m.type == 'Q' && mapped && (c->server == NULL || c->server->pend_count == 0) &&
             answer_deallocate(c, &m)) {
@@ -832,6 +847,8 @@ static void client_process(client_t *c)
             }
         }
         int rc = forward_message(c, c->server, &m);
+        if (rc == 0 && cache_forwarded(c, c->server, &m) < 0)
+            rc = -1;
         if (rc < 0) {
             client_close(c, rc == -1 ? "53200" : "08P01",
                          rc == -1 ? "out of memory" : "malformed message");

@@ -22,6 +22,7 @@ struct pool;
 struct server;
 struct worker;
 struct auth_state;
+struct cache_client;
 struct console_request;
 
 typedef enum client_state {
@@ -54,6 +55,7 @@ typedef struct client {
     struct console_request *console_req; /* a console answer being gathered */
     struct sockaddr_storage addr;        /* the peer, for auth_hba_file */
     struct profile_state *prof;          /* query measurement state (profile.h), or NULL */
+    struct cache_client *cache;          /* result cache state (cache.h), or NULL */
     params_t params;                     /* session parameters the client's session has */
     prepared_map_t *stmts;               /* its named prepared statements (transaction mode) */
     bool welcomed;                       /* got AuthenticationOk ... ReadyForQuery */

@@ -57,6 +57,7 @@ static void apply_settings(pool_t *pool, const config_database_t *db)
     snprintf(pool->target.user, sizeof(pool->target.user), "%s", db->user);
     snprintf(pool->target.password, sizeof(pool->target.password), "%s", db->password);
     pthread_mutex_unlock(&pool->lock);
+    atomic_store(&pool->cache_ns, 0); /* the target may be another: named again on use */
     atomic_store(&pool->pool_size, db->pool_size);
     atomic_store(&pool->min_pool_size, db->min_pool_size);
     atomic_store(&pool->reserve_pool_size, db->reserve_pool_size);

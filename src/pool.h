@@ -66,6 +66,7 @@ typedef struct pool {
     _Atomic int *db_servers; /* shared by the pools of one database */
     _Atomic bool has_welcome;
     _Atomic bool paused; /* PAUSE or KILL from the console: no server is handed out */
+    _Atomic uint32_t cache_ns; /* the result cache's id of the target (cache.c); 0 = not yet */
     buf_t welcome;       /* ParameterStatus messages of a fresh server; immutable once set */
     struct prepared_cache *known; /* statements some server prepared without error; under lock */
     params_t defaults;            /* tracked parameters of a fresh server */

@@ -10,6 +10,7 @@
 
 #include "admin.h"
 #include "alerts.h"
+#include "cache.h"
 #include "authquery.h"
 #include "cancel.h"
 #include "config.h"
@@ -75,6 +76,7 @@ static config_t *reload(const char *path, config_t *current, retired_t **retired
     r->next = *retired;
     *retired = r;
     log_set_level(next->verbose ? LOG_DEBUG : LOG_INFO);
+    cache_reconfigure(current, next);
     pool_reload_all(next);
     worker_reload_all(next);
     admin_reload(next);
@@ -101,8 +103,14 @@ int serve_run(const char *path)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     int n = worker_count(cfg);
+    if (cache_start(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgturbo: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
     if (worker_start_all(cfg, n, err, sizeof(err)) < 0) {
         fprintf(stderr, "pgturbo: %s\n", err);
+        cache_stop();
         config_free(cfg);
         return 1;
     }
@@ -110,6 +118,7 @@ int serve_run(const char *path)
         fprintf(stderr, "pgturbo: cannot start the auth_query thread\n");
         worker_shutdown_all();
         worker_free_all();
+        cache_stop();
         config_free(cfg);
         return 1;
     }
@@ -121,6 +130,7 @@ int serve_run(const char *path)
         worker_free_all();
         pool_free_all();
         cancel_free_all();
+        cache_stop();
         config_free(cfg);
         return 1;
     }
@@ -133,6 +143,7 @@ int serve_run(const char *path)
         worker_free_all();
         pool_free_all();
         cancel_free_all();
+        cache_stop();
         config_free(cfg);
         return 1;
     }
@@ -166,6 +177,7 @@ int serve_run(const char *path)
     alerts_free();
     pool_free_all();
     cancel_free_all();
+    cache_stop();
     config_free(cfg);
     while (retired != NULL) {
         retired_t *next = retired->next;

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "authfile.h"
+#include "cache.h"
 #include "client.h"
 #include "log.h"
 #include "net.h"
@@ -114,6 +115,7 @@ void server_close(server_t *s, const char *reason)
         snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
         client_close(c, "08006", msg);
     }
+    cache_server_gone(s);
     pool_server_gone(s, never_ready);
     worker_bury_server(s->worker, s);
 }
@@ -137,6 +139,7 @@ const char *server_state_name(server_state_t state)
 
 void server_free(server_t *s)
 {
+    cache_server_gone(s);
     buf_free(&s->in);
     buf_free(&s->out);
     buf_free(&s->welcome);
@@ -545,6 +548,13 @@ void server_measure_last(server_t *s, uint64_t fingerprint)
     e->started_us = loop_clock_us();
 }
 
+void server_mark_last(server_t *s, pending_mark_t mark)
+{
+    if (s->pend_count == 0)
+        return;
+    s->pending[(s->pend_head + s->pend_count - 1) % s->pend_cap].mark = (uint8_t)mark;
+}
+
 /* The rows a CommandComplete tag reports: its last number ("SELECT 5", "INSERT 0 3"). */
 static uint32_t tag_rows(const proto_msg_t *m)
 {
@@ -604,8 +614,12 @@ static void handle_response(server_t *s, const proto_msg_t *m)
     if (error)
         handle_error(s, m, head, &forward);
     bool terminal = is_terminal(m->type, head);
-    if (m->type == 'Z')
+    if (head->mark != PENDING_MARK_NONE)
+        cache_response(s, m, head);
+    if (m->type == 'Z') {
         count_ready(s, m, head);
+        cache_ready(s, head);
+    }
     if (head->fingerprint != 0)
         measure_response(s, m, head, terminal);
     if (m->type == 'Z' && s->txn_status == 'I' && s->client != NULL && !head->swallow)
@@ -629,6 +643,8 @@ static void handle_message(server_t *s, const proto_msg_t *m)
     }
     pending_t *head = pending_head(s);
     bool swallowing = head != NULL && head->swallow;
+    if (head != NULL && head->mark == PENDING_MARK_FILL && strchr("SNA", m->type) != NULL)
+        cache_response(s, m, head); /* a notice or a parameter change: not replayable */
     switch (m->type) {
     case 'S': /* ParameterStatus */
         record_parameter(s, m);
@@ -655,7 +671,10 @@ static void start_stream(server_t *s, const proto_msg_t *m, uint32_t avail)
 {
     pending_t *head = pending_head(s);
     s->stream_forward = s->client != NULL && (head == NULL || !head->swallow);
+    s->stream_copy = head != NULL && head->mark == PENDING_MARK_FILL;
     s->stream_left = m->len - avail;
+    if (s->stream_copy)
+        cache_stream(s, buf_head(&s->in), avail);
     if (s->stream_forward)
         to_client(s, buf_head(&s->in), avail);
     buf_consume(&s->in, avail);
@@ -666,6 +685,8 @@ static void continue_stream(server_t *s)
     uint32_t n = buf_len(&s->in);
     if (n > s->stream_left)
         n = s->stream_left;
+    if (s->stream_copy)
+        cache_stream(s, buf_head(&s->in), n);
     if (s->stream_forward && s->client != NULL)
         to_client(s, buf_head(&s->in), n);
     buf_consume(&s->in, n);
@@ -690,8 +711,10 @@ static bool process_input(server_t *s)
             return false;
         }
         if (r == PROTO_FRAME_PARTIAL) {
+            const pending_t *head = pending_head(s);
+            bool keep_whole = head != NULL && head->mark == PENDING_MARK_CATALOG;
             if ((m.type == 'D' || m.type == 'd') && m.len > BUF_DEFAULT_SIZE &&
-                s->state == SERVER_ACTIVE) {
+                s->state == SERVER_ACTIVE && !keep_whole) {
                 start_stream(s, &m, avail);
                 continue;
             }

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct cache_server;
 struct client;
 struct pool;
 struct worker;
@@ -50,8 +51,16 @@ typedef enum pending_kind {
     PENDING_FAKE_CLOSE, /* pgturbo owes the client a CloseComplete */
 } pending_kind_t;
 
+/* What the result cache (cache.h) wants of a request's responses. */
+typedef enum pending_mark {
+    PENDING_MARK_NONE = 0,
+    PENDING_MARK_FILL,    /* part of a read whose answer is being recorded */
+    PENDING_MARK_CATALOG, /* pgturbo's catalog query: its value is kept */
+} pending_mark_t;
+
 typedef struct pending {
     uint8_t kind;  /* pending_kind_t */
+    uint8_t mark;  /* pending_mark_t */
     bool swallow;  /* pgturbo's own request: the client does not see the response */
     bool failed;   /* a measured query: an ErrorResponse came */
     uint32_t rows; /* a measured query: rows its CommandCompletes reported */
@@ -84,11 +93,13 @@ typedef struct server {
     bool reading_paused;        /* the client's output is full */
     uint32_t stream_left;       /* bytes of a long message still to pass through */
     bool stream_forward;        /* whether those bytes go to the client */
+    bool stream_copy;           /* whether the result cache records them */
     int32_t backend_pid, backend_key;
     int64_t connected_at, idle_since, used_at;
     int64_t query_started_us, xact_started_us; /* for SHOW STATS: the client's round trip */
     buf_t welcome;                             /* ParameterStatus messages seen during login */
     struct scram_client *scram;                /* SCRAM exchange state, during login only */
+    struct cache_server *cache;                /* result cache state (cache.h), or NULL */
     char fail_sqlstate[6];                     /* why login failed, for the clients waiting on it */
     char fail_message[320];
 } server_t;
@@ -118,6 +129,9 @@ __attribute__((warn_unused_result)) int server_expect(server_t *s, pending_kind_
 
 /* Marks the request queued last as a measured query with this fingerprint, sent now. */
 void server_measure_last(server_t *s, uint64_t fingerprint);
+
+/* Marks the request queued last for the result cache. */
+void server_mark_last(server_t *s, pending_mark_t mark);
 
 /* Sends one of pgturbo's own queries; its response is dropped. -1 when memory runs out. */
 __attribute__((warn_unused_result)) int server_run_query(server_t *s, const char *sql);

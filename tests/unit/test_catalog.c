@@ -413,6 +413,32 @@ static void an_unqualified_function_is_judged_over_every_schema(void **state)
     assert_string_equal(calls("s1.dup"), "-1");
 }
 
+/* Refused functions outside pg_catalog may write; built-ins the snapshot does not ship are
+ * taken for built-ins; a qualified unknown name in a user schema may write. */
+static void functions_that_may_write(void **state)
+{
+    assert_true(catalog_function_may_write(cat, "f_vol"));
+    assert_true(catalog_function_may_write(cat, "f_plpgsql"));
+    assert_true(catalog_function_may_write(cat, "dup"));
+    assert_true(catalog_function_may_write(cat, "s1.dup"));
+    assert_true(catalog_function_may_write(cat, "app.made_since"));
+    assert_false(catalog_function_may_write(cat, "public.dup"));
+    assert_false(catalog_function_may_write(cat, "now"));
+    assert_false(catalog_function_may_write(cat, "pg_catalog.random"));
+    assert_false(catalog_function_may_write(cat, "f_rec"));
+}
+
+static void relations_of_a_schema(void **state)
+{
+    const char *out[16];
+    int n = catalog_relations_in(cat, "s1", out, 16);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0], "items");
+    assert_string_equal(out[1], "report");
+    assert_int_equal(catalog_relations_in(cat, "s1", out, 1), 1);
+    assert_int_equal(catalog_relations_in(cat, "nowhere", out, 16), 0);
+}
+
 static void operators_of_volatile_functions_are_refused(void **state)
 {
     assert_false(catalog_operator_cacheable(cat, "==="));
@@ -664,6 +690,8 @@ int main(void)
         cmocka_unit_test(counts_are_of_relations_and_function_names),
         cmocka_unit_test(references_are_counted_across_threads),
         cmocka_unit_test(an_empty_catalog_knows_nothing),
+        cmocka_unit_test(functions_that_may_write),
+        cmocka_unit_test(relations_of_a_schema),
         cmocka_unit_test(malformed_values_are_refused_with_a_message),
         cmocka_unit_test(a_message_is_cut_to_the_buffer),
         cmocka_unit_test(the_query_is_one_statement_returning_json),
