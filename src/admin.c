@@ -17,6 +17,7 @@
  */
 #include "admin.h"
 
+#include "cache.h"
 #include "inspect.h"
 #include "log.h"
 #include "loop.h"
@@ -356,6 +357,37 @@ static void serve_reset(const request_t *req, reply_t *out)
     reply_json(out, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
 }
 
+static void serve_cache(const request_t *req, reply_t *out)
+{
+    json_t *snapshot = cache_snapshot();
+    if (snapshot == NULL)
+        reply_error(out, MHD_HTTP_SERVICE_UNAVAILABLE, "the result cache is not running");
+    else
+        reply_json(out, MHD_HTTP_OK, snapshot);
+}
+
+/* POST /api/v1/cache/clear[?table=relname | ?schema=name]: without either, everything. */
+static void serve_cache_clear(const request_t *req, reply_t *out)
+{
+    const char *table = param(req, "table");
+    const char *schema = param(req, "schema");
+    if ((table != NULL && (table[0] == '\0' || strlen(table) >= CONFIG_NAME_LEN)) ||
+        (schema != NULL && (schema[0] == '\0' || strlen(schema) >= CONFIG_NAME_LEN))) {
+        reply_error(out, MHD_HTTP_BAD_REQUEST, "table, schema: expected a name of 1 to %d bytes",
+                    CONFIG_NAME_LEN - 1);
+        return;
+    }
+    if (table != NULL && schema != NULL) {
+        reply_error(out, MHD_HTTP_BAD_REQUEST, "give table or schema, not both");
+        return;
+    }
+    size_t n = cache_clear(schema, table);
+    log_info("admin API: cache cleared (%s%s): %zu entries",
+             table != NULL ? "table " : schema != NULL ? "schema " : "",
+             table != NULL ? table : schema != NULL ? schema : "all", n);
+    reply_json(out, MHD_HTTP_OK, json_pack("{s:s, s:I}", "status", "ok", "entries", (json_int_t)n));
+}
+
 static void serve_health(const request_t *req, reply_t *out)
 {
     char why[sizeof(health_why)];
@@ -420,6 +452,8 @@ static const endpoint_t endpoints[] = {
     {"/api/v1/report", "GET", false, false, serve_report},
     {"/api/v1/scheduler", "GET", false, false, serve_scheduler},
     {"/api/v1/stats/reset", "POST", false, true, serve_reset},
+    {"/api/v1/cache", "GET", false, false, serve_cache},
+    {"/api/v1/cache/clear", "POST", false, true, serve_cache_clear},
 };
 
 /* The endpoint of url, with *rest set to what follows a prefix path; NULL when none. */

@@ -5,6 +5,7 @@
  */
 #include "console.h"
 
+#include "cache.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -107,6 +108,13 @@ static const column_t config_columns[] = {
 };
 
 static const column_t version_columns[] = {TEXT("version")};
+
+/* SHOW CACHE: one row per [cache] rule, one for the pgturbo_cache tag, and the total. */
+static const column_t cache_columns[] = {
+    TEXT("rule"),     TEXT("ttl"),     INT("hits"),    INT("misses"), TEXT("hit_ratio"),
+    INT("entries"),   INT("bytes"),    INT("evictions"), INT("invalidations"),
+    TEXT("compression_ratio"),
+};
 
 /* SHOW QUERIES: pg_stat_statements' names where it has them. */
 static const column_t query_columns[] = {
@@ -750,6 +758,42 @@ static void show_config(client_t *c)
     finish(c, r.rc, "SHOW");
 }
 
+/* One SHOW CACHE row from an object of cache_snapshot(); rule and ttl given. */
+static int cache_row(client_t *c, const char *rule, const char *ttl, json_t *o)
+{
+    static const char *const keys[] = {"hits",      "misses",        "hit_ratio",
+                                       "entries",   "bytes",         "evictions",
+                                       "invalidations", "compression_ratio"};
+    char text[8][32];
+    const char *values[10] = {rule, ttl};
+    for (int k = 0; k < 8; k++) {
+        json_t *v = json_object_get(o, keys[k]);
+        value_text(v, text[k], sizeof(text[k]));
+        values[k + 2] = v != NULL ? text[k] : NULL;
+    }
+    return proto_build_data_row(&c->out, N_COLUMNS(cache_columns), values);
+}
+
+static void show_cache(client_t *c)
+{
+    json_t *snapshot = cache_snapshot();
+    int rc = snapshot != NULL ? send_header(c, cache_columns, N_COLUMNS(cache_columns)) : -1;
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(snapshot, "rules"), i, r)
+    {
+        char ttl[32];
+        value_text(json_object_get(r, "ttl_seconds"), ttl, sizeof(ttl));
+        if (rc == 0)
+            rc = cache_row(c, json_string_value(json_object_get(r, "rule")),
+                           ttl[0] != '\0' ? ttl : NULL, r);
+    }
+    if (rc == 0)
+        rc = cache_row(c, "total", NULL, json_object_get(snapshot, "totals"));
+    json_decref(snapshot);
+    finish(c, rc, "SHOW");
+}
+
 static void show_version(client_t *c)
 {
     const char *values[] = {CONSOLE_VERSION};
@@ -876,6 +920,8 @@ static bool run_show(client_t *c, const char *what)
         show_config(c);
     else if (is(what, "version"))
         show_version(c);
+    else if (is(what, "cache"))
+        show_cache(c);
     else
         return false;
     return true;

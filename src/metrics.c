@@ -9,6 +9,7 @@
  */
 #include "metrics.h"
 
+#include "cache.h"
 #include "inspect.h"
 
 #include <math.h>
@@ -354,6 +355,68 @@ static void put_scheduler(FILE *f, const scheduler_job_info_t *jobs, int n)
     }
 }
 
+/* The totals of the result cache: counters (those ending in _total) and gauges. */
+static void put_cache_totals(FILE *f, const json_t *totals)
+{
+    static const char *const counters[] = {
+        "hits",    "misses",   "stale",         "expired",     "evictions",
+        "inserts", "rejected", "invalidations", "write_bumps", "everything_bumps",
+    };
+    static const char *const gauges[] = {"entries", "bytes", "value_bytes", "stored_bytes"};
+    char name[96];
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        const json_t *v = json_object_get(totals, counters[i]);
+        if (!json_is_integer(v))
+            continue;
+        snprintf(name, sizeof(name), "pgturbo_cache_%s_total", counters[i]);
+        put_header(f, name, "counter", "Result cache counter since the start (docs/api.md).");
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
+    }
+    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+        const json_t *v = json_object_get(totals, gauges[i]);
+        if (!json_is_integer(v))
+            continue;
+        snprintf(name, sizeof(name), "pgturbo_cache_%s", gauges[i]);
+        put_header(f, name, "gauge", "Result cache size now (docs/api.md).");
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
+    }
+}
+
+/* One family of per-rule values of the result cache. */
+static void put_cache_rule_family(FILE *f, const json_t *rules, const char *key, const char *name,
+                                  const char *type, const char *help)
+{
+    put_header(f, name, type, help);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(rules, i, r)
+    {
+        const char *rule = string_of(r, "rule");
+        const json_t *v = json_object_get(r, key);
+        if (rule == NULL || !json_is_integer(v))
+            continue;
+        fprintf(f, "%s{", name);
+        put_label(f, true, "rule", rule);
+        fprintf(f, "} %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+    }
+}
+
+static void put_cache(FILE *f, const json_t *cache)
+{
+    if (cache == NULL)
+        return;
+    put_cache_totals(f, json_object_get(cache, "totals"));
+    const json_t *rules = json_object_get(cache, "rules");
+    put_cache_rule_family(f, rules, "hits", "pgturbo_cache_rule_hits_total", "counter",
+                          "Reads answered from the result cache, per rule.");
+    put_cache_rule_family(f, rules, "misses", "pgturbo_cache_rule_misses_total", "counter",
+                          "Cacheable reads the result cache did not hold, per rule.");
+    put_cache_rule_family(f, rules, "entries", "pgturbo_cache_rule_entries", "gauge",
+                          "Answers held by the result cache, per rule.");
+    put_cache_rule_family(f, rules, "bytes", "pgturbo_cache_rule_bytes", "gauge",
+                          "Bytes the answers of a rule count against cache_max_memory.");
+}
+
 char *metrics_render(const metrics_input_t *in, size_t *len)
 {
     char *text = NULL;
@@ -376,6 +439,7 @@ char *metrics_render(const metrics_input_t *in, size_t *len)
                   json_object_get(m, "fingerprints"), true);
     put_alerts(f, in->alerts);
     put_scheduler(f, in->jobs, in->n_jobs);
+    put_cache(f, in->cache);
 
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
@@ -396,6 +460,7 @@ char *metrics_collect(size_t *len)
         .servers = inspect_servers(),
         .metrics = inspect_metrics(METRICS_TOP_FINGERPRINTS),
         .alerts = inspect_alerts(),
+        .cache = cache_snapshot(),
         .jobs = jobs,
         .n_jobs = n_jobs,
     };
@@ -408,5 +473,6 @@ char *metrics_collect(size_t *len)
     json_decref((json_t *)in.servers);
     json_decref((json_t *)in.metrics);
     json_decref((json_t *)in.alerts);
+    json_decref((json_t *)in.cache);
     return text;
 }

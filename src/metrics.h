@@ -19,6 +19,14 @@
  *   pgturbo_scheduler_last_success_timestamp_seconds
  *                                                  gauge {job, database}: absent until the
  *                                                  job's first success
+ *   pgturbo_cache_<counter>_total                  counters of the result cache: hits,
+ *                                                  misses, stale, expired, evictions, inserts,
+ *                                                  rejected, invalidations, write_bumps,
+ *                                                  everything_bumps
+ *   pgturbo_cache_entries, _bytes, _value_bytes, _stored_bytes
+ *                                                  gauges of the result cache
+ *   pgturbo_cache_rule_hits_total, _misses_total   counters {rule}
+ *   pgturbo_cache_rule_entries, _bytes             gauges {rule}
  */
 #ifndef PGTURBO_METRICS_H
 #define PGTURBO_METRICS_H
@@ -40,6 +48,7 @@ typedef struct metrics_input {
     const json_t *servers;            /* inspect_servers() */
     const json_t *metrics;            /* inspect_metrics(METRICS_TOP_FINGERPRINTS) */
     const json_t *alerts;             /* inspect_alerts() */
+    const json_t *cache;              /* cache_snapshot(), or NULL when the cache is off */
     const scheduler_job_info_t *jobs; /* scheduler_snapshot(); NULL when n_jobs is 0 */
     int n_jobs;
 } metrics_input_t;

@@ -1,0 +1,536 @@
+/*
+ * test_cache.c
+ *    The result cache of a running pgturbo against the test cluster: reads answered from
+ *    memory, and never a stale answer after a write through pgturbo, whatever path the write
+ *    takes (simple or extended protocol, a transaction, a foreign-key cascade, a trigger, a
+ *    partition, a view's base table, DDL); each exclusion (volatile function, transaction,
+ *    FOR UPDATE, temporary table, session state, the pgturbo_cache tag) and the bounds (TTL,
+ *    entries, memory, compression).
+ *
+ *    A read is shown to come from the cache by changing its row straight in PostgreSQL, which
+ *    pgturbo cannot see (cache_invalidation = proxy): a cached read still gives the old value,
+ *    a read that went to the server gives the new one.
+ */
+#include "harness.h"
+
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define DB    "cache_test"
+#define TOKEN "it-cache-token"
+
+static PGconn *direct;
+
+static json_t *cache_api(int admin_port);
+
+/* Whether the daemon has read the catalog of the test database. */
+static bool catalog_loaded(int admin_port)
+{
+    json_t *api = cache_api(admin_port);
+    bool loaded = false;
+    size_t i;
+    json_t *db;
+    json_array_foreach(json_object_get(api, "databases"), i, db)
+    {
+        const char *target = json_string_value(json_object_get(db, "target"));
+        if (target != NULL && strstr(target, "/" DB) != NULL &&
+            json_is_true(json_object_get(db, "catalog_loaded")))
+            loaded = true;
+    }
+    json_decref(api);
+    return loaded;
+}
+
+/* Reads through c until the daemon has (again) read the catalog: after a start, or a DDL. */
+static void wait_for_catalog(PGconn *c, int admin_port)
+{
+    long long deadline = harness_now_ms() + 10000;
+    do {
+        if (harness_now_ms() > deadline)
+            fail_msg("the catalog of %s was not read within 10 s", DB);
+        harness_exec_ok(c, "SELECT count(*) FROM pg_class");
+        harness_sleep_ms(20);
+    } while (!catalog_loaded(admin_port));
+}
+
+/*
+ * Starts pgturbo with an admin API and the [cache] lines given (a rule at least), and waits
+ * until it has read the test database's catalog: the first read of a database asks for it,
+ * and until it is in no read is cached.
+ */
+static void start_mode(pgturbo_proc_t *p, int *admin_port, const char *mode,
+                       const char *cache_lines)
+{
+    char extra[2048];
+    *admin_port = harness_free_port();
+    snprintf(extra, sizeof(extra),
+             "admin_listen = 127.0.0.1:%d\nadmin_token = %s\npool_mode = %s\n"
+             "[cache]\n%s\n",
+             *admin_port, TOKEN, mode, cache_lines);
+    harness_start_pgturbo(p, extra, NULL);
+    PGconn *c = harness_connect(p->port, DB, NULL);
+    wait_for_catalog(c, *admin_port);
+    PQfinish(c);
+}
+
+/* start_mode in transaction mode, the mode the cache is mostly used with. */
+static void start(pgturbo_proc_t *p, int *admin_port, const char *cache_lines)
+{
+    start_mode(p, admin_port, "transaction", cache_lines);
+}
+
+static PGconn *connect_via(const pgturbo_proc_t *p)
+{
+    return harness_connect(p->port, DB, NULL);
+}
+
+/* The first value of sql's first row, compared with want. */
+static void expect_read(PGconn *conn, const char *sql, const char *want)
+{
+    char *got = harness_query_value(conn, sql);
+    if (got == NULL || strcmp(got, want) != 0)
+        fail_msg("%s: expected \"%s\", got \"%s\"", sql, want, got != NULL ? got : "(null)");
+    free(got);
+}
+
+/* Changes the value behind pgturbo's back. */
+static void set_directly(const char *sql)
+{
+    harness_exec_ok(direct, sql);
+}
+
+/* GET /api/v1/cache; release with json_decref. */
+static json_t *cache_api(int admin_port)
+{
+    harness_response_t r = harness_http(admin_port, "GET", "/api/v1/cache", "Bearer " TOKEN);
+    if (r.status != 200)
+        fail_msg("GET /api/v1/cache: %d %.300s", r.status, r.body);
+    json_error_t e;
+    json_t *j = json_loads(r.body, 0, &e);
+    harness_response_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+static long long total(json_t *api, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(json_object_get(api, "totals"), key));
+}
+
+static int setup(void **state)
+{
+    harness_create_database(DB);
+    direct = harness_connect_direct(DB);
+    harness_silence_notices(direct);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    PQfinish(direct);
+    harness_drop_database(DB);
+    return 0;
+}
+
+/* A read of a table with a rule is answered from memory: a change that bypasses pgturbo is
+ * not seen until a write through pgturbo invalidates it. */
+static void test_cached_read_until_a_write_through_pgturbo(void **state)
+{
+    set_directly("CREATE TABLE items (id int PRIMARY KEY, v text);"
+                 "INSERT INTO items VALUES (1, 'one'), (2, 'two')");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "items = 60");
+    PGconn *c = connect_via(&p);
+    const char *q = "SELECT v FROM items WHERE id = 1";
+    expect_read(c, q, "one"); /* stored */
+    set_directly("UPDATE items SET v = 'uno' WHERE id = 1");
+    expect_read(c, q, "one"); /* from the cache */
+    json_t *api = cache_api(admin);
+    assert_true(total(api, "hits") >= 1);
+    assert_true(total(api, "entries") >= 1);
+    json_decref(api);
+    harness_exec_ok(c, "UPDATE items SET v = 'eins' WHERE id = 1");
+    expect_read(c, q, "eins");
+    /* Another client of another worker sees the same. */
+    PGconn *c2 = connect_via(&p);
+    expect_read(c2, q, "eins");
+    PQfinish(c2);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE items");
+}
+
+/* The extended protocol, unnamed (PQexecParams) and named (PQprepare), is cached by its
+ * parameter values, and invalidated by an extended-protocol write. */
+static void test_extended_protocol_reads_and_writes(void **state)
+{
+    set_directly("CREATE TABLE xitems (id int PRIMARY KEY, v text);"
+                 "INSERT INTO xitems VALUES (1, 'one'), (2, 'two')");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "xitems = 60");
+    PGconn *c = connect_via(&p);
+    const char *q = "SELECT v FROM xitems WHERE id = $1";
+    const char *one[] = {"1"}, *two[] = {"2"};
+    for (int round = 0; round < 3; round++) {
+        PGresult *r = PQexecParams(c, q, 1, NULL, one, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(r, 0, 0), "one");
+        PQclear(r);
+    }
+    PGresult *r = PQprepare(c, "get", q, 1, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    for (int round = 0; round < 3; round++) {
+        r = PQexecPrepared(c, "get", 1, two, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(r, 0, 0), "two");
+        PQclear(r);
+    }
+    set_directly("UPDATE xitems SET v = v || '!'");
+    r = PQexecParams(c, q, 1, NULL, one, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "one"); /* cached */
+    PQclear(r);
+    r = PQexecPrepared(c, "get", 1, two, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "two"); /* cached, by its value */
+    PQclear(r);
+    const char *upd[] = {"1"};
+    r = PQexecParams(c, "UPDATE xitems SET v = 'new' WHERE id = $1", 1, NULL, upd, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexecParams(c, q, 1, NULL, one, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "new");
+    PQclear(r);
+    r = PQexecPrepared(c, "get", 1, two, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "two!");
+    PQclear(r);
+    /* A binary result format is another answer. */
+    int binary = 1;
+    r = PQexecParams(c, "SELECT id FROM xitems WHERE id = $1", 1, NULL, one, NULL, NULL, binary);
+    assert_int_equal(PQgetlength(r, 0, 0), 4);
+    PQclear(r);
+    r = PQexecParams(c, "SELECT id FROM xitems WHERE id = $1", 1, NULL, one, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE xitems");
+}
+
+/* A write inside a transaction invalidates when it is sent and when the transaction ends; a
+ * read inside a transaction is neither served nor stored (it may see uncommitted rows). */
+static void test_transactions(void **state)
+{
+    set_directly("CREATE TABLE titems (id int PRIMARY KEY, v int);"
+                 "INSERT INTO titems VALUES (1, 10)");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "titems = 60");
+    PGconn *a = connect_via(&p), *b = connect_via(&p);
+    const char *q = "SELECT v FROM titems WHERE id = 1";
+    expect_read(b, q, "10");
+    expect_read(b, q, "10");
+    harness_exec_ok(a, "BEGIN");
+    harness_exec_ok(a, "UPDATE titems SET v = 11 WHERE id = 1");
+    expect_read(a, q, "11");  /* inside: its own write */
+    expect_read(b, q, "10");  /* outside: the committed value */
+    expect_read(b, q, "10");  /* stored again meanwhile, perhaps */
+    harness_exec_ok(a, "COMMIT");
+    expect_read(b, q, "11");  /* the commit's bump */
+    harness_exec_ok(a, "BEGIN");
+    harness_exec_ok(a, "UPDATE titems SET v = 99 WHERE id = 1");
+    expect_read(a, q, "99");
+    harness_exec_ok(a, "ROLLBACK");
+    expect_read(b, q, "11"); /* the uncommitted 99 was never stored */
+    set_directly("UPDATE titems SET v = 12");
+    harness_exec_ok(a, "BEGIN");
+    expect_read(a, q, "12"); /* inside a transaction: not from the cache */
+    harness_exec_ok(a, "COMMIT");
+    PQfinish(a);
+    PQfinish(b);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE titems");
+}
+
+/* Reads that must never be cached: each would show the direct change. */
+static void test_exclusions(void **state)
+{
+    set_directly("CREATE TABLE eitems (id int PRIMARY KEY, v int, at timestamptz DEFAULT now());"
+                 "INSERT INTO eitems VALUES (1, 1);"
+                 "CREATE FUNCTION bump_v(int) RETURNS int VOLATILE LANGUAGE sql AS 'SELECT $1';"
+                 "CREATE FUNCTION same_v(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1'");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "eitems = 60");
+    PGconn *c = connect_via(&p);
+    const char *never[] = {
+        "SELECT v FROM eitems WHERE id = 1 AND at < now() + interval '1 day'",
+        "SELECT bump_v(v) FROM eitems WHERE id = 1",
+        "SELECT v FROM eitems WHERE id = 1 FOR UPDATE",
+        "SELECT v FROM eitems WHERE id = 1 AND random() >= 0",
+        "/* pgturbo_cache='off' */ SELECT v + 0 FROM eitems WHERE id = 1",
+    };
+    int v = 1;
+    char sql[128], want[16];
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        snprintf(want, sizeof(want), "%d", v);
+        expect_read(c, never[i], want);
+        expect_read(c, never[i], want);
+        v++;
+        snprintf(sql, sizeof(sql), "UPDATE eitems SET v = %d", v);
+        set_directly(sql);
+        snprintf(want, sizeof(want), "%d", v);
+        expect_read(c, never[i], want);
+    }
+    /* An immutable function is no obstacle. */
+    const char *immutable = "SELECT same_v(v) FROM eitems WHERE id = 1";
+    snprintf(want, sizeof(want), "%d", v);
+    expect_read(c, immutable, want);
+    expect_read(c, immutable, want);
+    set_directly("UPDATE eitems SET v = 100");
+    expect_read(c, immutable, want);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE eitems; DROP FUNCTION bump_v(int); DROP FUNCTION same_v(int)");
+}
+
+/* A session with state pgturbo does not follow gets no answer from the cache, and gives it
+ * none: a temporary table of the same name, another search_path (in session mode, where a
+ * SET stays with its client). */
+static void test_session_state_keeps_the_client_out(void **state)
+{
+    set_directly("CREATE TABLE sitems (id int PRIMARY KEY, v text);"
+                 "INSERT INTO sitems VALUES (1, 'shared');"
+                 "CREATE SCHEMA other; CREATE TABLE other.sitems (id int, v text);"
+                 "INSERT INTO other.sitems VALUES (1, 'other')");
+    pgturbo_proc_t p;
+    int admin;
+    start_mode(&p, &admin, "session", "sitems = 60");
+    PGconn *plain = connect_via(&p);
+    const char *q = "SELECT v FROM sitems WHERE id = 1";
+    expect_read(plain, q, "shared");
+    expect_read(plain, q, "shared");
+    PGconn *path = connect_via(&p);
+    expect_read(path, q, "shared"); /* from the cache */
+    harness_exec_ok(path, "SET search_path = other");
+    expect_read(path, q, "other");
+    expect_read(path, q, "other");
+    expect_read(plain, q, "shared");
+    set_directly("UPDATE sitems SET v = 'changed'");
+    expect_read(plain, q, "shared"); /* the clean sessions' answer is still cached */
+    harness_exec_ok(plain, "UPDATE sitems SET v = 'shared'");
+    /* A temporary table of the name: its session reads it, never the cached answer. */
+    PGconn *temp = connect_via(&p);
+    expect_read(temp, q, "shared");
+    harness_exec_ok(temp, "CREATE TEMP TABLE sitems (id int, v text)");
+    harness_exec_ok(temp, "INSERT INTO sitems VALUES (1, 'temporary')");
+    expect_read(temp, q, "temporary");
+    expect_read(temp, q, "temporary");
+    expect_read(plain, q, "shared");
+    expect_read(plain, q, "shared");
+    PQfinish(temp);
+    PQfinish(path);
+    PQfinish(plain);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE sitems; DROP SCHEMA other CASCADE");
+}
+
+/* Names as written do not matter (public.t and t are one table); same-named tables of two
+ * schemas keep their own answers; a write to either is seen by reads of both spellings. */
+static void test_schema_qualified_and_same_named_tables(void **state)
+{
+    set_directly("CREATE SCHEMA s1; CREATE SCHEMA s2;"
+                 "CREATE TABLE s1.items (v text); INSERT INTO s1.items VALUES ('s1');"
+                 "CREATE TABLE s2.items (v text); INSERT INTO s2.items VALUES ('s2');"
+                 "CREATE TABLE public.qitems (v text); INSERT INTO qitems VALUES ('q')");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "items = 60\nqitems = 60");
+    PGconn *c = connect_via(&p);
+    for (int i = 0; i < 2; i++) {
+        expect_read(c, "SELECT v FROM s1.items", "s1");
+        expect_read(c, "SELECT v FROM s2.items", "s2");
+        expect_read(c, "SELECT v FROM public.qitems", "q");
+        expect_read(c, "SELECT v FROM qitems", "q");
+    }
+    harness_exec_ok(c, "UPDATE qitems SET v = 'q2'");
+    expect_read(c, "SELECT v FROM public.qitems", "q2");
+    harness_exec_ok(c, "UPDATE public.qitems SET v = 'q3'");
+    expect_read(c, "SELECT v FROM qitems", "q3");
+    harness_exec_ok(c, "UPDATE s2.items SET v = 's2b'");
+    expect_read(c, "SELECT v FROM s2.items", "s2b");
+    expect_read(c, "SELECT v FROM s1.items", "s1");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP SCHEMA s1 CASCADE; DROP SCHEMA s2 CASCADE; DROP TABLE qitems");
+}
+
+/* Writes that reach other tables: an ON DELETE CASCADE child, a trigger's target, a
+ * partition's parent, a view's base table; DDL reaches everything. */
+static void test_writes_reach_dependent_tables(void **state)
+{
+    set_directly(
+        "CREATE TABLE parents (id int PRIMARY KEY);"
+        "CREATE TABLE children (id int, parent int REFERENCES parents ON DELETE CASCADE);"
+        "INSERT INTO parents VALUES (1), (2); INSERT INTO children VALUES (1, 1), (2, 2);"
+        "CREATE TABLE audited (id int); CREATE TABLE audit_log (n int);"
+        "CREATE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO audit_log VALUES (NEW.id); RETURN NEW; END$$;"
+        "CREATE TRIGGER audit AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION log_it();"
+        "CREATE TABLE measures (at date, v int) PARTITION BY RANGE (at);"
+        "CREATE TABLE measures_2026 PARTITION OF measures "
+        "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+        "CREATE VIEW big_measures AS SELECT * FROM measures WHERE v > 10");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "* = 60");
+    PGconn *c = connect_via(&p);
+    const char *children = "SELECT count(*) FROM children";
+    const char *log = "SELECT count(*) FROM audit_log";
+    const char *parent = "SELECT count(*) FROM measures";
+    const char *view = "SELECT count(*) FROM big_measures";
+    for (int i = 0; i < 2; i++) {
+        expect_read(c, children, "2");
+        expect_read(c, log, "0");
+        expect_read(c, parent, "0");
+        expect_read(c, view, "0");
+    }
+    harness_exec_ok(c, "DELETE FROM parents WHERE id = 1");
+    expect_read(c, children, "1");
+    harness_exec_ok(c, "INSERT INTO audited VALUES (7)");
+    expect_read(c, log, "1");
+    harness_exec_ok(c, "INSERT INTO measures_2026 VALUES ('2026-05-01', 50)");
+    expect_read(c, parent, "1");
+    expect_read(c, view, "1");
+    expect_read(c, children, "1"); /* stored again: the trigger's write reached everything */
+    set_directly("INSERT INTO children VALUES (3, 2)");
+    expect_read(c, children, "1"); /* cached */
+    harness_exec_ok(c, "ALTER TABLE audit_log ADD COLUMN note text");
+    expect_read(c, children, "2"); /* DDL: everything of the database */
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE children, parents, audited, audit_log, measures CASCADE;"
+                 "DROP FUNCTION log_it()");
+}
+
+/* A rule's TTL ends an answer; the tag gives one to a table without a rule. */
+static void test_ttl_and_tag(void **state)
+{
+    set_directly("CREATE TABLE ttl_items (v int); INSERT INTO ttl_items VALUES (1);"
+                 "CREATE TABLE untagged (v int); INSERT INTO untagged VALUES (1)");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "ttl_items = 0.5\n* = off");
+    PGconn *c = connect_via(&p);
+    const char *q = "SELECT v FROM ttl_items";
+    expect_read(c, q, "1");
+    expect_read(c, q, "1");
+    set_directly("UPDATE ttl_items SET v = 2");
+    expect_read(c, q, "1");
+    harness_sleep_ms(700);
+    expect_read(c, q, "2");
+    const char *tagged = "SELECT v FROM untagged /* pgturbo_cache='60' */";
+    const char *plain = "SELECT v + 0 FROM untagged";
+    expect_read(c, tagged, "1");
+    expect_read(c, tagged, "1");
+    expect_read(c, plain, "1");
+    set_directly("UPDATE untagged SET v = 2");
+    expect_read(c, tagged, "1");
+    expect_read(c, plain, "2");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE ttl_items, untagged");
+}
+
+/* cache_max_entries holds; large results are compressed and come back whole. */
+static void test_bounds_and_compression(void **state)
+{
+    set_directly("CREATE TABLE bitems (id int PRIMARY KEY, body text);"
+                 "INSERT INTO bitems SELECT g, repeat(md5(g::text), 200) "
+                 "FROM generate_series(1, 300) g");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "bitems = 60\ncache_max_entries = 100\ncache_compress_min = 1kB");
+    PGconn *c = connect_via(&p);
+    char sql[128];
+    expect_read(c, "SELECT length(body) FROM bitems WHERE id = 1", "6400");
+    for (int i = 1; i <= 300; i++) {
+        snprintf(sql, sizeof(sql), "SELECT body FROM bitems WHERE id = %d", i);
+        char *v = harness_query_value(c, sql);
+        assert_int_equal(strlen(v), 6400);
+        free(v);
+    }
+    json_t *api = cache_api(admin);
+    assert_true(total(api, "entries") <= 100);
+    assert_true(total(api, "evictions") >= 200 - 1);
+    json_decref(api);
+    /* The last ones are in; their answers are whole after decompression. */
+    char *first = harness_query_value(c, "SELECT body FROM bitems WHERE id = 300");
+    char *again = harness_query_value(c, "SELECT body FROM bitems WHERE id = 300");
+    assert_string_equal(first, again);
+    free(first);
+    free(again);
+    api = cache_api(admin);
+    double ratio =
+        json_real_value(json_object_get(json_object_get(api, "totals"), "compression_ratio"));
+    assert_true(ratio > 1.5);
+    json_decref(api);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE bitems");
+}
+
+/* POST /api/v1/cache/clear drops answers by table and all of them. */
+static void test_clear_through_the_api(void **state)
+{
+    set_directly("CREATE TABLE citems (v int); INSERT INTO citems VALUES (1)");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "citems = 60");
+    PGconn *c = connect_via(&p);
+    const char *q = "SELECT v FROM citems";
+    expect_read(c, q, "1");
+    expect_read(c, q, "1");
+    set_directly("UPDATE citems SET v = 2");
+    expect_read(c, q, "1");
+    harness_response_t r =
+        harness_http(admin, "POST", "/api/v1/cache/clear?table=citems", "Bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    harness_response_free(&r);
+    expect_read(c, q, "2");
+    set_directly("UPDATE citems SET v = 3");
+    expect_read(c, q, "2");
+    r = harness_http(admin, "POST", "/api/v1/cache/clear", "Bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    harness_response_free(&r);
+    expect_read(c, q, "3");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE citems");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cached_read_until_a_write_through_pgturbo),
+        cmocka_unit_test(test_extended_protocol_reads_and_writes),
+        cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_exclusions),
+        cmocka_unit_test(test_session_state_keeps_the_client_out),
+        cmocka_unit_test(test_schema_qualified_and_same_named_tables),
+        cmocka_unit_test(test_writes_reach_dependent_tables),
+        cmocka_unit_test(test_ttl_and_tag),
+        cmocka_unit_test(test_bounds_and_compression),
+        cmocka_unit_test(test_clear_through_the_api),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
