@@ -1021,14 +1021,7 @@ static bool next_segment(const char *s, size_t len, size_t *pos, size_t *start, 
     return true;
 }
 
-/*
- * Copies text into out (at least len bytes) without its comments and without whitespace at
- * either end. A comment and the whitespace around it become one space (none at either end),
- * so that "a", a block comment, "b" gives "a b" with or without spaces around the comment, as
- * does "a -- c", newline, "b". Whitespace elsewhere, and all of string literals, stay as they
- * are. Returns the length written.
- */
-static size_t strip_comments(const char *text, size_t len, char *out)
+size_t sqlparse_strip_comments(const char *text, size_t len, char *out)
 {
     size_t pos = 0, start, end, n = 0;
     segment_kind_t kind;
@@ -1369,7 +1362,7 @@ const sql_info_t *sqlparse_cache_get(sqlparse_cache_t *cache, const char *text, 
         cache->shape = bigger;
         cache->scratch_cap = len + 1;
     }
-    size_t text_len = strip_comments(text, len, cache->scratch);
+    size_t text_len = sqlparse_strip_comments(text, len, cache->scratch);
     cache->scratch[text_len] = '\0';
     size_t key_len = shape_of(cache->scratch, text_len, cache->shape);
     uint64_t hash = sqlparse_hash(cache->shape, key_len);

@@ -152,6 +152,15 @@ int sqlparse_cache_count(const sqlparse_cache_t *cache);
 void sqlparse_cache_counters(const sqlparse_cache_t *cache, uint64_t *hits, uint64_t *misses);
 
 /*
+ * Copies text (len bytes, borrowed) into out (at least len bytes) without its comments and
+ * without whitespace at either end: the form the cache keys on. A comment and the whitespace
+ * around it become one space (none at either end), so that "a", a block comment, "b" gives
+ * "a b" with or without spaces around the comment, as does "a -- c", newline, "b". Whitespace
+ * elsewhere, and all of string literals, stay as they are. Returns the length written. Pure.
+ */
+size_t sqlparse_strip_comments(const char *text, size_t len, char *out);
+
+/*
  * sqlcommenter tags (route, controller, action, request_id, traceparent ...) of text (len
  * bytes, NUL not needed): those of the last block comment whose whole content is
  * key='value' pairs separated by commas (a comment of any other shape carries no tags).
