@@ -762,7 +762,7 @@ static bool read_oids(parser_t *p, json_t *obj, const char *key, const char *wha
     json_t *item;
     json_array_foreach(list, i, item)
     {
-        uint32_t oid;
+        uint32_t oid = 0;
         if (!get_oid(p, item, what, &oid))
             return false;
         int r = rel_by_oid(p, oid);
