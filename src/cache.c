@@ -60,6 +60,7 @@ typedef struct cache_ns {
     _Atomic int64_t loaded_at;       /* ms (loop_clock_us), 0 = never */
     _Atomic int64_t tried_at;        /* last attempt, for the retry delay */
     _Atomic bool loading;            /* a catalog query is under way */
+    _Atomic uint64_t ddl_epoch;      /* DDL sent or ended: a catalog read before is outdated */
     _Atomic uint64_t catalog_loads, catalog_failures;
     cachelogical_t *logical;        /* cache_invalidation = logical: its consumer, or NULL */
     _Atomic bool logical_streaming; /* the consumer streams: no change can be missed */
@@ -94,6 +95,7 @@ struct cache_client {
 typedef struct cache_writes {
     uint32_t ns;
     bool everything;
+    bool ddl; /* the catalog changes when the transaction commits */
     int n;
     cachegen_counter_t *counters[MAX_WRITES];
 } cache_writes_t;
@@ -103,6 +105,7 @@ struct cache_server {
     cache_fill_t *fill; /* the answer being recorded */
     cache_writes_t writes;
     uint32_t catalog_ns; /* the namespace of the catalog query under way */
+    uint64_t catalog_epoch; /* the namespace's ddl_epoch when it was sent */
     bool catalog_failed;
     buf_t catalog; /* its value, as it comes */
 };
@@ -260,6 +263,14 @@ static void ns_set_catalog(cache_ns_t *ns, catalog_t *cat)
     catalog_unref(old);
 }
 
+/* A DDL was sent or its transaction ended: the catalog, and any read of it under way, is
+ * outdated; no read is cached until it is read again. */
+static void ns_forget_catalog(cache_ns_t *ns)
+{
+    atomic_fetch_add_explicit(&ns->ddl_epoch, 1, memory_order_acq_rel);
+    ns_set_catalog(ns, NULL);
+}
+
 /* Whether the target's catalog should be read (again) now. */
 static bool ns_wants_catalog(cache_ns_t *ns, int64_t now_ms)
 {
@@ -338,12 +349,15 @@ static void bump_writes(cache_writes_t *w)
 {
     if (w->ns == 0)
         return;
+    if (w->ddl)
+        ns_forget_catalog(&cache.ns[w->ns]);
     if (w->everything)
         bump_everything(&cache.ns[w->ns]);
     for (int i = 0; i < w->n; i++)
         bump(w->counters[i]);
     w->n = 0;
     w->everything = false;
+    w->ddl = false;
     w->ns = 0;
 }
 
@@ -393,7 +407,8 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
         bump_writes(w);
     w->ns = ns_id(ns);
     if (info->kind == SQL_DDL) {
-        ns_set_catalog(ns, NULL);
+        ns_forget_catalog(ns);
+        w->ddl = true;
         write_everything(w, ns);
         return;
     }
@@ -1006,6 +1021,7 @@ static int maybe_load_catalog(client_t *c, server_t *s, cache_server_t *ss)
     }
     server_mark_last(s, PENDING_MARK_CATALOG);
     ss->catalog_ns = id;
+    ss->catalog_epoch = atomic_load_explicit(&ns->ddl_epoch, memory_order_acquire);
     ss->catalog_failed = false;
     buf_consume(&ss->catalog, buf_len(&ss->catalog));
     return 0;
@@ -1125,13 +1141,17 @@ static void finish_catalog(server_t *s, cache_server_t *ss)
     ss->catalog_ns = 0;
     char err[256] = "";
     catalog_t *cat = NULL;
-    if (!ss->catalog_failed)
+    bool outdated = atomic_load_explicit(&ns->ddl_epoch, memory_order_acquire) != ss->catalog_epoch;
+    if (!ss->catalog_failed && !outdated)
         cat = catalog_parse((const char *)buf_head(&ss->catalog), buf_len(&ss->catalog), err,
                             sizeof(err));
     else
         snprintf(err, sizeof(err), "the catalog query failed");
     buf_free(&ss->catalog);
-    if (cat == NULL) {
+    if (outdated) {
+        /* A DDL came meanwhile: what was read may not show it. The next read asks again. */
+        atomic_store_explicit(&ns->tried_at, 0, memory_order_relaxed);
+    } else if (cat == NULL) {
         atomic_fetch_add_explicit(&ns->catalog_failures, 1, memory_order_relaxed);
         server_log(LOG_WARNING, s, "cache: cannot read the catalog: %s", err);
     } else {

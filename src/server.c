@@ -217,6 +217,7 @@ int server_expect(server_t *s, pending_kind_t kind, bool swallow, uint64_t hash)
     }
     pending_t *e = &s->pending[(s->pend_head + s->pend_count) % s->pend_cap];
     e->kind = (uint8_t)kind;
+    e->mark = PENDING_MARK_NONE;
     e->swallow = swallow;
     e->hash = hash;
     e->failed = false;
