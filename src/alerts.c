@@ -4,6 +4,7 @@
  */
 #include "alerts.h"
 
+#include "cache.h"
 #include "inspect.h"
 #include "log.h"
 
@@ -67,6 +68,29 @@ static void check_pools(json_t *found, const config_t *cfg)
     json_decref(pools);
 }
 
+/* A [cache] rule whose hit ratio since the start is under alert_cache_hit_ratio percent, once
+ * it had ALERTS_MIN_LOOKUPS lookups. */
+static void check_cache(json_t *found, const config_t *cfg)
+{
+    json_t *cache = cache_snapshot();
+    size_t i;
+    json_t *rule;
+    json_array_foreach(json_object_get(cache, "rules"), i, rule)
+    {
+        json_int_t hits = json_integer_value(json_object_get(rule, "hits"));
+        json_int_t lookups = hits + json_integer_value(json_object_get(rule, "misses"));
+        if (lookups < ALERTS_MIN_LOOKUPS)
+            continue;
+        double ratio = 100.0 * (double)hits / (double)lookups;
+        if (ratio < cfg->alert_cache_hit_ratio)
+            json_array_append_new(found,
+                                  make_alert("cache_hit_ratio",
+                                             json_string_value(json_object_get(rule, "rule")),
+                                             ratio, cfg->alert_cache_hit_ratio));
+    }
+    json_decref(cache);
+}
+
 /* The alert of the same name and subject in list, or NULL. */
 static json_t *same_alert(json_t *list, json_t *alert)
 {
@@ -97,6 +121,7 @@ void alerts_evaluate(const config_t *cfg)
         return;
     check_queries(found, cfg);
     check_pools(found, cfg);
+    check_cache(found, cfg);
     char now[32];
     time_t t = time(NULL);
     struct tm tm;

@@ -4,7 +4,9 @@
  *    fingerprint whose P95 is over alert_p95_ms, a fingerprint whose error rate is over
  *    alert_error_rate percent (both over the statistics since start or the last reset, once a
  *    fingerprint has ALERTS_MIN_CALLS calls), and a pool with alert_waiting_clients or more
- *    clients waiting for a server. Each alert is logged once when raised and once when cleared.
+ *    clients waiting for a server, and a [cache] rule whose hit ratio since the start is under
+ *    alert_cache_hit_ratio percent (once it had ALERTS_MIN_LOOKUPS lookups). Each alert is
+ *    logged once when raised and once when cleared.
  */
 #ifndef PGTURBO_ALERTS_H
 #define PGTURBO_ALERTS_H
@@ -13,7 +15,8 @@
 
 #include <jansson.h>
 
-#define ALERTS_MIN_CALLS 20
+#define ALERTS_MIN_CALLS   20
+#define ALERTS_MIN_LOOKUPS 100
 
 /* Evaluates the rules now (not from a worker: it gathers from them). */
 void alerts_evaluate(const config_t *cfg);

@@ -128,6 +128,7 @@ static const setting_t pgturbo_settings[] = {
     {PGTURBO_FIELD(alert_p95_ms), VALUE_INT, 1, INT_MAX, 0},
     {PGTURBO_FIELD(alert_error_rate), VALUE_INT, 1, 100, 0},
     {PGTURBO_FIELD(alert_waiting_clients), VALUE_INT, 1, INT_MAX, 0},
+    {PGTURBO_FIELD(alert_cache_hit_ratio), VALUE_INT, 0, 100, 0},
     {PGTURBO_FIELD(admin_listen), VALUE_STRING, 0, 0, 0},
     {PGTURBO_FIELD(admin_token), VALUE_STRING, 0, 0, 0},
     {PGTURBO_FIELD(admin_stats_token), VALUE_STRING, 0, 0, 0},
@@ -938,6 +939,7 @@ static void set_defaults(config_t *cfg)
     cfg->alert_p95_ms = 100;
     cfg->alert_error_rate = 10;
     cfg->alert_waiting_clients = 1;
+    cfg->alert_cache_hit_ratio = 60;
     strcpy(cfg->admin_listen, "127.0.0.1:9930");
     cfg->auth_type = AUTH_TYPE_MD5;
     strcpy(cfg->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");

@@ -165,6 +165,7 @@ typedef struct config {
     int alert_p95_ms;           /* default 100 */
     int alert_error_rate;       /* default 10 (percent) */
     int alert_waiting_clients;  /* default 1: clients waiting for a server */
+    int alert_cache_hit_ratio;  /* default 60 (percent): a cache rule's hit ratio under it */
 
     /* [pgturbo] admin HTTP API */
     char admin_listen[CONFIG_HOST_LEN];        /* default "127.0.0.1:9930"; a restart changes it */

@@ -518,6 +518,36 @@ static void test_clear_through_the_api(void **state)
     set_directly("DROP TABLE citems");
 }
 
+/* A rule whose reads mostly miss raises the cache_hit_ratio alert (evaluated every 5 s). */
+static void test_low_hit_ratio_raises_an_alert(void **state)
+{
+    set_directly("CREATE TABLE ritems (id int); INSERT INTO ritems SELECT generate_series(1, 200)");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "ritems = 60");
+    PGconn *c = connect_via(&p);
+    char sql[96];
+    for (int i = 1; i <= 150; i++) {
+        snprintf(sql, sizeof(sql), "SELECT id FROM ritems WHERE id = %d", i);
+        char *v = harness_query_value(c, sql);
+        free(v);
+    }
+    long long deadline = harness_now_ms() + 12000;
+    bool raised = false;
+    while (!raised && harness_now_ms() < deadline) {
+        harness_response_t r = harness_http(admin, "GET", "/api/v1/alerts", "Bearer " TOKEN);
+        raised = r.status == 200 && strstr(r.body, "\"cache_hit_ratio\"") != NULL &&
+                 strstr(r.body, "\"ritems\"") != NULL;
+        harness_response_free(&r);
+        if (!raised)
+            harness_sleep_ms(200);
+    }
+    assert_true(raised);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE ritems");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_ttl_and_tag),
         cmocka_unit_test(test_bounds_and_compression),
         cmocka_unit_test(test_clear_through_the_api),
+        cmocka_unit_test(test_low_hit_ratio_raises_an_alert),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
