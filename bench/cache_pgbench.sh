@@ -10,7 +10,8 @@
 # starts PgBouncer and two pgturbo daemons with the same pool settings (transaction mode,
 # default_pool_size 20, 2 workers): one without [cache] rules, one with
 # `pgbench_accounts = 600`. Before the measured cells the cached pgturbo is warmed with 20 s of
-# the same workload, and each cell's hit ratio is read from its SHOW CACHE before and after.
+# the same workload in each protocol, and each cell's hit ratio is read from its SHOW CACHE
+# before and after.
 # Every cell runs against all four targets one after the other, so drift over the run hits all
 # of them alike. Progress goes to stderr and the report to stdout. Everything the script
 # starts is stopped and removed on exit, also on failure or Ctrl-C.
@@ -128,15 +129,20 @@ start_turbo "" || {
 }
 PLAIN_PID=$TURBO_PID PLAIN_PORT=$TURBO_PORT
 start_turbo "[cache]
-cache_max_memory = 256MB
+cache_max_memory = 512MB
+cache_max_entries = 1000000
 pgbench_accounts = 600" || {
     log "pgturbo (cache) did not start"
     tail -n 20 "$WORK/pgturbo.log" >&2
     exit 1
 }
-log "warming the cache: $WARMUP s of -S -c 8 through pgturbo ..."
-pgbench -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -n -S -c 8 -j "$JOBS" -T "$WARMUP" bench \
-    >"$WORK/warmup.log" 2>&1
+# The simple protocol's keys hold the text with its value; the extended protocol's (extended and
+# prepared alike) the text with $1 and the value apart: both are warmed.
+for mode in simple prepared; do
+    log "warming the cache: $WARMUP s of -S -c 8 -M $mode through pgturbo ..."
+    pgbench -h 127.0.0.1 -p "$TURBO_PORT" -U postgres -n -S -c 8 -j "$JOBS" -M "$mode" \
+        -T "$WARMUP" bench >"$WORK/warmup.log" 2>&1
+done
 
 BOUNCER_VERSION=$(pgbouncer --version 2>/dev/null | awk 'NR == 1 { print $2 }')
 PG_VERSION=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench -XAtqc 'SHOW server_version')
@@ -173,12 +179,13 @@ echo
 echo "Command: \`$0 $*\`"
 echo
 echo "Each cell: \`pgbench -h 127.0.0.1 -p PORT -U postgres -n -T $DURATION -j $JOBS <test flags> bench\`" \
-    "after \`pgbench -i -s $SCALE bench\` (100,000 accounts) and a $WARMUP s warm-up of the cached pgturbo."
+    "after \`pgbench -i -s $SCALE bench\` (100,000 accounts) and a warm-up of the cached pgturbo" \
+    "($WARMUP s of -M simple and $WARMUP s of -M prepared)."
 echo
 echo "- Machine: $(nproc) CPUs ($CPU_MODEL), $(uname -sr)"
 echo "- PostgreSQL $PG_VERSION, PgBouncer $BOUNCER_VERSION; poolers in transaction mode," \
     "default_pool_size=$POOL_SIZE, pgturbo workers=$WORKERS; the cached pgturbo has" \
-    "\`[cache] pgbench_accounts = 600\`, cache_max_memory=256MB"
+    "\`[cache] pgbench_accounts = 600\`, cache_max_memory=512MB, cache_max_entries=1000000"
 echo "- hit ratio: hits / (hits + misses) of the cached pgturbo during the cell (SHOW CACHE)"
 echo
 echo "| test | direct tps | pgbouncer tps | pgturbo tps (no cache) | pgturbo tps (cache) |" \
