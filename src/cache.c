@@ -45,10 +45,10 @@
 #define MAX_WRITES         32  /* tables kept per transaction; past it, everything */
 #define MAX_NAMES          64  /* relnames a lookup in the catalog may return */
 #define RULE_TAG           (CACHESTORE_MAX_RULES - 1) /* answers cached for a pgturbo_cache tag */
-#define CATALOG_REFRESH_MS 60000 /* the catalog is read again this often */
-#define CATALOG_RETRY_MS   10000 /* after a failed read of the catalog */
-#define GENERATION_NAMES   65536 /* counters over all targets */
-#define LOGICAL_CHECK_MS   100   /* how often a worker asks whether a consumer is streaming */
+#define CATALOG_REFRESH_MS 60000                      /* the catalog is read again this often */
+#define CATALOG_RETRY_MS   10000                      /* after a failed read of the catalog */
+#define GENERATION_NAMES   65536                      /* counters over all targets */
+#define LOGICAL_CHECK_MS   100 /* how often a worker asks whether a consumer is streaming */
 #define KEY_VERSION        1
 
 /* One database target (host:port/dbname): its catalog and its everything-counter. */
@@ -77,9 +77,9 @@ typedef struct cache_fill {
     int n_deps;
     int64_t ttl_ms;
     uint16_t rule;
-    bool extended; /* a Bind ... Sync unit, not a Query */
+    bool extended;   /* a Bind ... Sync unit, not a Query */
     size_t max_size; /* cache_max_entry_size when it was armed */
-    bool failed;   /* a response that must not be replayed came: an error, a notice ... */
+    bool failed;     /* a response that must not be replayed came: an error, a notice ... */
     buf_t value;
 } cache_fill_t;
 
@@ -104,7 +104,7 @@ struct cache_server {
     bool dirty;         /* ran a statement that changed session state */
     cache_fill_t *fill; /* the answer being recorded */
     cache_writes_t writes;
-    uint32_t catalog_ns; /* the namespace of the catalog query under way */
+    uint32_t catalog_ns;    /* the namespace of the catalog query under way */
     uint64_t catalog_epoch; /* the namespace's ddl_epoch when it was sent */
     bool catalog_failed;
     buf_t catalog; /* its value, as it comes */
@@ -517,7 +517,8 @@ static int start_logical(const config_t *cfg, char *err, size_t errlen)
         conninfo_put(conninfo, sizeof(conninfo), "host", db->host);
         conninfo_put(conninfo, sizeof(conninfo), "port", port);
         conninfo_put(conninfo, sizeof(conninfo), "dbname", dbname);
-        conninfo_put(conninfo, sizeof(conninfo), "user", db->user[0] != '\0' ? db->user : "postgres");
+        conninfo_put(conninfo, sizeof(conninfo), "user",
+                     db->user[0] != '\0' ? db->user : "postgres");
         if (db->password[0] != '\0')
             conninfo_put(conninfo, sizeof(conninfo), "password", db->password);
         char why[256];
@@ -631,8 +632,7 @@ static bool add_dep(read_plan_t *p, uint32_t ns, const char *name)
 }
 
 /* The rule of one table the read names; false when there is none or it says off. */
-static bool table_rule(const config_t *cfg, const catalog_t *cat, const char *name,
-                       read_plan_t *p)
+static bool table_rule(const config_t *cfg, const catalog_t *cat, const char *name, read_plan_t *p)
 {
     const char *schema = catalog_schema_of(cat, name);
     const char *relname = name;
@@ -686,8 +686,8 @@ static bool plan_read(client_t *c, cache_ns_t *ns, const sql_info_t *info, int64
                       read_plan_t *p)
 {
     if (info->kind != SQL_READ || info->n_statements != 1 || info->for_update ||
-        info->too_many_tables || info->reads_clock || info->runs_unknown ||
-        info->session_state || info->too_many_functions || (info->n_read == 0 && tag == 0))
+        info->too_many_tables || info->reads_clock || info->runs_unknown || info->session_state ||
+        info->too_many_functions || (info->n_read == 0 && tag == 0))
         return false;
     catalog_t *cat = ns_catalog(ns);
     if (cat == NULL) {
@@ -792,7 +792,7 @@ static int answer_query(client_t *c, cache_ns_t *ns, const proto_msg_t *m)
 typedef struct unit {
     const uint8_t *parse; /* the Parse body after its name ("" only), or NULL */
     uint32_t parse_len;
-    const char *statement; /* the Bind's statement name */
+    const char *statement;    /* the Bind's statement name */
     const uint8_t *bind_rest; /* the Bind after its names: formats, values, result formats */
     uint32_t bind_rest_len;
     bool describe;
@@ -835,8 +835,8 @@ static bool scan_unit(const client_t *c, unit_t *u)
     u->bind_rest_len = m.body_len - r.pos;
     at += m.len;
     if (at < avail && p[at] == 'D') {
-        if (!next_message(c, p + at, avail - at, 'D', &m) || m.body_len != 2 ||
-            m.body[0] != 'P' || m.body[1] != '\0')
+        if (!next_message(c, p + at, avail - at, 'D', &m) || m.body_len != 2 || m.body[0] != 'P' ||
+            m.body[1] != '\0')
             return false;
         u->describe = true;
         at += m.len;
@@ -1167,9 +1167,9 @@ static void finish_fill(server_t *s, cache_server_t *ss)
     cache_fill_t *f = ss->fill;
     ss->fill = NULL;
     if (!f->failed && s->txn_status == 'I' && buf_len(&f->value) > 0) {
-        int rc = cachestore_put(cache.store, f->hash, f->key, f->key_len, buf_head(&f->value),
-                                buf_len(&f->value), f->deps, f->n_deps, now_ms() + f->ttl_ms,
-                                f->rule);
+        int rc =
+            cachestore_put(cache.store, f->hash, f->key, f->key_len, buf_head(&f->value),
+                           buf_len(&f->value), f->deps, f->n_deps, now_ms() + f->ttl_ms, f->rule);
         atomic_fetch_add_explicit(rc == 0 ? &cache.fills : &cache.fills_dropped, 1,
                                   memory_order_relaxed);
     } else {
@@ -1301,14 +1301,13 @@ json_t *cache_snapshot(void)
         json_decref(totals);
         return NULL;
     }
-    return json_pack("{s:b, s:s, s:{s:I, s:i, s:I, s:I}, s:o, s:o*, s:o*}", "enabled",
-                     cache_configured(cfg), "invalidation",
-                     cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL ? "logical" : "proxy",
-                     "limits", "max_memory", (json_int_t)cfg->cache_max_memory, "max_entries",
-                     cfg->cache_max_entries, "max_entry_size",
-                     (json_int_t)cfg->cache_max_entry_size, "compress_min",
-                     (json_int_t)cfg->cache_compress_min, "totals", totals, "rules",
-                     rules_json(cfg), "databases", targets_json());
+    return json_pack(
+        "{s:b, s:s, s:{s:I, s:i, s:I, s:I}, s:o, s:o*, s:o*}", "enabled", cache_configured(cfg),
+        "invalidation", cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL ? "logical" : "proxy",
+        "limits", "max_memory", (json_int_t)cfg->cache_max_memory, "max_entries",
+        cfg->cache_max_entries, "max_entry_size", (json_int_t)cfg->cache_max_entry_size,
+        "compress_min", (json_int_t)cfg->cache_compress_min, "totals", totals, "rules",
+        rules_json(cfg), "databases", targets_json());
 }
 
 /* Bumps and drops the entries of one relname in every target. */
