@@ -477,21 +477,13 @@ static void logical_change(void *arg, const char *schema, const char *relname)
     catalog_unref(cat);
 }
 
-/* Appends key='value' to a connection string, with ' and \ escaped as libpq reads them. */
+/* Appends " key=value" to a connection string, the value quoted as libpq needs it. */
 static void conninfo_put(char *out, size_t len, const char *key, const char *value)
 {
     size_t used = strlen(out);
-    int n = snprintf(out + used, len - used, "%s%s='", used > 0 ? " " : "", key);
-    used += n > 0 ? (size_t)n : 0;
-    for (const char *p = value; *p != '\0' && used + 3 < len; p++) {
-        if (*p == '\'' || *p == '\\')
-            out[used++] = '\\';
-        out[used++] = *p;
-    }
-    if (used + 2 <= len) {
-        out[used++] = '\'';
-        out[used] = '\0';
-    }
+    int n = snprintf(out + used, len - used, "%s%s=", used > 0 ? " " : "", key);
+    used = n > 0 && (size_t)n < len - used ? used + (size_t)n : len - 1;
+    config_put_conninfo_value(out, len, &used, value);
 }
 
 /*

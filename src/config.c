@@ -1242,9 +1242,7 @@ static void put_text(char *out, size_t len, size_t *used, const char *text)
     out[*used] = '\0';
 }
 
-/* A connection-string value, in single quotes (' and \ escaped with a backslash) when it is
- * empty or holds a space, a quote or a backslash, as libpq reads it. */
-static void put_conninfo_value(char *out, size_t len, size_t *used, const char *value)
+void config_put_conninfo_value(char *out, size_t len, size_t *used, const char *value)
 {
     bool quote = value[0] == '\0' || strpbrk(value, " \t\n\r\f\v'\\") != NULL;
     char c[2] = {0};
@@ -1282,7 +1280,7 @@ static void show_conninfo(const char *conninfo, char *out, size_t len)
             put_text(out, len, &used, " ");
         put_text(out, len, &used, o->keyword);
         put_text(out, len, &used, "=");
-        put_conninfo_value(out, len, &used, secret ? SECRET_MASK : o->val);
+        config_put_conninfo_value(out, len, &used, secret ? SECRET_MASK : o->val);
     }
     PQconninfoFree(options);
 }

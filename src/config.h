@@ -215,6 +215,13 @@ __attribute__((warn_unused_result)) int config_load(const char *path, config_t *
  */
 int config_cache_rule_find(const config_t *cfg, const char *schema, const char *table);
 
+/*
+ * Appends a connection-string value to out (len bytes, *used of them filled, kept
+ * NUL-terminated; what does not fit is dropped): in single quotes, with ' and \ escaped by a
+ * backslash, when it is empty or holds a space, a quote or a backslash, as libpq reads it.
+ */
+void config_put_conninfo_value(char *out, size_t len, size_t *used, const char *value);
+
 /* Frees a config from config_load(); NULL is allowed. */
 void config_free(config_t *cfg);
 
