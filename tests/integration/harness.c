@@ -919,3 +919,123 @@ void harness_pgbench_init(const char *name, int scale)
     if (rc != 0)
         fail_msg("pgbench -i failed (%d):\n%s", rc, out);
 }
+
+/* ---- redis-server ---- */
+
+/* Whether the Redis at port answers PING with +PONG. */
+static bool redis_answers(int port)
+{
+    int fd = harness_raw_try_connect(port);
+    if (fd < 0)
+        return false;
+    char reply[16] = "";
+    bool ok = write(fd, "PING\r\n", 6) == 6 && read(fd, reply, sizeof(reply) - 1) >= 5 &&
+              strncmp(reply, "+PONG", 5) == 0;
+    close(fd);
+    return ok;
+}
+
+static pid_t spawn_redis(const harness_redis_t *r)
+{
+    char port[16], log[300];
+    snprintf(port, sizeof(port), "%d", r->port);
+    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execl("/usr/bin/redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port,
+              "--save", "", "--appendonly", "no", "--dir", r->dir, "--logfile", log,
+              "--protected-mode", "no", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Starts redis-server on r->port; true once it answers, false when it exited or timed out. */
+static bool launch_redis(harness_redis_t *r)
+{
+    r->pid = spawn_redis(r);
+    struct daemon_slot *s = slot_add(r->pid, r->dir);
+    long long deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline && slot_poll(s)) {
+        if (redis_answers(r->port))
+            return true;
+        harness_sleep_ms(20);
+    }
+    if (slot_poll(s)) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, NULL, 0);
+        s->reaped = true;
+    }
+    r->pid = 0;
+    return false;
+}
+
+void harness_start_redis(harness_redis_t *r)
+{
+    if (!atexit_registered) {
+        atexit(kill_all_daemons);
+        atexit_registered = true;
+    }
+    memset(r, 0, sizeof(*r));
+    snprintf(r->dir, sizeof(r->dir), "/tmp/pgturbo-redis.XXXXXX");
+    if (mkdtemp(r->dir) == NULL)
+        fail_msg("mkdtemp: %s", strerror(errno));
+    /* Another process may take the port between the check and the bind: a new one then. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        r->port = harness_free_port();
+        if (launch_redis(r))
+            return;
+    }
+    char log[300];
+    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+    print_log(log);
+    remove_dir(r->dir);
+    fail_msg("redis-server failed to start three times");
+}
+
+/* The slot of pid, reaped when it exited. */
+static void reap(pid_t pid, int sig)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (daemons[i].pid == pid && !daemons[i].reaped) {
+            kill(pid, sig);
+            waitpid(pid, NULL, 0);
+            daemons[i].reaped = true;
+        }
+    }
+}
+
+void harness_kill_redis(harness_redis_t *r)
+{
+    if (r->pid > 0)
+        reap(r->pid, SIGKILL);
+    r->pid = 0;
+}
+
+void harness_restart_redis(harness_redis_t *r)
+{
+    /* The port may linger for a moment after the kill. */
+    for (int attempt = 0; attempt < 50; attempt++) {
+        if (launch_redis(r))
+            return;
+        harness_sleep_ms(100);
+    }
+    fail_msg("redis-server did not start again on port %d", r->port);
+}
+
+void harness_stop_redis(harness_redis_t *r)
+{
+    if (r->pid > 0)
+        reap(r->pid, SIGTERM);
+    r->pid = 0;
+    remove_dir(r->dir);
+}

@@ -151,4 +151,24 @@ void harness_drop_database(const char *name);
 /* Creates database name and fills it with pgbench -i -s scale; fails the test on error. */
 void harness_pgbench_init(const char *name, int scale);
 
+/* A redis-server of a test's own: on a free 127.0.0.1 port, no persistence, its log in dir. */
+typedef struct harness_redis {
+    pid_t pid;
+    int port;
+    char dir[256];
+} harness_redis_t;
+
+/* Starts redis-server (Debian's /usr/bin/redis-server) on a free port and waits until it
+ * answers PING; fails the test otherwise. Killed at exit if the test leaves it running. */
+void harness_start_redis(harness_redis_t *r);
+
+/* Kills it (SIGKILL: as a crash would) and waits for it to go; the port is kept. */
+void harness_kill_redis(harness_redis_t *r);
+
+/* Starts it again on the same port after harness_kill_redis, empty; fails the test otherwise. */
+void harness_restart_redis(harness_redis_t *r);
+
+/* Stops it and removes its directory. */
+void harness_stop_redis(harness_redis_t *r);
+
 #endif /* PGTURBO_HARNESS_H */
