@@ -1039,3 +1039,62 @@ void harness_stop_redis(harness_redis_t *r)
     r->pid = 0;
     remove_dir(r->dir);
 }
+
+/* ---- the result cache's admin API ---- */
+
+json_t *harness_cache_get(int admin_port, const char *token)
+{
+    char authorization[256];
+    snprintf(authorization, sizeof(authorization), "Bearer %s", token);
+    harness_response_t r = harness_http(admin_port, "GET", "/api/v1/cache", authorization);
+    if (r.status != 200) {
+        char body[301];
+        snprintf(body, sizeof(body), "%s", r.body != NULL ? r.body : "");
+        harness_response_free(&r);
+        fail_msg("GET /api/v1/cache: %d %s", r.status, body);
+    }
+    json_error_t e;
+    json_t *api = json_loads(r.body, 0, &e);
+    harness_response_free(&r);
+    if (api == NULL)
+        fail_msg("GET /api/v1/cache: not JSON: %s", e.text);
+    return api;
+}
+
+long long harness_cache_total(const json_t *api, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(json_object_get(api, "totals"), key));
+}
+
+/* Whether the answer lists a target of database dbname ("host:port/dbname") whose catalog is
+ * loaded. */
+static bool cache_catalog_loaded(const json_t *api, const char *dbname)
+{
+    size_t i;
+    json_t *db;
+    json_array_foreach(json_object_get(api, "databases"), i, db)
+    {
+        const char *target = json_string_value(json_object_get(db, "target"));
+        const char *slash = target != NULL ? strrchr(target, '/') : NULL;
+        if (slash != NULL && strcmp(slash + 1, dbname) == 0 &&
+            json_is_true(json_object_get(db, "catalog_loaded")))
+            return true;
+    }
+    return false;
+}
+
+void harness_cache_wait_catalog(PGconn *conn, int admin_port, const char *token, const char *dbname)
+{
+    long long deadline = harness_now_ms() + 10000;
+    for (;;) {
+        harness_exec_ok(conn, "SELECT count(*) FROM pg_class");
+        json_t *api = harness_cache_get(admin_port, token);
+        bool loaded = cache_catalog_loaded(api, dbname);
+        json_decref(api);
+        if (loaded)
+            return;
+        if (harness_now_ms() > deadline)
+            fail_msg("the catalog of %s was not read within 10 s", dbname);
+        harness_sleep_ms(20);
+    }
+}

@@ -8,6 +8,7 @@
 #ifndef PGTURBO_HARNESS_H
 #define PGTURBO_HARNESS_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -170,5 +171,20 @@ void harness_restart_redis(harness_redis_t *r);
 
 /* Stops it and removes its directory. */
 void harness_stop_redis(harness_redis_t *r);
+
+/* ---- the result cache's admin API ---- */
+
+/* GET /api/v1/cache on admin_port with "Authorization: Bearer token"; fails the test unless
+ * the answer is 200 with JSON. Caller releases with json_decref. */
+json_t *harness_cache_get(int admin_port, const char *token);
+
+/* The integer totals.key of a GET /api/v1/cache answer (borrowed); 0 when there is none. */
+long long harness_cache_total(const json_t *api, const char *key);
+
+/* Reads through conn (a connection to database dbname through the daemon on admin_port) until
+ * the daemon has read dbname's catalog, without which it caches nothing; fails the test after
+ * 10 s. */
+void harness_cache_wait_catalog(PGconn *conn, int admin_port, const char *token,
+                                const char *dbname);
 
 #endif /* PGTURBO_HARNESS_H */
