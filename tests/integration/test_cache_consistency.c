@@ -1,0 +1,573 @@
+/*
+ * test_cache_consistency.c
+ *    The consistency checker of issue 7: no read answered by pgturbo, from its cache or not, is
+ *    older than a write that was committed before the read started.
+ *
+ *    Writers increment counters (a table of COUNTERS rows) through pgturbo and, once a commit
+ *    has returned, raise committed[id] to the value their UPDATE ... RETURNING gave. Readers
+ *    take floor = committed[id] before each read, read the row through pgturbo, and count the
+ *    read stale when the value is below floor. Reads alternate between the two instances and
+ *    between the simple and the extended protocol, so that both of the cache's paths are
+ *    checked. Writers are paced by the readers (one write per READS_PER_WRITE reads), so that
+ *    the cache answers most reads between two writes: a run in which it answered few would
+ *    prove nothing, and is failed.
+ *
+ *    The same checker runs in three configurations:
+ *     1. one instance, no Redis;
+ *     2. two instances sharing a Redis (cache_redis_host), which invalidate each other's
+ *        answers and each wait for the other's acknowledgement before a commit reaches its
+ *        client;
+ *     3. as 2, with cache_invalidation = logical and one more writer that writes straight to
+ *        PostgreSQL with synchronous_commit = on. Its commits are visible to the readers only
+ *        once pgturbo has forgotten what they change if pgturbo's logical consumer is a
+ *        synchronous standby: the cluster needs synchronous_standby_names naming its
+ *        application_name, pgturbo_cache (tests/harness/cluster.sh; as the cluster runs with
+ *        synchronous_commit = off, only sessions that turn it on wait). The test checks the
+ *        setting first and fails, saying so, when the cluster lacks it.
+ *    With PGTURBO_TEST_SKIP_REDIS set in the environment, 2 and 3 are skipped.
+ */
+#include "harness.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#define DB           "cache_consistency_test"
+#define TOKEN        "it-cache-consistency-token"
+#define REDIS_PREFIX "pgturbo_it"
+
+#define COUNTERS        8
+#define READERS         4
+#define WRITERS         3 /* through pgturbo; configuration 3 adds one straight to PostgreSQL */
+#define READS_WANTED    200000 /* per configuration */
+#define READS_PER_WRITE 150
+#define RUN_LIMIT_MS    28000 /* a run that has not read READS_WANTED by then fails */
+#define MAX_REPORTED    5     /* stale reads described in full */
+
+#define READ_SIMPLE   "SELECT v FROM counters WHERE id = %d"
+#define READ_EXTENDED "SELECT v FROM counters WHERE id = $1"
+#define INCREMENT     "UPDATE counters SET v = v + 1 WHERE id = $1 RETURNING v"
+
+/* A pgturbo instance and its admin port. */
+typedef struct instance {
+    pgturbo_proc_t proc;
+    int admin;
+} instance_t;
+
+/* What the threads of one run share. */
+typedef struct run {
+    _Atomic long long committed[COUNTERS]; /* highest value whose commit has returned */
+    _Atomic long long reads, stale, writes, direct_writes, write_tickets, errors;
+    _Atomic bool stop;
+    int port[2];          /* of the instances the readers alternate between */
+    pthread_mutex_t lock; /* over the texts below */
+    char stale_reads[MAX_REPORTED][160];
+    char first_error[320];
+} run_t;
+
+/* One thread: its run, its two connections (to A and B, or both to one server) and its own
+ * random numbers. */
+typedef struct worker {
+    run_t *run;
+    PGconn *conn[2];
+    unsigned seed;
+    bool direct;        /* a writer straight to PostgreSQL */
+    bool sync_canceled; /* PostgreSQL stopped waiting for the synchronous standby */
+    pthread_t thread;
+} worker_t;
+
+static PGconn *direct;
+
+/* Notes an error (the first is kept) and stops the run: cmocka cannot fail from a thread. */
+static void run_error(run_t *run, const char *what, const char *message)
+{
+    pthread_mutex_lock(&run->lock);
+    if (atomic_fetch_add(&run->errors, 1) == 0)
+        snprintf(run->first_error, sizeof(run->first_error), "%s: %s", what, message);
+    pthread_mutex_unlock(&run->lock);
+    atomic_store(&run->stop, true);
+}
+
+/* Raises *x to v unless it is higher already. */
+static void raise_to(_Atomic long long *x, long long v)
+{
+    long long seen = atomic_load(x);
+    while (seen < v && !atomic_compare_exchange_weak(x, &seen, v))
+        ;
+}
+
+/* ---- readers ---- */
+
+/* Reads counter id through conn, in the simple or the extended protocol; -1 on an error. */
+static long long read_counter(run_t *run, PGconn *conn, int id, bool extended)
+{
+    PGresult *r;
+    char sql[64], param[16];
+    if (extended) {
+        snprintf(param, sizeof(param), "%d", id);
+        const char *values[] = {param};
+        r = PQexecParams(conn, READ_EXTENDED, 1, NULL, values, NULL, NULL, 0);
+    } else {
+        snprintf(sql, sizeof(sql), READ_SIMPLE, id);
+        r = PQexec(conn, sql);
+    }
+    long long v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    else
+        run_error(run, extended ? "extended read" : "simple read", PQresultErrorMessage(r));
+    PQclear(r);
+    return v;
+}
+
+static void note_stale(run_t *run, int id, long long floor, long long v, int via, bool extended)
+{
+    long long n = atomic_fetch_add(&run->stale, 1);
+    if (n >= MAX_REPORTED)
+        return;
+    pthread_mutex_lock(&run->lock);
+    snprintf(run->stale_reads[n], sizeof(run->stale_reads[n]),
+             "counter %d read %lld through pgturbo on port %d (%s protocol), %lld committed "
+             "before",
+             id, v, run->port[via], extended ? "extended" : "simple", floor);
+    pthread_mutex_unlock(&run->lock);
+}
+
+static void *reader_main(void *arg)
+{
+    worker_t *w = arg;
+    run_t *run = w->run;
+    for (unsigned i = 0; !atomic_load(&run->stop); i++) {
+        int id = (int)(rand_r(&w->seed) % COUNTERS) + 1;
+        int via = (int)(i % 2);
+        bool extended = (i / 2) % 2 == 1;
+        long long floor = atomic_load(&run->committed[id - 1]);
+        long long v = read_counter(run, w->conn[via], id, extended);
+        if (v < 0)
+            break;
+        if (v < floor)
+            note_stale(run, id, floor, v, via, extended);
+        if (atomic_fetch_add(&run->reads, 1) + 1 >= READS_WANTED)
+            atomic_store(&run->stop, true);
+    }
+    return NULL;
+}
+
+/* ---- writers ---- */
+
+/* Waits until the readers have done READS_PER_WRITE reads for each write before this one;
+ * false when the run stopped meanwhile. */
+static bool wait_turn(run_t *run)
+{
+    long long ticket = atomic_fetch_add(&run->write_tickets, 1);
+    const struct timespec pause = {0, 200000};
+    while (atomic_load(&run->reads) < ticket * READS_PER_WRITE) {
+        if (atomic_load(&run->stop))
+            return false;
+        nanosleep(&pause, NULL);
+    }
+    return !atomic_load(&run->stop);
+}
+
+/* PostgreSQL warns when it stops waiting for a synchronous standby (statement_timeout): the
+ * commit then happened without pgturbo having seen it, and its value must not count. */
+static void notice_receiver(void *arg, const PGresult *r)
+{
+    worker_t *w = arg;
+    const char *message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (message != NULL && strstr(message, "synchronous replication") != NULL)
+        w->sync_canceled = true;
+}
+
+/* Runs sql (no result rows) on conn; false after noting an error. */
+static bool exec_command(worker_t *w, PGconn *conn, const char *sql)
+{
+    PGresult *r = PQexec(conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        run_error(w->run, sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* Increments counter id on conn; its new value, or -1 after noting an error. */
+static long long increment(worker_t *w, PGconn *conn, int id)
+{
+    char param[16];
+    snprintf(param, sizeof(param), "%d", id);
+    const char *values[] = {param};
+    PGresult *r = PQexecParams(conn, INCREMENT, 1, NULL, values, NULL, NULL, 0);
+    long long v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    else
+        run_error(w->run, INCREMENT, PQresultErrorMessage(r));
+    PQclear(r);
+    return v;
+}
+
+/* The commit that just returned: its values count unless PostgreSQL stopped waiting for the
+ * synchronous standby. */
+static bool commit_counts(worker_t *w)
+{
+    if (!w->sync_canceled)
+        return true;
+    run_error(w->run, "a direct commit",
+              "PostgreSQL stopped waiting for the synchronous standby pgturbo_cache "
+              "(statement_timeout): pgturbo's logical consumer did not confirm the commit");
+    return false;
+}
+
+/* One autocommit increment of a random counter. */
+static bool write_one(worker_t *w, PGconn *conn)
+{
+    int id = (int)(rand_r(&w->seed) % COUNTERS) + 1;
+    long long v = increment(w, conn, id);
+    if (v < 0 || !commit_counts(w))
+        return false;
+    raise_to(&w->run->committed[id - 1], v);
+    return true;
+}
+
+/* Two counters in one transaction, the lower id first (so that two of them never deadlock). */
+static bool write_two(worker_t *w, PGconn *conn)
+{
+    int a = (int)(rand_r(&w->seed) % COUNTERS) + 1;
+    int b = a % COUNTERS + 1;
+    int first = a < b ? a : b, second = a < b ? b : a;
+    if (!exec_command(w, conn, "BEGIN"))
+        return false;
+    long long v1 = increment(w, conn, first);
+    long long v2 = v1 < 0 ? -1 : increment(w, conn, second);
+    if (v2 < 0 || !exec_command(w, conn, "COMMIT") || !commit_counts(w))
+        return false;
+    raise_to(&w->run->committed[first - 1], v1);
+    raise_to(&w->run->committed[second - 1], v2);
+    return true;
+}
+
+/* Writes in turn: through A and B alternately, one write in four a transaction of two. */
+static void *writer_main(void *arg)
+{
+    worker_t *w = arg;
+    run_t *run = w->run;
+    for (unsigned n = 0; wait_turn(run); n++) {
+        PGconn *conn = w->conn[n % 2];
+        if (!(n % 4 == 3 ? write_two(w, conn) : write_one(w, conn)))
+            break;
+        atomic_fetch_add(w->direct ? &run->direct_writes : &run->writes, 1);
+    }
+    return NULL;
+}
+
+/* ---- instances ---- */
+
+/* Starts an instance with the rule on counters and the [cache] lines in cache_lines. */
+static void instance_start(instance_t *in, const char *cache_lines)
+{
+    char extra[1024];
+    in->admin = harness_free_port();
+    snprintf(extra, sizeof(extra),
+             "admin_listen = 127.0.0.1:%d\nadmin_token = %s\npool_mode = transaction\n"
+             "[cache]\ncounters = 60\n%s\n",
+             in->admin, TOKEN, cache_lines);
+    harness_start_pgturbo(&in->proc, extra, NULL);
+    PGconn *c = harness_connect(in->proc.port, DB, NULL);
+    harness_cache_wait_catalog(c, in->admin, TOKEN, DB);
+    PQfinish(c);
+}
+
+static void instance_stop(instance_t *in)
+{
+    assert_int_equal(harness_stop_pgturbo(&in->proc, 10), 0);
+}
+
+static long long instance_hits(const instance_t *in)
+{
+    json_t *api = harness_cache_get(in->admin, TOKEN);
+    long long hits = harness_cache_total(api, "hits");
+    json_decref(api);
+    return hits;
+}
+
+/* Reads through in until the cache answers (the catalog is in and, with logical
+ * invalidation, the stream is up: until then nothing is answered from memory); fails after
+ * 10 s. */
+static void instance_wait_answers(const instance_t *in)
+{
+    PGconn *c = harness_connect(in->proc.port, DB, NULL);
+    long long before = instance_hits(in), deadline = harness_now_ms() + 10000;
+    while (instance_hits(in) == before) {
+        if (harness_now_ms() > deadline)
+            fail_msg("pgturbo on port %d answered no read from its cache within 10 s",
+                     in->proc.port);
+        harness_exec_ok(c, "SELECT v FROM counters WHERE id = 1");
+        harness_sleep_ms(20);
+    }
+    PQfinish(c);
+}
+
+/* How many clients of the Redis at port are subscribed to channel (-1 when redis-cli fails). */
+static int redis_subscribers(int port, const char *channel)
+{
+    char cmd[256], out[256];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d PUBSUB NUMSUB %s", port, channel);
+    if (harness_shell(cmd, out, sizeof(out)) != 0)
+        return -1;
+    const char *count = strchr(out, '\n'); /* the channel's name, then its count */
+    return count != NULL ? atoi(count + 1) : -1;
+}
+
+/* Both instances are subscribed to the invalidations' channel (cacheredis.h: <prefix>:inv):
+ * without it the run would test two caches that know nothing of each other. */
+static void wait_both_on_redis(const harness_redis_t *redis)
+{
+    long long deadline = harness_now_ms() + 10000;
+    int n;
+    while ((n = redis_subscribers(redis->port, REDIS_PREFIX ":inv")) != 2) {
+        if (harness_now_ms() > deadline)
+            fail_msg("%d pgturbo instances, not 2, subscribed to %s:inv on Redis within 10 s", n,
+                     REDIS_PREFIX);
+        harness_sleep_ms(50);
+    }
+}
+
+/* ---- the checker ---- */
+
+static void connect_pair(worker_t *w, const instance_t *a, const instance_t *b)
+{
+    w->conn[0] = harness_connect(a->proc.port, DB, NULL);
+    w->conn[1] = harness_connect(b->proc.port, DB, NULL);
+}
+
+/* A writer straight to PostgreSQL whose commits wait for the synchronous standby, at most 5 s
+ * each (statement_timeout). */
+static void connect_direct_writer(worker_t *w)
+{
+    w->direct = true;
+    w->conn[0] = w->conn[1] = harness_connect_direct(DB);
+    PQsetNoticeReceiver(w->conn[0], notice_receiver, w);
+    harness_exec_ok(w->conn[0], "SET synchronous_commit = on");
+    harness_exec_ok(w->conn[0], "SET statement_timeout = '5s'");
+}
+
+static void disconnect(worker_t *w)
+{
+    PQfinish(w->conn[0]);
+    if (w->conn[1] != w->conn[0])
+        PQfinish(w->conn[1]);
+}
+
+static void print_run(const char *name, const run_t *run, long long hits, long long ms)
+{
+    long long reads = atomic_load(&run->reads);
+    printf("%s: %lld reads in %lld ms, %lld stale; %lld writes through pgturbo, %lld direct; "
+           "%lld hits (%.1f %% of the reads)\n",
+           name, reads, ms, (long long)atomic_load(&run->stale),
+           (long long)atomic_load(&run->writes), (long long)atomic_load(&run->direct_writes), hits,
+           reads > 0 ? 100.0 * (double)hits / (double)reads : 0.0);
+    for (long long i = 0; i < atomic_load(&run->stale) && i < MAX_REPORTED; i++)
+        printf("  stale: %s\n", run->stale_reads[i]);
+}
+
+/* The floors to start from: the counters as they are (earlier runs left them there). */
+static void start_floors(run_t *run)
+{
+    PGresult *r = PQexec(direct, "SELECT id, v FROM counters ORDER BY id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), COUNTERS);
+    for (int i = 0; i < COUNTERS; i++)
+        atomic_store(&run->committed[i], strtoll(PQgetvalue(r, i, 1), NULL, 10));
+    PQclear(r);
+}
+
+/* Connects READERS readers and WRITERS writers to a and b, and the direct writer when
+ * with_direct_writer; returns how many workers there are. */
+static int workers_connect(worker_t *workers, run_t *run, const instance_t *a, const instance_t *b,
+                           bool with_direct_writer)
+{
+    int n = 0;
+    for (; n < READERS + WRITERS; n++) {
+        workers[n] = (worker_t){.run = run, .seed = (unsigned)n + 1};
+        connect_pair(&workers[n], a, b);
+    }
+    if (with_direct_writer) {
+        workers[n] = (worker_t){.run = run, .seed = (unsigned)n + 1};
+        connect_direct_writer(&workers[n++]);
+    }
+    return n;
+}
+
+/* Runs the n workers (the first READERS read) until the readers have read READS_WANTED, an
+ * error stopped them, or RUN_LIMIT_MS passed; returns the milliseconds it took. */
+static long long workers_run(worker_t *workers, int n, run_t *run)
+{
+    long long started = harness_now_ms();
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&workers[i].thread, NULL,
+                                        i < READERS ? reader_main : writer_main, &workers[i]),
+                         0);
+    while (!atomic_load(&run->stop) && harness_now_ms() - started < RUN_LIMIT_MS)
+        harness_sleep_ms(50);
+    atomic_store(&run->stop, true);
+    for (int i = 0; i < n; i++)
+        pthread_join(workers[i].thread, NULL);
+    return harness_now_ms() - started;
+}
+
+/* The hits of a and b together (of a alone when b is a). */
+static long long hits_of(const instance_t *a, const instance_t *b)
+{
+    return instance_hits(a) + (a == b ? 0 : instance_hits(b));
+}
+
+/* Runs the checker through a and b (the same instance twice for one), with one direct writer
+ * more when with_direct_writer, and asserts: no error, READS_WANTED reads, no stale one,
+ * writes in the pace asked for, and more than half of the reads answered from the cache. */
+static void check(const char *name, const instance_t *a, const instance_t *b,
+                  bool with_direct_writer)
+{
+    static run_t run;
+    worker_t workers[READERS + WRITERS + 1];
+    memset(&run, 0, sizeof(run));
+    pthread_mutex_init(&run.lock, NULL);
+    start_floors(&run);
+    run.port[0] = a->proc.port;
+    run.port[1] = b->proc.port;
+    int n = workers_connect(workers, &run, a, b, with_direct_writer);
+    long long hits = hits_of(a, b);
+    long long elapsed = workers_run(workers, n, &run);
+    hits = hits_of(a, b) - hits;
+    for (int i = 0; i < n; i++)
+        disconnect(&workers[i]);
+    pthread_mutex_destroy(&run.lock);
+    print_run(name, &run, hits, elapsed);
+
+    if (atomic_load(&run.errors) > 0)
+        fail_msg("%lld errors; the first: %s", (long long)atomic_load(&run.errors),
+                 run.first_error);
+    if (atomic_load(&run.reads) < READS_WANTED)
+        fail_msg("only %lld reads in %d s", (long long)atomic_load(&run.reads),
+                 RUN_LIMIT_MS / 1000);
+    assert_int_equal(atomic_load(&run.stale), 0);
+    assert_true(atomic_load(&run.writes) >= READS_WANTED / READS_PER_WRITE / 2);
+    assert_true(!with_direct_writer || atomic_load(&run.direct_writes) > 0);
+    assert_true(hits * 2 > atomic_load(&run.reads));
+}
+
+/* ---- the configurations ---- */
+
+static void skip_without_redis(void)
+{
+    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
+        skip();
+}
+
+/* The lines that make an instance share the Redis at port. */
+static void redis_lines(char *out, size_t len, int port, const char *more)
+{
+    snprintf(out, len,
+             "cache_redis_host = 127.0.0.1\ncache_redis_port = %d\ncache_redis_prefix = %s\n%s",
+             port, REDIS_PREFIX, more);
+}
+
+static void test_one_instance(void **state)
+{
+    instance_t a;
+    instance_start(&a, "");
+    instance_wait_answers(&a);
+    check("one instance", &a, &a, false);
+    instance_stop(&a);
+}
+
+static void test_two_instances_sharing_redis(void **state)
+{
+    skip_without_redis();
+    harness_redis_t redis;
+    harness_start_redis(&redis);
+    char lines[512];
+    redis_lines(lines, sizeof(lines), redis.port, "");
+    instance_t a, b;
+    instance_start(&a, lines);
+    instance_start(&b, lines);
+    wait_both_on_redis(&redis);
+    instance_wait_answers(&a);
+    instance_wait_answers(&b);
+    check("two instances, Redis", &a, &b, false);
+    instance_stop(&a);
+    instance_stop(&b);
+    harness_stop_redis(&redis);
+}
+
+/* Fails, saying what is missing, unless the cluster waits for pgturbo_cache. */
+static void require_synchronous_standby(void)
+{
+    char names[256];
+    char *value = harness_query_value(direct, "SHOW synchronous_standby_names");
+    snprintf(names, sizeof(names), "%s", value != NULL ? value : "");
+    free(value);
+    if (strstr(names, "pgturbo_cache") == NULL)
+        fail_msg("the test cluster's synchronous_standby_names is '%s': direct commits do not "
+                 "wait for pgturbo's logical consumer (application_name pgturbo_cache), so "
+                 "they may be read stale; tests/harness/cluster.sh must name pgturbo_cache",
+                 names);
+}
+
+static void test_two_instances_redis_logical_and_a_direct_writer(void **state)
+{
+    skip_without_redis();
+    require_synchronous_standby();
+    harness_redis_t redis;
+    harness_start_redis(&redis);
+    char lines[512];
+    redis_lines(lines, sizeof(lines), redis.port, "cache_invalidation = logical\n");
+    instance_t a, b;
+    instance_start(&a, lines);
+    instance_start(&b, lines);
+    wait_both_on_redis(&redis);
+    instance_wait_answers(&a);
+    instance_wait_answers(&b);
+    check("two instances, Redis, logical, a direct writer", &a, &b, true);
+    instance_stop(&a);
+    instance_stop(&b);
+    harness_stop_redis(&redis);
+}
+
+static int setup(void **state)
+{
+    harness_create_database(DB);
+    direct = harness_connect_direct(DB);
+    harness_silence_notices(direct);
+    char sql[192];
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE counters (id int PRIMARY KEY, v bigint NOT NULL);"
+             "INSERT INTO counters SELECT id, 0 FROM generate_series(1, %d) id",
+             COUNTERS);
+    harness_exec_ok(direct, sql);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    PQfinish(direct);
+    harness_drop_database(DB);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_instance),
+        cmocka_unit_test(test_two_instances_sharing_redis),
+        cmocka_unit_test(test_two_instances_redis_logical_and_a_direct_writer),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
