@@ -20,8 +20,11 @@
  *    on every read, so hash collisions are misses), the epoch and the (relname, generation)
  *    pairs it was filled at, and the value.
  *  - inv: the channel of invalidations: "inv <instance> <seq> <target>" followed by one
- *    "\n<relname>" per table ("" = everything of the target); and of pings,
- *    "ping <instance> <sent_ms>". Every instance subscribes to it.
+ *    "\n<relname>" per table ("" = everything of the target), or "all <instance> <seq>"
+ *    (anything of any target, after a reset past its bound, see below); and of pings,
+ *    "ping <instance> <sent_ms>". Every instance subscribes to it. A relname that cannot be a
+ *    hash field or a line ("!epoch", or one holding a newline) is bumped, read and published
+ *    as "": more is invalidated, never less.
  *  - ack:<instance>: the channel on which the other instances acknowledge, "<seq> <instance>",
  *    an invalidation of <instance> once they applied it. Each instance subscribes to its own.
  *
@@ -31,8 +34,12 @@
  *  - A receiving instance applies an invalidation (cacheredis_inv_fn) before it acknowledges.
  *  - A publishing instance completes a publish (the caller then lets its client see the
  *    commit) once every instance that the PUBLISH reached (its reply counts the subscribers,
- *    this instance's own included) and every instance heard from (a ping or an ack) within the
- *    last lease has acknowledged it; or at the latest one lease after the PUBLISH's reply.
+ *    this instance's own included, whose "acknowledgement" is its own message coming back)
+ *    and every instance heard from (a ping or an ack) within the last lease has acknowledged
+ *    it; or at the latest one lease after the PUBLISH's reply. Every wait of a publisher is
+ *    the lease plus 10 %, for clocks that run at slightly different rates. For one lease after
+ *    each (re)subscription, and while more than 64 other instances are heard from, a publish
+ *    waits out its lease: the instances that might be fresh were not all listened to.
  *  - Lease: every lease/5 the thread PUBLISHes a ping of its own; when that ping comes back on
  *    the subscription, the instance is fresh until sent_ms + lease (monotonic clock). An
  *    instance that is not fresh must not answer from memory what another instance's write may
@@ -45,10 +52,18 @@
  *    connection was lost (at once when that is longer ago), and its target is remembered; after
  *    the next connect the thread first publishes, for each such target, an invalidation of
  *    everything (HINCRBY "" and the message), so that what was written meanwhile reaches the
- *    others and the L2 alike.
+ *    others and the L2 alike. The L2 half relies on every get listing "" among its relnames.
+ *    Past 64 remembered targets, every generations hash is deleted instead (SCAN, DEL: every
+ *    target gets a new epoch) and one "all" message goes out. A publish whose connection was
+ *    lost before its PUBLISH was answered is sent again if a session comes back within that
+ *    lease, and counts as unsent otherwise.
+ *  - A HINCRBY that Redis refuses (out of memory, say) deletes the target's hash (DEL is still
+ *    allowed) and the message is published again, after the DEL.
  *
- * Reconnects: 100 ms after a failure, doubling up to 5 s; each loss and each recovery is one
- * log line, and the state is in cacheredis_status.
+ * Reconnects: 100 ms after a failure, doubling up to 5 s; a connect (with AUTH, SELECT and
+ * SUBSCRIBE) must be over within 1 s, and a session whose own pings stop coming back for three
+ * leases is taken as lost. Each loss and each recovery is one log line, and the state is in
+ * cacheredis_status.
  */
 #ifndef PGTURBO_CACHEREDIS_H
 #define PGTURBO_CACHEREDIS_H
@@ -68,8 +83,8 @@ typedef struct cacheredis_config {
     int port;           /* 6379 */
     char password[128]; /* "" = no AUTH */
     int db;             /* SELECT'ed when not 0 */
-    char prefix[64];    /* of every key and channel, e.g. "pgturbo" */
-    int lease_ms;       /* 500 */
+    char prefix[64];    /* of every key and channel, e.g. "pgturbo": letters, digits, "_.:-" */
+    int lease_ms;       /* 500; 50 to 600000 */
 } cacheredis_config_t;
 
 /*
@@ -86,9 +101,9 @@ typedef void (*cacheredis_inv_fn)(void *arg, const char *target, const char *con
  * trying). cfg is copied; fn and arg are borrowed until cacheredis_stop returns. Returns the
  * link, or NULL with the reason in err (bad config, out of memory, no thread).
  */
-__attribute__((warn_unused_result)) cacheredis_t *
-cacheredis_start(const cacheredis_config_t *cfg, cacheredis_inv_fn fn, void *arg, char *err,
-                 size_t errlen);
+__attribute__((warn_unused_result)) cacheredis_t *cacheredis_start(const cacheredis_config_t *cfg,
+                                                                   cacheredis_inv_fn fn, void *arg,
+                                                                   char *err, size_t errlen);
 
 /*
  * Stops the thread and frees r. Every request still pending completes first, on the calling
@@ -105,10 +120,10 @@ typedef void (*cacheredis_done_fn)(void *arg);
 
 /*
  * Publishes that relnames[0 .. n-1] of target (1 <= n <= CACHEREDIS_MAX_DEPS; "" = every table
- * of target) changed: HINCRBY of their global generations, then the message, then the wait for
- * the acknowledgements described above; done(arg) runs when that is over. All strings are
- * copied. Returns 0, or -1 when memory runs out or the arguments are out of range (then done
- * is never called). Thread-safe.
+ * of target; a target is not empty and holds no newline) changed: HINCRBY of their global
+ * generations, then the message, then the wait for the acknowledgements described above;
+ * done(arg) runs when that is over. All strings are copied. Returns 0, or -1 when memory runs
+ * out or the arguments are out of range (then done is never called). Thread-safe.
  */
 __attribute__((warn_unused_result)) int cacheredis_publish(cacheredis_t *r, const char *target,
                                                            const char *const *relnames, int n,
@@ -145,37 +160,35 @@ typedef void (*cacheredis_got_fn)(void *arg, cacheredis_result_t result, const u
  * copied. Returns 0, or -1 when memory runs out or arguments are out of range (then got is
  * never called). Thread-safe.
  */
-__attribute__((warn_unused_result)) int cacheredis_get(cacheredis_t *r, uint64_t hash,
-                                                       const void *key, size_t keylen,
-                                                       const char *target,
-                                                       const char *const *relnames, int n,
-                                                       cacheredis_got_fn got, void *arg);
+__attribute__((warn_unused_result)) int
+cacheredis_get(cacheredis_t *r, uint64_t hash, const void *key, size_t keylen, const char *target,
+               const char *const *relnames, int n, cacheredis_got_fn got, void *arg);
 
 /*
  * Stores an L2 entry for key with the generations a get returned as a MISS (gens), expiring
  * after ttl_ms, without waiting for the reply (a failure is only counted). All arguments are
  * copied. Returns 0, or -1 when memory runs out or arguments are out of range. Thread-safe.
  */
-__attribute__((warn_unused_result)) int cacheredis_put(cacheredis_t *r, uint64_t hash,
-                                                       const void *key, size_t keylen,
-                                                       const cacheredis_gens_t *gens,
-                                                       const void *value, size_t len,
-                                                       int64_t ttl_ms);
+__attribute__((warn_unused_result)) int
+cacheredis_put(cacheredis_t *r, uint64_t hash, const void *key, size_t keylen,
+               const cacheredis_gens_t *gens, const void *value, size_t len, int64_t ttl_ms);
 
 /* A copy of the link's state and counters. */
 typedef struct cacheredis_status {
-    bool connected;             /* both connections up and subscribed */
-    bool fresh;                 /* as cacheredis_fresh now */
-    char instance[17];          /* this instance's name */
-    int peers;                  /* other instances heard from within the lease */
-    uint64_t published;         /* invalidations published */
-    uint64_t publish_timeouts;  /* completed by the lease, not by every acknowledgement */
-    uint64_t publish_unsent;    /* completed while Redis was unreachable */
-    uint64_t received;          /* invalidations of other instances applied */
-    uint64_t gets, hits, misses, get_errors;
-    uint64_t puts, put_errors;
-    uint64_t disconnects;       /* connections lost */
-    char last_error[256];       /* "" = none yet */
+    bool connected;            /* both connections up and subscribed */
+    bool fresh;                /* as cacheredis_fresh now */
+    char instance[17];         /* this instance's name */
+    int peers;                 /* other instances heard from within the lease */
+    uint64_t published;        /* invalidations published */
+    uint64_t publish_timeouts; /* completed by the lease, not by every acknowledgement */
+    uint64_t publish_unsent;   /* completed while Redis was unreachable */
+    uint64_t received;         /* invalidations of other instances applied */
+    uint64_t gets, hits, misses;
+    uint64_t get_errors; /* gets answered DOWN */
+    uint64_t puts;
+    uint64_t put_errors;  /* puts dropped while down, or refused */
+    uint64_t disconnects; /* connections lost */
+    char last_error[256]; /* "" = none yet */
 } cacheredis_status_t;
 
 /* Copies r's state into out. Thread-safe. */
