@@ -23,6 +23,7 @@
 
 #include "cachegen.h"
 #include "cachelogical.h"
+#include "cacheredis.h"
 #include "cachestore.h"
 #include "catalog.h"
 #include "client.h"
@@ -50,6 +51,9 @@
 #define GENERATION_NAMES   65536                      /* counters over all targets */
 #define LOGICAL_CHECK_MS   100 /* how often a worker asks whether a consumer is streaming */
 #define KEY_VERSION        1
+#define DDL_NAME           "\001ddl" /* published beside "": the catalog changed */
+#define MIN_LEASE_MS       50
+#define MAX_LEASE_MS       60000
 
 /* One database target (host:port/dbname): its catalog and its everything-counter. */
 typedef struct cache_ns {
@@ -81,14 +85,41 @@ typedef struct cache_fill {
     size_t max_size; /* cache_max_entry_size when it was armed */
     bool failed;     /* a response that must not be replayed came: an error, a notice ... */
     buf_t value;
+    cacheredis_gens_t *l2; /* the global generations to store the answer in Redis with, or NULL */
 } cache_fill_t;
 
+/* What a client waits for from Redis: the publish of its commit's writes, or an L2 read. The
+ * worker frees it once the Redis thread handed it back (worker_post_run). */
+typedef struct redis_wait {
+    struct redis_wait *next, *prev; /* the client's list */
+    worker_t *worker;
+    client_t *client; /* NULL once the client went */
+    bool is_read;
+    /* An L2 read: the key, what the read depends on locally, and what Redis answered. */
+    uint64_t hash;
+    uint8_t *key;
+    uint32_t key_len;
+    cachestore_dep_t deps[MAX_DEPS];
+    int n_deps;
+    int64_t ttl_ms;
+    uint16_t rule;
+    cacheredis_result_t result;
+    uint8_t *value;
+    size_t value_len;
+    cacheredis_gens_t *gens;
+} redis_wait_t;
+
 struct cache_client {
-    bool dirty;            /* the session changed state that pgturbo does not follow */
-    prepared_map_t *stmts; /* Parse bodies by statement name ("" for the unnamed one) */
-    cache_fill_t *armed;   /* a missed read whose messages are being forwarded */
-    uint32_t want_catalog; /* the namespace whose catalog a read found missing, or 0 */
-    buf_t key;             /* where keys are built */
+    bool dirty;                 /* the session changed state that pgturbo does not follow */
+    prepared_map_t *stmts;      /* Parse bodies by statement name ("" for the unnamed one) */
+    cache_fill_t *armed;        /* a missed read whose messages are being forwarded */
+    uint32_t want_catalog;      /* the namespace whose catalog a read found missing, or 0 */
+    buf_t key;                  /* where keys are built */
+    redis_wait_t *waits;        /* publishes and L2 reads under way */
+    bool l2_reading;            /* an L2 read of the read at the head of the input is under way */
+    bool l2_read;               /* ... and has answered: the read goes on without asking again */
+    uint64_t l2_hash;           /* the key hash of that read */
+    cacheredis_gens_t *l2_gens; /* what its MISS gave, for the fill */
 };
 
 /* The tables an open transaction wrote, bumped again when it ends. */
@@ -116,11 +147,14 @@ static struct {
     cache_ns_t ns[MAX_NAMESPACES + 1]; /* by cachegen namespace id (1 ...) */
     _Atomic uint64_t write_bumps, everything_bumps, fills, fills_dropped;
     const config_t *_Atomic cfg; /* the current config (retired ones live until exit) */
+    cacheredis_t *redis;         /* the link to the instances sharing Redis, or NULL */
+    _Atomic uint64_t l2_hits, l2_misses, holds;
 } cache;
 
 /* ---- setup ---- */
 
 static int start_logical(const config_t *cfg, char *err, size_t errlen);
+static int start_redis(const config_t *cfg, char *err, size_t errlen);
 
 static void limits_of(const config_t *cfg, cachestore_limits_t *l)
 {
@@ -146,6 +180,11 @@ int cache_start(const config_t *cfg, char *err, size_t errlen)
     atomic_store(&cache.cfg, cfg);
     if (cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL && cache_configured(cfg) &&
         start_logical(cfg, err, errlen) < 0) {
+        cache_stop();
+        return -1;
+    }
+    if (cfg->cache_redis_host[0] != '\0' && cache_configured(cfg) &&
+        start_redis(cfg, err, errlen) < 0) {
         cache_stop();
         return -1;
     }
@@ -176,8 +215,15 @@ void cache_reconfigure(const config_t *old_cfg, const config_t *new_cfg)
     }
 }
 
+void cache_stop_links(void)
+{
+    cacheredis_stop(cache.redis);
+    cache.redis = NULL;
+}
+
 void cache_stop(void)
 {
+    cache_stop_links();
     for (int i = 0; i <= MAX_NAMESPACES; i++) {
         cachelogical_stop(cache.ns[i].logical);
         cache.ns[i].logical = NULL;
@@ -313,7 +359,27 @@ static void fill_free(cache_fill_t *f)
         return;
     free(f->key);
     buf_free(&f->value);
+    free(f->l2);
     free(f);
+}
+
+static void wait_free(redis_wait_t *w)
+{
+    free(w->key);
+    free(w->value);
+    free(w->gens);
+    free(w);
+}
+
+static void wait_unlink(cache_client_t *cc, redis_wait_t *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        cc->waits = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
 }
 
 void cache_client_gone(client_t *c)
@@ -324,6 +390,10 @@ void cache_client_gone(client_t *c)
     prepared_map_free(cc->stmts);
     fill_free(cc->armed);
     buf_free(&cc->key);
+    /* What the Redis thread still holds is freed when it comes back. */
+    for (redis_wait_t *w = cc->waits; w != NULL; w = w->next)
+        w->client = NULL;
+    free(cc->l2_gens);
     free(cc);
     c->cache = NULL;
 }
@@ -344,8 +414,11 @@ static void bump_everything(cache_ns_t *ns)
     atomic_fetch_add_explicit(&cache.everything_bumps, 1, memory_order_relaxed);
 }
 
-/* Bumps what a transaction wrote, as it ends; w is emptied. */
-static void bump_writes(cache_writes_t *w)
+static void publish_writes(const cache_writes_t *w, client_t *waiter);
+
+/* Bumps what a transaction wrote, as it ends, and tells the other instances, with waiter's
+ * output (when not NULL) held until they all applied it; w is emptied. */
+static void bump_writes(cache_writes_t *w, client_t *waiter)
 {
     if (w->ns == 0)
         return;
@@ -355,6 +428,8 @@ static void bump_writes(cache_writes_t *w)
         bump_everything(&cache.ns[w->ns]);
     for (int i = 0; i < w->n; i++)
         bump(w->counters[i]);
+    if (cache.redis != NULL && (w->everything || w->n > 0))
+        publish_writes(w, waiter);
     w->n = 0;
     w->everything = false;
     w->ddl = false;
@@ -404,7 +479,7 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
     if (!writes && info->n_functions == 0 && !info->too_many_functions)
         return;
     if (w->ns != 0 && w->ns != ns_id(ns))
-        bump_writes(w);
+        bump_writes(w, NULL);
     w->ns = ns_id(ns);
     if (info->kind == SQL_DDL) {
         ns_forget_catalog(ns);
@@ -524,13 +599,9 @@ static int start_logical(const config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* Whether the target may be answered from the cache: with a logical consumer, only while it
- * streams (asked at most every LOGICAL_CHECK_MS). */
-static bool logical_allows(cache_ns_t *ns)
+/* Whether the target's logical consumer streams (asked at most every LOGICAL_CHECK_MS). */
+static bool logical_streaming(cache_ns_t *ns, int64_t now)
 {
-    if (ns->logical == NULL)
-        return true;
-    int64_t now = now_ms();
     if (now - atomic_load_explicit(&ns->logical_checked_at, memory_order_relaxed) >=
         LOGICAL_CHECK_MS) {
         cachelogical_status_t st;
@@ -539,6 +610,226 @@ static bool logical_allows(cache_ns_t *ns)
         atomic_store_explicit(&ns->logical_checked_at, now, memory_order_relaxed);
     }
     return atomic_load_explicit(&ns->logical_streaming, memory_order_relaxed);
+}
+
+/*
+ * Whether the target may be answered from memory now: only while this instance hears every
+ * write that can change it. A logical consumer must stream (it hears every commit); without
+ * one, an instance sharing Redis must be fresh (it hears the other instances' writes).
+ */
+static bool ns_allows(cache_ns_t *ns, int64_t now)
+{
+    if (ns->logical != NULL)
+        return logical_streaming(ns, now);
+    return cache.redis == NULL || cacheredis_fresh(cache.redis, now);
+}
+
+/* ---- instances sharing Redis ---- */
+
+/* Bumps every namespace that has answers: anything may have changed. */
+static void bump_every_namespace(void)
+{
+    for (int i = 1; i <= MAX_NAMESPACES; i++)
+        if (atomic_load_explicit(&cache.ns[i].all, memory_order_acquire) != NULL)
+            bump_everything(&cache.ns[i]);
+}
+
+/*
+ * Another instance's invalidation (on the Redis thread): the tables it names are bumped as a
+ * write here would bump them (it sent the closure of what it wrote), "" bumps everything of
+ * the target and DDL_NAME makes its catalog be read again. Targets are matched by name, so
+ * the instances sharing a Redis must name each database the same way (host, port, dbname).
+ */
+static void redis_change(void *arg, const char *target, const char *const *relnames, int n)
+{
+    uint32_t id = target != NULL ? cachegen_namespace(cache.gens, target) : 0;
+    if (id == 0 || id > MAX_NAMESPACES) {
+        bump_every_namespace();
+        return;
+    }
+    cache_ns_t *ns = &cache.ns[id];
+    if (atomic_load_explicit(&ns->all, memory_order_acquire) == NULL)
+        return; /* nothing here was ever read of it */
+    for (int i = 0; i < n; i++) {
+        if (relnames[i][0] == '\0') {
+            bump_everything(ns);
+        } else if (strcmp(relnames[i], DDL_NAME) == 0) {
+            ns_forget_catalog(ns);
+        } else {
+            cachegen_counter_t *counter = cachegen_get(cache.gens, id, relnames[i]);
+            if (counter != NULL)
+                bump(counter);
+            else
+                bump_everything(ns);
+        }
+    }
+}
+
+static int start_redis(const config_t *cfg, char *err, size_t errlen)
+{
+    cacheredis_config_t rc = {.port = cfg->cache_redis_port, .db = cfg->cache_redis_db};
+    if (strlen(cfg->cache_redis_password) >= sizeof(rc.password)) {
+        snprintf(err, errlen, "cache_redis_password is longer than %zu bytes",
+                 sizeof(rc.password) - 1);
+        return -1;
+    }
+    memcpy(rc.password, cfg->cache_redis_password, strlen(cfg->cache_redis_password) + 1);
+    snprintf(rc.host, sizeof(rc.host), "%s", cfg->cache_redis_host);
+    snprintf(rc.prefix, sizeof(rc.prefix), "%s", cfg->cache_redis_prefix);
+    if (cfg->cache_redis_lease < MIN_LEASE_MS || cfg->cache_redis_lease > MAX_LEASE_MS) {
+        snprintf(err, errlen, "cache_redis_lease must be between %d and %d ms", MIN_LEASE_MS,
+                 MAX_LEASE_MS);
+        return -1;
+    }
+    rc.lease_ms = (int)cfg->cache_redis_lease;
+    char why[256];
+    cache.redis = cacheredis_start(&rc, redis_change, NULL, why, sizeof(why));
+    if (cache.redis == NULL) {
+        snprintf(err, errlen, "cache_redis_host: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Hands w back to its worker, where fn frees it. */
+static void hand_back(redis_wait_t *w, void (*fn)(worker_t *worker, void *arg))
+{
+    if (worker_post_run(w->worker, fn, w) < 0)
+        log_error("cache: out of memory handing a Redis answer back to worker %d; "
+                  "its client waits until it goes",
+                  w->worker->id);
+}
+
+static redis_wait_t *wait_new(client_t *c, bool is_read)
+{
+    redis_wait_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->worker = c->worker;
+    w->client = c;
+    w->is_read = is_read;
+    return w;
+}
+
+static void wait_link(cache_client_t *cc, redis_wait_t *w)
+{
+    w->prev = NULL;
+    w->next = cc->waits;
+    if (cc->waits != NULL)
+        cc->waits->prev = w;
+    cc->waits = w;
+}
+
+/* A publish came back to its worker: the commit may be seen. */
+static void publish_returned(worker_t *worker, void *arg)
+{
+    redis_wait_t *w = arg;
+    client_t *c = worker != NULL ? w->client : NULL;
+    if (c != NULL)
+        wait_unlink(c->cache, w);
+    wait_free(w);
+    if (c != NULL)
+        client_release_output(c);
+}
+
+/* A publish is over (on the Redis thread). */
+static void published(void *arg)
+{
+    if (arg != NULL)
+        hand_back(arg, publish_returned);
+}
+
+static void ns_target(cache_ns_t *ns, char *out, size_t len)
+{
+    pthread_mutex_lock(&ns->lock);
+    snprintf(out, len, "%s", ns->target);
+    pthread_mutex_unlock(&ns->lock);
+}
+
+/*
+ * Tells the other instances what a transaction wrote; waiter's output, from the ReadyForQuery
+ * about to come on, waits until they all applied it (cacheredis.h says how long at most). A
+ * name that the channel's message could not carry (a newline in it) goes as everything.
+ */
+static void publish_writes(const cache_writes_t *w, client_t *waiter)
+{
+    char target[sizeof(cache.ns[0].target)];
+    ns_target(&cache.ns[w->ns], target, sizeof(target));
+    const char *names[CACHEREDIS_MAX_DEPS];
+    int n = 0;
+    bool everything = w->everything;
+    for (int i = 0; i < w->n && !everything; i++) {
+        const char *name = cachegen_name(w->counters[i]);
+        if (strchr(name, '\n') != NULL || n == CACHEREDIS_MAX_DEPS - 1)
+            everything = true;
+        else
+            names[n++] = name;
+    }
+    if (everything) {
+        n = 0;
+        names[n++] = "";
+    }
+    if (w->ddl)
+        names[n++] = DDL_NAME;
+    redis_wait_t *wait = waiter != NULL && waiter->cache != NULL ? wait_new(waiter, false) : NULL;
+    if (cacheredis_publish(cache.redis, target, names, n, published, wait) < 0) {
+        log_error("cache: out of memory publishing a write of %s to the other instances", target);
+        free(wait);
+        return;
+    }
+    if (wait != NULL) {
+        wait_link(waiter->cache, wait);
+        client_hold_output(waiter);
+        atomic_fetch_add_explicit(&cache.holds, 1, memory_order_relaxed);
+    }
+}
+
+/* An L2 read came back to its worker: a HIT goes into memory, where the read finds it when
+ * the client's input is read again; a MISS leaves its generations for the fill. */
+static void l2_returned(worker_t *worker, void *arg)
+{
+    redis_wait_t *w = arg;
+    client_t *c = worker != NULL ? w->client : NULL;
+    if (c == NULL) {
+        wait_free(w);
+        return;
+    }
+    cache_client_t *cc = c->cache;
+    wait_unlink(cc, w);
+    cc->l2_reading = false;
+    cc->l2_read = true;
+    cc->l2_hash = w->hash;
+    if (w->result == CACHEREDIS_HIT) {
+        atomic_fetch_add_explicit(&cache.l2_hits, 1, memory_order_relaxed);
+        /* Rejected when a generation moved since the read was planned: then it goes on. */
+        int rc = cachestore_put(cache.store, w->hash, w->key, w->key_len, w->value, w->value_len,
+                                w->deps, w->n_deps, now_ms() + w->ttl_ms, w->rule);
+        (void)rc;
+    } else if (w->result == CACHEREDIS_MISS) {
+        atomic_fetch_add_explicit(&cache.l2_misses, 1, memory_order_relaxed);
+        free(cc->l2_gens);
+        cc->l2_gens = w->gens;
+        w->gens = NULL;
+    }
+    wait_free(w);
+    client_continue(c);
+}
+
+/* An L2 read is over (on the Redis thread): what it gave is copied for the worker. */
+static void l2_got(void *arg, cacheredis_result_t result, const uint8_t *value, size_t len,
+                   const cacheredis_gens_t *gens)
+{
+    redis_wait_t *w = arg;
+    w->result = result;
+    if (result == CACHEREDIS_HIT && (w->value = malloc(len > 0 ? len : 1)) != NULL) {
+        memcpy(w->value, value, len);
+        w->value_len = len;
+    } else if (result == CACHEREDIS_MISS && (w->gens = malloc(sizeof(*gens))) != NULL) {
+        memcpy(w->gens, gens, sizeof(*gens));
+    } else {
+        w->result = CACHEREDIS_DOWN;
+    }
+    hand_back(w, l2_returned);
 }
 
 /* ---- keys ---- */
@@ -725,6 +1016,65 @@ static int arm(client_t *c, const read_plan_t *p, bool extended)
     return 0;
 }
 
+/*
+ * Asks Redis for the answer of the read whose key (hash) is in cc->key: CACHE_WAIT, or 0 when
+ * it cannot ask (the read then goes on as a miss).
+ */
+static int l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t hash)
+{
+    cache_client_t *cc = c->cache;
+    redis_wait_t *w = wait_new(c, true);
+    if (w == NULL || (w->key = malloc(buf_len(&cc->key))) == NULL) {
+        free(w);
+        return 0;
+    }
+    w->key_len = buf_len(&cc->key);
+    memcpy(w->key, buf_head(&cc->key), w->key_len);
+    w->hash = hash;
+    memcpy(w->deps, p->deps, (size_t)p->n_deps * sizeof(p->deps[0]));
+    w->n_deps = p->n_deps;
+    w->ttl_ms = p->ttl_ms;
+    w->rule = p->rule;
+    const char *names[MAX_DEPS];
+    const cachegen_counter_t *all = atomic_load_explicit(&ns->all, memory_order_acquire);
+    for (int i = 0; i < p->n_deps; i++)
+        names[i] = p->deps[i].counter == all ? "" : cachegen_name(p->deps[i].counter);
+    char target[sizeof(ns->target)];
+    ns_target(ns, target, sizeof(target));
+    if (cacheredis_get(cache.redis, hash, w->key, w->key_len, target, names, p->n_deps, l2_got, w) <
+        0) {
+        wait_free(w);
+        return 0;
+    }
+    wait_link(cc, w);
+    cc->l2_reading = true;
+    return CACHE_WAIT;
+}
+
+/*
+ * A read that memory does not hold: asked of Redis first (once), then armed to be recorded,
+ * to be stored in Redis too with the generations Redis gave. CACHE_WAIT, 0, or -1 when memory
+ * runs out.
+ */
+static int miss(client_t *c, cache_ns_t *ns, const read_plan_t *p, bool extended)
+{
+    cache_client_t *cc = c->cache;
+    uint64_t hash = sqlparse_hash((const char *)buf_head(&cc->key), buf_len(&cc->key));
+    bool asked = cc->l2_read && cc->l2_hash == hash;
+    cc->l2_read = false;
+    if (!asked) {
+        free(cc->l2_gens);
+        cc->l2_gens = NULL;
+        if (cache.redis != NULL)
+            return l2_read(c, ns, p, hash);
+    }
+    if (arm(c, p, extended) < 0)
+        return -1;
+    cc->armed->l2 = cc->l2_gens;
+    cc->l2_gens = NULL;
+    return 0;
+}
+
 /* ---- answering ---- */
 
 /* Whether c is outside any transaction with nothing owed: a read now would be autocommit. */
@@ -777,7 +1127,7 @@ static int answer_query(client_t *c, cache_ns_t *ns, const proto_msg_t *m)
     read_plan_t plan;
     if (!plan_read(c, ns, info, tag, &plan))
         return 0;
-    return arm(c, &plan, false) < 0 ? -1 : 0;
+    return miss(c, ns, &plan, false);
 }
 
 /* The messages of an extended-protocol unit at the head of the client's input. */
@@ -895,7 +1245,7 @@ static int answer_unit(client_t *c, cache_ns_t *ns)
     read_plan_t plan;
     if (!plan_read(c, ns, info, tag, &plan))
         return 0;
-    return arm(c, &plan, true) < 0 ? -1 : 0;
+    return miss(c, ns, &plan, true);
 }
 
 int cache_answer(client_t *c, const proto_msg_t *m)
@@ -905,11 +1255,13 @@ int cache_answer(client_t *c, const proto_msg_t *m)
     cache_client_t *cc = client_state(c);
     if (cc == NULL)
         return -1;
+    if (cc->l2_reading)
+        return CACHE_WAIT;
     /* An armed read is on its way (its later messages, or all of it again after a wait). */
     if (cc->dirty || cc->armed != NULL || !between_transactions(c))
         return 0;
     cache_ns_t *ns = pool_ns(c->pool);
-    if (ns == NULL || !logical_allows(ns))
+    if (ns == NULL || !ns_allows(ns, now_ms()))
         return 0;
     return m->type == 'Q' ? answer_query(c, ns, m) : answer_unit(c, ns);
 }
@@ -985,7 +1337,7 @@ static void writes_of(client_t *c, cache_server_t *ss, cache_ns_t *ns, const pro
         info = bound_statement(c, m);
     if (info == NULL) {
         if (ss->writes.ns != 0 && ss->writes.ns != ns_id(ns))
-            bump_writes(&ss->writes);
+            bump_writes(&ss->writes, NULL);
         ss->writes.ns = ns_id(ns);
         write_everything(&ss->writes, ns);
         return;
@@ -1164,6 +1516,11 @@ static void finish_fill(server_t *s, cache_server_t *ss)
                            buf_len(&f->value), f->deps, f->n_deps, now_ms() + f->ttl_ms, f->rule);
         atomic_fetch_add_explicit(rc == 0 ? &cache.fills : &cache.fills_dropped, 1,
                                   memory_order_relaxed);
+        /* Only what memory took: a rejection may mean a write came meanwhile. */
+        if (rc == 0 && f->l2 != NULL && cache.redis != NULL &&
+            cacheredis_put(cache.redis, f->hash, f->key, f->key_len, f->l2, buf_head(&f->value),
+                           buf_len(&f->value), f->ttl_ms) < 0)
+            server_log(LOG_WARNING, s, "cache: out of memory storing an answer in Redis");
     } else {
         atomic_fetch_add_explicit(&cache.fills_dropped, 1, memory_order_relaxed);
     }
@@ -1180,7 +1537,7 @@ void cache_ready(server_t *s, const pending_t *head)
     if (head->mark == PENDING_MARK_FILL && ss->fill != NULL)
         finish_fill(s, ss);
     if (s->txn_status == 'I')
-        bump_writes(&ss->writes);
+        bump_writes(&ss->writes, s->client);
 }
 
 void cache_server_gone(server_t *s)
@@ -1188,7 +1545,7 @@ void cache_server_gone(server_t *s)
     cache_server_t *ss = s->cache;
     if (ss == NULL)
         return;
-    bump_writes(&ss->writes);
+    bump_writes(&ss->writes, NULL);
     if (ss->catalog_ns != 0) {
         /* Not the query's failure: the next read asks again without waiting for a retry. */
         atomic_store_explicit(&cache.ns[ss->catalog_ns].tried_at, 0, memory_order_relaxed);
@@ -1244,6 +1601,38 @@ static json_t *rules_json(const config_t *cfg)
     return rules;
 }
 
+/* The Redis link's state, or JSON null without one. */
+static json_t *redis_json(void)
+{
+    if (cache.redis == NULL)
+        return json_null();
+    cacheredis_status_t st;
+    cacheredis_status(cache.redis, &st);
+    return json_pack(
+        "{s:b, s:b, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:I, s:s}",
+        "connected", st.connected, "fresh", st.fresh, "instance", st.instance, "peers", st.peers,
+        "published", (json_int_t)st.published, "publish_timeouts", (json_int_t)st.publish_timeouts,
+        "publish_unsent", (json_int_t)st.publish_unsent, "received", (json_int_t)st.received,
+        "commits_held", (json_int_t)atomic_load(&cache.holds), "gets", (json_int_t)st.gets, "hits",
+        (json_int_t)atomic_load(&cache.l2_hits), "misses",
+        (json_int_t)atomic_load(&cache.l2_misses), "get_errors", (json_int_t)st.get_errors, "puts",
+        (json_int_t)st.puts, "put_errors", (json_int_t)st.put_errors, "disconnects",
+        (json_int_t)st.disconnects, "last_error", st.last_error);
+}
+
+/* A target's logical consumer, or JSON null without one. */
+static json_t *logical_json(cache_ns_t *ns)
+{
+    if (ns->logical == NULL)
+        return json_null();
+    cachelogical_status_t st;
+    cachelogical_status(ns->logical, &st);
+    return json_pack("{s:b, s:s, s:I, s:I, s:I, s:s}", "streaming", st.connected, "slot", st.slot,
+                     "transactions", (json_int_t)st.transactions, "changes", (json_int_t)st.changes,
+                     "reconnects", (json_int_t)st.reconnects, "last_error", st.last_error);
+}
+
 /* One object per database target the cache has met. */
 static json_t *targets_json(void)
 {
@@ -1255,14 +1644,14 @@ static json_t *targets_json(void)
         json_t *o = NULL;
         if (ns->target[0] != '\0') {
             int64_t loaded = atomic_load(&ns->loaded_at);
-            o = json_pack("{s:s, s:b, s:i, s:i, s:o, s:I, s:I}", "target", ns->target,
-                          "catalog_loaded", ns->cat != NULL, "relations",
-                          ns->cat != NULL ? catalog_relation_count(ns->cat) : 0, "functions",
-                          ns->cat != NULL ? catalog_function_count(ns->cat) : 0,
-                          "catalog_age_seconds",
-                          loaded > 0 ? json_real((double)(now - loaded) / 1000.0) : json_null(),
-                          "catalog_loads", (json_int_t)atomic_load(&ns->catalog_loads),
-                          "catalog_failures", (json_int_t)atomic_load(&ns->catalog_failures));
+            o = json_pack(
+                "{s:s, s:b, s:i, s:i, s:o, s:I, s:I, s:o}", "target", ns->target, "catalog_loaded",
+                ns->cat != NULL, "relations", ns->cat != NULL ? catalog_relation_count(ns->cat) : 0,
+                "functions", ns->cat != NULL ? catalog_function_count(ns->cat) : 0,
+                "catalog_age_seconds",
+                loaded > 0 ? json_real((double)(now - loaded) / 1000.0) : json_null(),
+                "catalog_loads", (json_int_t)atomic_load(&ns->catalog_loads), "catalog_failures",
+                (json_int_t)atomic_load(&ns->catalog_failures), "logical", logical_json(ns));
         }
         pthread_mutex_unlock(&ns->lock);
         if (o != NULL && json_array_append_new(targets, o) < 0) {
@@ -1293,13 +1682,14 @@ json_t *cache_snapshot(void)
         json_decref(totals);
         return NULL;
     }
-    return json_pack(
-        "{s:b, s:s, s:{s:I, s:i, s:I, s:I}, s:o, s:o*, s:o*}", "enabled", cache_configured(cfg),
-        "invalidation", cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL ? "logical" : "proxy",
-        "limits", "max_memory", (json_int_t)cfg->cache_max_memory, "max_entries",
-        cfg->cache_max_entries, "max_entry_size", (json_int_t)cfg->cache_max_entry_size,
-        "compress_min", (json_int_t)cfg->cache_compress_min, "totals", totals, "rules",
-        rules_json(cfg), "databases", targets_json());
+    return json_pack("{s:b, s:s, s:{s:I, s:i, s:I, s:I}, s:o, s:o*, s:o*, s:o*}", "enabled",
+                     cache_configured(cfg), "invalidation",
+                     cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL ? "logical" : "proxy",
+                     "limits", "max_memory", (json_int_t)cfg->cache_max_memory, "max_entries",
+                     cfg->cache_max_entries, "max_entry_size",
+                     (json_int_t)cfg->cache_max_entry_size, "compress_min",
+                     (json_int_t)cfg->cache_compress_min, "totals", totals, "rules",
+                     rules_json(cfg), "databases", targets_json(), "redis", redis_json());
 }
 
 /* Bumps and drops the entries of one relname in every target. */

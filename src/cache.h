@@ -55,6 +55,10 @@ __attribute__((warn_unused_result)) int cache_start(const config_t *cfg, char *e
 /* A reloaded config: new limits; every entry goes when the rules changed. */
 void cache_reconfigure(const config_t *old_cfg, const config_t *new_cfg);
 
+/* Stops the cache's threads that hand work back to the workers (the Redis link): after the
+ * workers stopped, before they are freed. */
+void cache_stop_links(void);
+
 /* Frees everything cache_start made; after the workers stopped. */
 void cache_stop(void);
 
@@ -69,11 +73,16 @@ static inline bool cache_configured(const config_t *cfg)
 /* A Parse or a Close from c: the statement texts the cache needs later. */
 void cache_observe(struct client *c, const proto_msg_t *m);
 
+/* cache_answer: the answer is being asked of Redis; client_continue comes when it is in. */
+#define CACHE_WAIT (-2)
+
 /*
  * m (a Query, Parse or Bind) is at the head of c->in. When it starts a cacheable read whose
  * answer is in the cache, writes the answer to c->out and returns how many bytes of c->in it
  * answered (the caller consumes them). Returns 0 when the messages go on to a server as usual
- * (a miss arms the recording of the answer), -1 when memory runs out.
+ * (a miss arms the recording of the answer), CACHE_WAIT when the answer is being asked of the
+ * Redis that instances share (the caller stops handling c's input until client_continue), -1
+ * when memory runs out.
  */
 __attribute__((warn_unused_result)) int cache_answer(struct client *c, const proto_msg_t *m);
 

@@ -208,6 +208,12 @@ cachegen_counter_t *cachegen_get(cachegen_t *g, uint32_t ns, const char *name)
     return c != NULL ? &c->value : NULL;
 }
 
+const char *cachegen_name(const cachegen_counter_t *c)
+{
+    /* A named counter is the first member of its counter_t. */
+    return ((const counter_t *)(const void *)c)->name;
+}
+
 uint32_t cachegen_count(const cachegen_t *g)
 {
     return atomic_load_explicit(&g->count, memory_order_relaxed);

@@ -68,6 +68,10 @@ __attribute__((warn_unused_result)) cachegen_counter_t *cachegen_get(cachegen_t 
 __attribute__((warn_unused_result)) cachegen_counter_t *
 cachegen_find(const cachegen_t *g, uint32_t ns, const char *name);
 
+/* The name of a counter that cachegen_get() gave for a non-empty name (not a namespace-wide
+ * counter): owned by g, valid until cachegen_free(). */
+const char *cachegen_name(const cachegen_counter_t *c);
+
 /* The counter's value. The acquire pairs with the bump's release, so a reader that sees a
  * new generation also sees what the writer did before bumping it. */
 static inline uint64_t cachegen_read(const cachegen_counter_t *c)

@@ -16,7 +16,10 @@
  * What the consumer confirms to the server as flushed is the end of the last transaction it
  * reported or, between transactions, the WAL end of a keepalive: by then the server has sent
  * every transaction that committed before that point. Since the slot is temporary and never
- * resumed, the confirmation only lets the server recycle WAL.
+ * resumed, the confirmation serves two ends: the server recycles WAL, and a commit that waits
+ * for the consumer as a synchronous standby (synchronous_standby_names naming its
+ * application_name) goes on only once the consumer reported its tables. The confirmation
+ * therefore goes out as soon as a transaction is reported, not only every second.
  *
  * The fields under "the thread's own" are touched only by the consumer's thread; status is
  * written by it and read by cachelogical_status under the lock.
@@ -58,7 +61,7 @@
 
 /* How the connection shows in pg_stat_activity and pg_stat_replication, unless the connection
  * string says otherwise. */
-#define APPLICATION_NAME "pgturbo cache invalidation"
+#define APPLICATION_NAME "pgturbo_cache" /* what synchronous_standby_names can name */
 
 /* Buckets of the hash of a transaction's tables: twice the tables, so a probe stays short and
  * a free bucket always exists. */
@@ -594,17 +597,22 @@ static bool handle_message(cachelogical_t *l, const char *msg, size_t len, char 
             break;
         note_received(l, get_u64(msg + 1));
         note_received(l, get_u64(msg + 9));
+        uint64_t before = l->processed_lsn;
         handle_line(l, msg + XLOGDATA_HEADER_LEN, len - XLOGDATA_HEADER_LEN, get_u64(msg + 1));
-        return true;
+        /* At once: a commit waiting for this consumer as a synchronous standby goes on. */
+        return l->processed_lsn == before || send_status(l, err, errlen);
     case 'k': /* Primary keepalive */
         if (len < KEEPALIVE_LEN)
             break;
         uint64_t wal_end = get_u64(msg + 1);
         note_received(l, wal_end);
-        /* Inside a transaction, the server may have sent only part of it. */
-        if (!l->in_transaction && wal_end > l->processed_lsn)
+        /* Inside a transaction, the server may have sent only part of it. A keepalive that
+         * moves the position on (past transactions with no changes) is answered too, for the
+         * commits that wait for this consumer as a synchronous standby. */
+        bool moved = !l->in_transaction && wal_end > l->processed_lsn;
+        if (moved)
             l->processed_lsn = wal_end;
-        return msg[17] == 0 || send_status(l, err, errlen);
+        return (msg[17] == 0 && !moved) || send_status(l, err, errlen);
     default:
         snprintf(err, errlen, "unexpected message '%c' in the stream", msg[0]);
         return false;

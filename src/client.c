@@ -70,12 +70,14 @@ static pool_shard_t *shard(const client_t *c)
     return c->pool != NULL ? &c->pool->shards[c->worker->id] : NULL;
 }
 
+static uint32_t sendable(const client_t *c);
+
 static void update_watch(client_t *c)
 {
     if (c->state == CLIENT_CLOSED)
         return;
     int mask = c->reading_paused ? 0 : LOOP_READ;
-    if (buf_len(&c->out) > 0 || c->tls_want_write)
+    if (sendable(c) > 0 || c->tls_want_write)
         mask |= LOOP_WRITE;
     if (loop_watch(c->worker->loop, &c->io, mask) < 0)
         client_close(c, NULL, "epoll_ctl failed");
@@ -147,11 +149,17 @@ void client_close(client_t *c, const char *sqlstate, const char *message)
     worker_bury_client(c->worker, c);
 }
 
+/* How many bytes at the head of c->out may be sent now. */
+static uint32_t sendable(const client_t *c)
+{
+    return c->holds > 0 ? c->sendable : buf_len(&c->out);
+}
+
 int client_flush(client_t *c)
 {
     pool_shard_t *sh = shard(c);
-    while (buf_len(&c->out) > 0 && !c->tls_handshaking) {
-        ssize_t n = io_write(c, buf_head(&c->out), buf_len(&c->out));
+    while (sendable(c) > 0 && !c->tls_handshaking) {
+        ssize_t n = io_write(c, buf_head(&c->out), sendable(c));
         if (n == NET_AGAIN)
             break;
         if (n < 0) {
@@ -159,6 +167,8 @@ int client_flush(client_t *c)
             return -1;
         }
         buf_consume(&c->out, (uint32_t)n);
+        if (c->holds > 0)
+            c->sendable -= (uint32_t)n;
         if (sh != NULL)
             sh->bytes_sent += (uint64_t)n;
     }
@@ -169,6 +179,18 @@ int client_flush(client_t *c)
     }
     update_watch(c);
     return c->state == CLIENT_CLOSED ? -1 : 0;
+}
+
+void client_hold_output(client_t *c)
+{
+    if (c->holds++ == 0)
+        c->sendable = buf_len(&c->out);
+}
+
+void client_release_output(client_t *c)
+{
+    if (c->holds > 0 && --c->holds == 0 && c->state != CLIENT_CLOSED && buf_len(&c->out) > 0)
+        client_flush(c);
 }
 
 void client_pause_reading(client_t *c, bool pause)
@@ -811,6 +833,8 @@ static void client_process(client_t *c)
             cache_observe(c, &m);
         if (m.type == 'Q' || m.type == 'P' || m.type == 'B') {
             int answered = cache_answer(c, &m);
+            if (answered == CACHE_WAIT)
+                break;
             if (answered < 0) {
                 client_close(c, "53200", "out of memory");
                 return;
@@ -865,6 +889,12 @@ static void client_process(client_t *c)
         client_pause_reading(c, true);
     if (c->state != CLIENT_CLOSED && buf_len(&c->out) > 0)
         client_flush(c);
+}
+
+void client_continue(client_t *c)
+{
+    if (c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE)
+        client_process(c);
 }
 
 bool client_take_server(client_t *c, server_t *s)

@@ -62,6 +62,8 @@ typedef struct client {
     bool reading_paused;
     bool counted;        /* counted in total_clients */
     bool parsed_locally; /* answered a Parse without a server; its Sync is ours too */
+    int holds;           /* client_hold_output calls not yet released */
+    uint32_t sendable;   /* while holds > 0: how many bytes at the head of out may go */
     int32_t cancel_key;
     int64_t connected_at, active_at, wait_since;
     char user[CONFIG_NAME_LEN];
@@ -96,6 +98,19 @@ void client_server_released(client_t *c);
 
 /* Sends what it can of c->out; closes c on error. Returns 0, or -1 when c was closed. */
 int client_flush(client_t *c);
+
+/*
+ * Holds back what c->out gets from now on (what it holds already may still be sent) until as
+ * many client_release_output calls as holds came: how a commit waits, before its client sees
+ * it, for the other pgturbo instances to apply its invalidations.
+ */
+void client_hold_output(client_t *c);
+
+/* Ends one hold; when it was the last, sends what waited. */
+void client_release_output(client_t *c);
+
+/* Goes on with c's input after something it waited for outside the pool came (cache.h). */
+void client_continue(client_t *c);
 
 /* Sends the welcome (AuthenticationOk, parameters, BackendKeyData, ReadyForQuery). */
 void client_welcome(client_t *c);

@@ -173,6 +173,12 @@ static const setting_t cache_settings[] = {
     {PGTURBO_FIELD(cache_max_entry_size), VALUE_SIZE, 0, 0, 0},
     {PGTURBO_FIELD(cache_compress_min), VALUE_SIZE, 0, 0, 0},
     {PGTURBO_FIELD(cache_invalidation), VALUE_INVALIDATION, 0, 0, 0},
+    {PGTURBO_FIELD(cache_redis_host), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(cache_redis_port), VALUE_INT, 1, 65535, 0},
+    {PGTURBO_FIELD(cache_redis_password), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(cache_redis_db), VALUE_INT, 0, 65535, 0},
+    {PGTURBO_FIELD(cache_redis_prefix), VALUE_STRING, 0, 0, 0},
+    {PGTURBO_FIELD(cache_redis_lease), VALUE_TIME, 0, 0, 0},
 };
 
 /* [scheduler] keys but partition_maintain, which may repeat and is read by add_job(). */
@@ -535,8 +541,8 @@ static int set_value(load_ctx_t *ctx, const char *prefix, const setting_t *s, co
         }
     case VALUE_INVALIDATION:
         if (strcmp(value, "proxy") == 0 || strcmp(value, "logical") == 0) {
-            *(cache_invalidation_t *)(void *)field = value[0] == 'p' ? CACHE_INVALIDATION_PROXY
-                                                                      : CACHE_INVALIDATION_LOGICAL;
+            *(cache_invalidation_t *)(void *)field =
+                value[0] == 'p' ? CACHE_INVALIDATION_PROXY : CACHE_INVALIDATION_LOGICAL;
             return 1;
         }
         return fail(ctx, "%s%s: expected proxy or logical, got \"%s\"", prefix, s->key, value);
@@ -853,6 +859,13 @@ static int set_cache_key(load_ctx_t *ctx, const char *key, const char *value)
     size_t n = sizeof(cache_settings) / sizeof(cache_settings[0]);
     const setting_t *s = find_setting(cache_settings, n, key, strlen(key));
 
+    /* A misspelt setting must not become a rule on a table of that name; a table whose
+     * name starts with cache_ is named with its schema (public.cache_items). */
+    if (s == NULL && strncmp(key, "cache_", 6) == 0)
+        return fail(ctx,
+                    "unknown cache setting \"%s\" (a table named so takes its schema: "
+                    "public.%s)",
+                    key, key);
     if (s == NULL)
         return add_cache_rule(ctx, key, value);
     return set_value(ctx, "", s, value, ctx->cfg);
@@ -951,6 +964,9 @@ static void set_defaults(config_t *cfg)
     cfg->cache_max_entry_size = 1024 * 1024;
     cfg->cache_compress_min = 4096;
     cfg->cache_invalidation = CACHE_INVALIDATION_PROXY;
+    cfg->cache_redis_port = 6379;
+    snprintf(cfg->cache_redis_prefix, sizeof(cfg->cache_redis_prefix), "pgturbo");
+    cfg->cache_redis_lease = 500;
 }
 
 /* Gives every database entry the [pgturbo] value of each inheritable field it did not set. */
@@ -1224,7 +1240,8 @@ static void show_settings(const setting_t *table, size_t n, const config_t *cfg,
             if (strcmp(s->key, fixed[k]) == 0)
                 changeable = false;
         format_value(cfg, s, value, sizeof(value));
-        if (strstr(s->key, "token") != NULL && value[0] != '\0')
+        if ((strstr(s->key, "token") != NULL || strstr(s->key, "password") != NULL) &&
+            value[0] != '\0')
             strcpy(value, SECRET_MASK); /* a secret: SHOW CONFIG only says it is set */
         dflt[0] = '\0';
         if (defaults != NULL)

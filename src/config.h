@@ -176,11 +176,18 @@ typedef struct config {
     bool verbose; /* default false: log every connection and disconnection */
 
     /* [cache] the query result cache (cache.h) */
-    int64_t cache_max_memory;      /* bytes, default 64 MB */
-    int cache_max_entries;         /* default 100000 */
-    int64_t cache_max_entry_size;  /* bytes of one result, default 1 MB */
-    int64_t cache_compress_min;    /* results this large are lz4-compressed, default 4 kB */
+    int64_t cache_max_memory;     /* bytes, default 64 MB */
+    int cache_max_entries;        /* default 100000 */
+    int64_t cache_max_entry_size; /* bytes of one result, default 1 MB */
+    int64_t cache_compress_min;   /* results this large are lz4-compressed, default 4 kB */
     cache_invalidation_t cache_invalidation; /* default proxy */
+    char cache_redis_host[CONFIG_HOST_LEN];  /* Redis shared by instances; "" = none (default) */
+    int cache_redis_port;                    /* default 6379 */
+    char cache_redis_password[CONFIG_SECRET_LEN]; /* default "": no AUTH */
+    int cache_redis_db;                           /* default 0 */
+    char cache_redis_prefix[CONFIG_NAME_LEN];     /* of keys and channels, default "pgturbo" */
+    int64_t cache_redis_lease;        /* ms, default 500: how long an instance trusts its memory
+                                       * without hearing Redis (cacheredis.h) */
     config_cache_rule_t *cache_rules; /* in file order, at most CONFIG_MAX_RULES */
     int n_cache_rules;
 

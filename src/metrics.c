@@ -382,6 +382,36 @@ static void put_cache_totals(FILE *f, const json_t *totals)
     }
 }
 
+/* The link to the Redis that instances share, when there is one (docs/api.md, "redis"). */
+static void put_cache_redis(FILE *f, const json_t *redis)
+{
+    static const char *const counters[] = {
+        "published", "publish_timeouts", "publish_unsent",
+        "received",  "commits_held",     "gets",
+        "hits",      "misses",           "get_errors",
+        "puts",      "put_errors",       "disconnects",
+    };
+    static const char *const gauges[] = {"connected", "fresh", "peers"};
+    char name[96];
+    if (!json_is_object(redis))
+        return;
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        const json_t *v = json_object_get(redis, counters[i]);
+        if (!json_is_integer(v))
+            continue;
+        snprintf(name, sizeof(name), "pgturbo_cache_redis_%s_total", counters[i]);
+        put_header(f, name, "counter", "Result cache's Redis link, since the start (docs/api.md).");
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
+    }
+    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+        const json_t *v = json_object_get(redis, gauges[i]);
+        json_int_t n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+        snprintf(name, sizeof(name), "pgturbo_cache_redis_%s", gauges[i]);
+        put_header(f, name, "gauge", "Result cache's Redis link now (docs/api.md).");
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, n);
+    }
+}
+
 /* One family of per-rule values of the result cache. */
 static void put_cache_rule_family(FILE *f, const json_t *rules, const char *key, const char *name,
                                   const char *type, const char *help)
@@ -406,6 +436,7 @@ static void put_cache(FILE *f, const json_t *cache)
     if (cache == NULL)
         return;
     put_cache_totals(f, json_object_get(cache, "totals"));
+    put_cache_redis(f, json_object_get(cache, "redis"));
     const json_t *rules = json_object_get(cache, "rules");
     put_cache_rule_family(f, rules, "hits", "pgturbo_cache_rule_hits_total", "counter",
                           "Reads answered from the result cache, per rule.");

@@ -117,6 +117,7 @@ int serve_run(const char *path)
     if (authquery_start() < 0) {
         fprintf(stderr, "pgturbo: cannot start the auth_query thread\n");
         worker_shutdown_all();
+        cache_stop_links();
         worker_free_all();
         cache_stop();
         config_free(cfg);
@@ -127,6 +128,7 @@ int serve_run(const char *path)
         fprintf(stderr, "pgturbo: %s\n", err);
         worker_shutdown_all();
         authquery_stop();
+        cache_stop_links();
         worker_free_all();
         pool_free_all();
         cancel_free_all();
@@ -140,6 +142,7 @@ int serve_run(const char *path)
         admin_stop();
         worker_shutdown_all();
         authquery_stop();
+        cache_stop_links();
         worker_free_all();
         pool_free_all();
         cancel_free_all();
@@ -172,6 +175,7 @@ int serve_run(const char *path)
     admin_stop();
     worker_shutdown_all();
     authquery_stop();
+    cache_stop_links();
     log_summary();
     worker_free_all();
     alerts_free();

@@ -39,6 +39,7 @@ typedef enum mail_kind {
     MAIL_KILL,     /* close every connection of a database */
     MAIL_AUTH,     /* an auth_query answer for a client of this worker */
     MAIL_CALL,     /* run a function in this worker's thread (worker_call_all) */
+    MAIL_RUN,      /* run a function in this worker's thread, nobody waiting (worker_post_run) */
     MAIL_SHUTDOWN, /* stop accepting, finish, exit */
 } mail_kind_t;
 
@@ -52,6 +53,8 @@ typedef struct mail {
     struct console_request *request;
     struct authquery_request *auth;
     struct call *call;
+    void (*run)(worker_t *w, void *arg);
+    void *run_arg;
     char database[CONFIG_NAME_LEN];
     struct mail *next;
 } mail_t;
@@ -233,6 +236,17 @@ static void call_finished(call_t *call)
     pthread_mutex_unlock(&call->lock);
 }
 
+int worker_post_run(worker_t *target, void (*fn)(worker_t *w, void *arg), void *arg)
+{
+    mail_t *m = new_mail(MAIL_RUN);
+    if (m == NULL)
+        return -1;
+    m->run = fn;
+    m->run_arg = arg;
+    post(target, m);
+    return 0;
+}
+
 int worker_call_all(void (*fn)(worker_t *w, void *arg), void *arg)
 {
     call_t call = {.fn = fn, .arg = arg, .pending = n_workers};
@@ -389,6 +403,9 @@ static void on_mail(void *arg, int events)
             m->call->fn(w, m->call->arg);
             call_finished(m->call);
             break;
+        case MAIL_RUN:
+            m->run(w, m->run_arg);
+            break;
         case MAIL_SHUTDOWN:
             begin_shutdown(w);
             break;
@@ -543,6 +560,8 @@ static void worker_destroy(worker_t *w)
             free(m->auth);
         } else if (m->kind == MAIL_CALL) {
             call_finished(m->call); /* the worker is gone: nothing more to run there */
+        } else if (m->kind == MAIL_RUN) {
+            m->run(NULL, m->run_arg);
         } else if (m->kind == MAIL_GATHER || m->kind == MAIL_GATHERED) {
             console_abandon(m->request, m->kind == MAIL_GATHERED);
         }

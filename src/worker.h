@@ -58,8 +58,8 @@ typedef struct worker {
     bool shutting_down;
     int64_t shutdown_deadline;
     worker_stats_t counters;
-    struct stats *stats;          /* query statistics, written by this worker only */
-    struct sqlparse_cache *sql;   /* query texts this worker has parsed */
+    struct stats *stats;        /* query statistics, written by this worker only */
+    struct sqlparse_cache *sql; /* query texts this worker has parsed */
 } worker_t;
 
 /* The workers, set up by worker_start_all; indexes are worker ids. */
@@ -119,6 +119,15 @@ void worker_post_kill(worker_t *target, const char *database);
  */
 __attribute__((warn_unused_result)) int worker_call_all(void (*fn)(worker_t *w, void *arg),
                                                         void *arg);
+
+/*
+ * Runs fn(target, arg) in target's thread soon, from any thread, without waiting for it: how
+ * another thread hands a worker the completion of something it asked for. When the worker ends
+ * before it could run, fn(NULL, arg) runs instead as it is freed, so that fn frees what arg
+ * owns. Returns 0, or -1 when memory runs out (then fn never runs).
+ */
+__attribute__((warn_unused_result)) int
+worker_post_run(worker_t *target, void (*fn)(worker_t *w, void *arg), void *arg);
 
 /* Links and unlinks connections in the worker's lists. */
 void worker_add_client(worker_t *w, struct client *c);

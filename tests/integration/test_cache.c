@@ -241,11 +241,11 @@ static void test_transactions(void **state)
     expect_read(b, q, "10");
     harness_exec_ok(a, "BEGIN");
     harness_exec_ok(a, "UPDATE titems SET v = 11 WHERE id = 1");
-    expect_read(a, q, "11");  /* inside: its own write */
-    expect_read(b, q, "10");  /* outside: the committed value */
-    expect_read(b, q, "10");  /* stored again meanwhile, perhaps */
+    expect_read(a, q, "11"); /* inside: its own write */
+    expect_read(b, q, "10"); /* outside: the committed value */
+    expect_read(b, q, "10"); /* stored again meanwhile, perhaps */
     harness_exec_ok(a, "COMMIT");
-    expect_read(b, q, "11");  /* the commit's bump */
+    expect_read(b, q, "11"); /* the commit's bump */
     harness_exec_ok(a, "BEGIN");
     harness_exec_ok(a, "UPDATE titems SET v = 99 WHERE id = 1");
     expect_read(a, q, "99");
@@ -548,6 +548,106 @@ static void test_low_hit_ratio_raises_an_alert(void **state)
     set_directly("DROP TABLE ritems");
 }
 
+/* Whether the daemon's logical consumer of the test database streams. */
+static bool logical_streams(int admin_port)
+{
+    json_t *api = cache_api(admin_port);
+    bool streams = false;
+    size_t i;
+    json_t *db;
+    json_array_foreach(json_object_get(api, "databases"), i, db)
+    {
+        const char *target = json_string_value(json_object_get(db, "target"));
+        json_t *logical = json_object_get(db, "logical");
+        if (target != NULL && strstr(target, "/" DB) != NULL &&
+            json_is_true(json_object_get(logical, "streaming")))
+            streams = true;
+    }
+    json_decref(api);
+    return streams;
+}
+
+/* Until the consumer pgturbo_cache is the cluster's synchronous standby. */
+static void wait_for_synchronous_consumer(void)
+{
+    long long deadline = harness_now_ms() + 10000;
+    for (;;) {
+        char *n = harness_query_value(direct, "SELECT count(*) FROM pg_stat_replication "
+                                              "WHERE application_name = 'pgturbo_cache' "
+                                              "AND sync_state = 'sync'");
+        bool sync = n != NULL && strcmp(n, "1") == 0;
+        free(n);
+        if (sync)
+            return;
+        if (harness_now_ms() > deadline)
+            fail_msg("pgturbo_cache did not become a synchronous standby within 10 s");
+        harness_sleep_ms(50);
+    }
+}
+
+static int reset_synchronous_standby(void **state)
+{
+    harness_exec_ok(direct, "ALTER SYSTEM RESET synchronous_standby_names");
+    harness_exec_ok(direct, "SELECT pg_reload_conf()");
+    return 0;
+}
+
+/*
+ * cache_invalidation = logical, with pgturbo's consumer made the synchronous standby that
+ * direct commits wait for: a read through pgturbo right after a direct commit returns is never
+ * the old answer, though the read before it was cached.
+ */
+static void test_logical_invalidation_of_direct_writes(void **state)
+{
+    set_directly(
+        "CREATE TABLE litems (id int PRIMARY KEY, v int); INSERT INTO litems VALUES (1, 0)");
+    /* A consumer follows the databases that [databases] names (not those of "*"). */
+    char extra[1024], entry[128];
+    int admin = harness_free_port();
+    snprintf(extra, sizeof(extra),
+             "admin_listen = 127.0.0.1:%d\nadmin_token = %s\npool_mode = transaction\n"
+             "[cache]\ncache_invalidation = logical\nlitems = 600\n",
+             admin, TOKEN);
+    snprintf(entry, sizeof(entry), DB " = host=127.0.0.1 port=%d dbname=" DB "\n",
+             harness_pg_port());
+    pgturbo_proc_t p;
+    harness_start_pgturbo(&p, extra, entry);
+    PGconn *first = connect_via(&p);
+    wait_for_catalog(first, admin);
+    PQfinish(first);
+    long long deadline = harness_now_ms() + 10000;
+    while (!logical_streams(admin)) {
+        if (harness_now_ms() > deadline)
+            fail_msg("the logical consumer did not stream within 10 s");
+        harness_sleep_ms(50);
+    }
+    harness_exec_ok(direct, "ALTER SYSTEM SET synchronous_standby_names = 'pgturbo_cache'");
+    harness_exec_ok(direct, "SELECT pg_reload_conf()");
+    wait_for_synchronous_consumer();
+    PGconn *writer = harness_connect_direct(DB);
+    harness_exec_ok(writer, "SET synchronous_commit = on");
+    PGconn *c = connect_via(&p);
+    const char *q = "SELECT v FROM litems WHERE id = 1";
+    json_t *api = cache_api(admin);
+    long long hits_before = total(api, "hits");
+    json_decref(api);
+    char sql[64], want[16];
+    for (int i = 1; i <= 200; i++) {
+        snprintf(sql, sizeof(sql), "UPDATE litems SET v = %d WHERE id = 1", i);
+        harness_exec_ok(writer, sql);
+        snprintf(want, sizeof(want), "%d", i);
+        expect_read(c, q, want); /* filled ... */
+        expect_read(c, q, want); /* ... and answered from memory */
+    }
+    api = cache_api(admin);
+    assert_true(total(api, "hits") - hits_before >= 190);
+    json_decref(api);
+    PQfinish(writer);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE litems");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_bounds_and_compression),
         cmocka_unit_test(test_clear_through_the_api),
         cmocka_unit_test(test_low_hit_ratio_raises_an_alert),
+        cmocka_unit_test_teardown(test_logical_invalidation_of_direct_writes,
+                                  reset_synchronous_standby),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -179,10 +179,14 @@ static void expect_reports(collector_t *c, PGconn *conn, const char *const *expe
 
 /* ---- the cluster ---- */
 
+/* Named apart from pgturbo's own consumers (pgturbo_cache), which tests make synchronous
+ * standbys: this one must never be mistaken for theirs. */
 static char *consumer_conninfo(void)
 {
     static char conninfo[256];
-    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=" DATABASE,
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d user=postgres application_name=cachelogical_test "
+             "dbname=" DATABASE,
              harness_pg_port());
     return conninfo;
 }

@@ -975,6 +975,43 @@ static void test_cache_settings_and_defaults(void **state)
     config_free(cfg);
 }
 
+static void test_cache_redis_settings(void **state)
+{
+    config_t *cfg = load_ok("[cache]\n");
+    assert_string_equal(cfg->cache_redis_host, "");
+    assert_int_equal(cfg->cache_redis_port, 6379);
+    assert_int_equal(cfg->cache_redis_db, 0);
+    assert_string_equal(cfg->cache_redis_prefix, "pgturbo");
+    assert_int_equal(cfg->cache_redis_lease, 500);
+    config_free(cfg);
+
+    cfg = load_ok("[cache]\ncache_redis_host = 10.0.0.5\ncache_redis_port = 6380\n"
+                  "cache_redis_password = s3cret\ncache_redis_db = 2\n"
+                  "cache_redis_prefix = app1\ncache_redis_lease = 0.25\n");
+    assert_string_equal(cfg->cache_redis_host, "10.0.0.5");
+    assert_int_equal(cfg->cache_redis_port, 6380);
+    assert_string_equal(cfg->cache_redis_password, "s3cret");
+    assert_int_equal(cfg->cache_redis_db, 2);
+    assert_string_equal(cfg->cache_redis_prefix, "app1");
+    assert_int_equal(cfg->cache_redis_lease, 250);
+    assert_int_equal(cfg->n_cache_rules, 0);
+    config_free(cfg);
+    expect_error("[cache]\ncache_redis_port = 0\n",
+                 ":2: cache_redis_port: must be between 1 and 65535, got \"0\"");
+}
+
+/* A misspelt setting is an error, not a rule on a table of that name. */
+static void test_cache_unknown_setting_is_an_error(void **state)
+{
+    expect_error("[cache]\ncache_max_entires = 1000\n",
+                 ":2: unknown cache setting \"cache_max_entires\" (a table named so takes its "
+                 "schema: public.cache_max_entires)");
+    config_t *cfg = load_ok("[cache]\npublic.cache_items = 60\n");
+    assert_int_equal(cfg->n_cache_rules, 1);
+    assert_string_equal(cfg->cache_rules[0].table, "cache_items");
+    config_free(cfg);
+}
+
 static void test_cache_rules_are_read_in_order(void **state)
 {
     config_t *cfg = load_ok("[cache]\nusers = 600\npublic.sessions = 3600\nanalytics.* = 1.5\n"
@@ -1088,6 +1125,8 @@ int main(void)
         cmocka_unit_test(test_seventeenth_job_is_reported),
         cmocka_unit_test(test_show_config_lists_jobs_with_their_passwords_masked),
         cmocka_unit_test(test_cache_settings_and_defaults),
+        cmocka_unit_test(test_cache_redis_settings),
+        cmocka_unit_test(test_cache_unknown_setting_is_an_error),
         cmocka_unit_test(test_cache_rules_are_read_in_order),
         cmocka_unit_test(test_cache_rule_find_takes_the_most_specific),
         cmocka_unit_test(test_bad_cache_lines_are_reported_with_their_line),
