@@ -422,14 +422,19 @@ static void bump_writes(cache_writes_t *w, client_t *waiter)
 {
     if (w->ns == 0)
         return;
+    /*
+     * Published before the bumps here: a read of this instance that sees them asks Redis for
+     * its answer after the publish, which the Redis thread sends first, so Redis cannot hand it
+     * an answer that this write made stale and that it would then keep with the new generations.
+     */
+    if (cache.redis != NULL && (w->everything || w->n > 0))
+        publish_writes(w, waiter);
     if (w->ddl)
         ns_forget_catalog(&cache.ns[w->ns]);
     if (w->everything)
         bump_everything(&cache.ns[w->ns]);
     for (int i = 0; i < w->n; i++)
         bump(w->counters[i]);
-    if (cache.redis != NULL && (w->everything || w->n > 0))
-        publish_writes(w, waiter);
     w->n = 0;
     w->everything = false;
     w->ddl = false;
