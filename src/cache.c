@@ -217,6 +217,11 @@ void cache_reconfigure(const config_t *old_cfg, const config_t *new_cfg)
 
 void cache_stop_links(void)
 {
+    /* The consumers first: one may wait for a publish, which only the link completes. */
+    for (int i = 0; i <= MAX_NAMESPACES; i++) {
+        cachelogical_stop(cache.ns[i].logical);
+        cache.ns[i].logical = NULL;
+    }
     cacheredis_stop(cache.redis);
     cache.redis = NULL;
 }
@@ -224,10 +229,6 @@ void cache_stop_links(void)
 void cache_stop(void)
 {
     cache_stop_links();
-    for (int i = 0; i <= MAX_NAMESPACES; i++) {
-        cachelogical_stop(cache.ns[i].logical);
-        cache.ns[i].logical = NULL;
-    }
     for (int i = 0; i <= MAX_NAMESPACES; i++) {
         if (cache.ns[i].cat != NULL) {
             catalog_unref(cache.ns[i].cat);
@@ -520,6 +521,8 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
 
 /* ---- logical invalidation ---- */
 
+static void publish_and_wait(cache_ns_t *ns, const char **names, int n);
+
 /*
  * A change the logical stream reports (on the consumer's thread): the table's generation and
  * those of what a write to it reaches in the catalog's eyes (a partition's ancestors, which
@@ -529,32 +532,40 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
 static void logical_change(void *arg, const char *schema, const char *relname)
 {
     cache_ns_t *ns = arg;
-    if (relname == NULL) {
-        bump_everything(ns);
-        return;
+    cachegen_counter_t *counters[MAX_NAMES + 1];
+    const char *names[MAX_NAMES + 1];
+    int n = 0;
+    cachegen_counter_t *own = relname != NULL ? cachegen_get(cache.gens, ns_id(ns), relname) : NULL;
+    if (own != NULL) {
+        counters[n] = own;
+        names[n++] = relname;
+        catalog_t *cat = ns_catalog(ns);
+        char name[2 * CACHELOGICAL_NAME_LEN];
+        snprintf(name, sizeof(name), "%s.%s", schema, relname);
+        const char *reached[MAX_NAMES];
+        bool everything = false;
+        int k = cat != NULL ? catalog_write_closure(cat, name, reached, MAX_NAMES, &everything) : 0;
+        for (int i = 0; i < k && own != NULL; i++) {
+            cachegen_counter_t *counter = cachegen_get(cache.gens, ns_id(ns), reached[i]);
+            if (counter == NULL)
+                own = NULL; /* past the capacity: everything */
+            else if (counter != counters[0]) {
+                counters[n] = counter;
+                names[n++] = cachegen_name(counter);
+            }
+        }
+        catalog_unref(cat);
     }
-    cachegen_counter_t *own = cachegen_get(cache.gens, ns_id(ns), relname);
+    /* Redis first: a read here that sees the bumps below must not find an older answer there. */
     if (own == NULL) {
+        const char *everything[] = {""};
+        publish_and_wait(ns, everything, 1);
         bump_everything(ns);
         return;
     }
-    bump(own);
-    catalog_t *cat = ns_catalog(ns);
-    if (cat == NULL)
-        return;
-    char name[2 * CACHELOGICAL_NAME_LEN];
-    snprintf(name, sizeof(name), "%s.%s", schema, relname);
-    const char *names[MAX_NAMES];
-    bool everything = false;
-    int n = catalog_write_closure(cat, name, names, MAX_NAMES, &everything);
-    for (int i = 0; i < n; i++) {
-        cachegen_counter_t *counter = cachegen_get(cache.gens, ns_id(ns), names[i]);
-        if (counter == NULL)
-            bump_everything(ns);
-        else if (counter != own)
-            bump(counter);
-    }
-    catalog_unref(cat);
+    publish_and_wait(ns, names, n);
+    for (int i = 0; i < n; i++)
+        bump(counters[i]);
 }
 
 /* Appends " key=value" to a connection string, the value quoted as libpq needs it. */
@@ -696,6 +707,59 @@ static int start_redis(const config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static void ns_target(cache_ns_t *ns, char *out, size_t len)
+{
+    pthread_mutex_lock(&ns->lock);
+    snprintf(out, len, "%s", ns->target);
+    pthread_mutex_unlock(&ns->lock);
+}
+
+/* A publish that the logical consumer's thread waits for. */
+typedef struct sync_publish {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} sync_publish_t;
+
+static void sync_published(void *arg)
+{
+    sync_publish_t *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->done = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * A write the logical stream reported goes to Redis too, and the consumer waits until the
+ * other instances have it before it confirms the transaction: the global generations of the
+ * L2 move, which no instance's consumer would otherwise move, and a commit that waits for the
+ * consumer as a synchronous standby returns only after. Names past what a publish carries,
+ * or that its message could not hold, go as everything of the target.
+ */
+static void publish_and_wait(cache_ns_t *ns, const char **names, int n)
+{
+    const char *everything[] = {""};
+    if (cache.redis == NULL)
+        return;
+    for (int i = 0; i < n; i++)
+        if (strchr(names[i], '\n') != NULL || n > CACHEREDIS_MAX_DEPS)
+            names = everything, n = 1;
+    char target[sizeof(ns->target)];
+    ns_target(ns, target, sizeof(target));
+    sync_publish_t p = {.done = false};
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.cond, NULL);
+    if (cacheredis_publish(cache.redis, target, names, n, sync_published, &p) == 0) {
+        pthread_mutex_lock(&p.lock);
+        while (!p.done)
+            pthread_cond_wait(&p.cond, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+    }
+    pthread_cond_destroy(&p.cond);
+    pthread_mutex_destroy(&p.lock);
+}
+
 /* Hands w back to its worker, where fn frees it. */
 static void hand_back(redis_wait_t *w, void (*fn)(worker_t *worker, void *arg))
 {
@@ -742,13 +806,6 @@ static void published(void *arg)
 {
     if (arg != NULL)
         hand_back(arg, publish_returned);
-}
-
-static void ns_target(cache_ns_t *ns, char *out, size_t len)
-{
-    pthread_mutex_lock(&ns->lock);
-    snprintf(out, len, "%s", ns->target);
-    pthread_mutex_unlock(&ns->lock);
 }
 
 /*
