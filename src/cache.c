@@ -1672,7 +1672,7 @@ static json_t *redis_json(void)
     cacheredis_status(cache.redis, &st);
     return json_pack(
         "{s:b, s:b, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:I, s:s}",
+        "s:I, s:I, s:s}",
         "connected", st.connected, "fresh", st.fresh, "instance", st.instance, "peers", st.peers,
         "published", (json_int_t)st.published, "publish_timeouts", (json_int_t)st.publish_timeouts,
         "publish_unsent", (json_int_t)st.publish_unsent, "received", (json_int_t)st.received,

@@ -50,6 +50,7 @@
 #define READS_WANTED    200000 /* per configuration */
 #define READS_PER_WRITE 150
 #define RUN_LIMIT_MS    28000 /* a run that has not read READS_WANTED by then fails */
+#define OUTAGE_MS       1500  /* how long Redis stays down in test_redis_killed_and_restarted */
 #define MAX_REPORTED    5     /* stale reads described in full */
 
 #define READ_SIMPLE   "SELECT v FROM counters WHERE id = %d"
@@ -67,8 +68,9 @@ typedef struct run {
     _Atomic long long committed[COUNTERS]; /* highest value whose commit has returned */
     _Atomic long long reads, stale, writes, direct_writes, write_tickets, errors;
     _Atomic bool stop;
-    int port[2];          /* of the instances the readers alternate between */
-    pthread_mutex_t lock; /* over the texts below */
+    int port[2];             /* of the instances the readers alternate between */
+    harness_redis_t *outage; /* killed a quarter into the run, started again OUTAGE_MS later */
+    pthread_mutex_t lock;    /* over the texts below */
     char stale_reads[MAX_REPORTED][160];
     char first_error[320];
 } run_t;
@@ -419,8 +421,18 @@ static long long workers_run(worker_t *workers, int n, run_t *run)
         assert_int_equal(pthread_create(&workers[i].thread, NULL,
                                         i < READERS ? reader_main : writer_main, &workers[i]),
                          0);
-    while (!atomic_load(&run->stop) && harness_now_ms() - started < RUN_LIMIT_MS)
+    long long killed_at = 0;
+    while (!atomic_load(&run->stop) && harness_now_ms() - started < RUN_LIMIT_MS) {
         harness_sleep_ms(50);
+        if (run->outage != NULL && killed_at == 0 && atomic_load(&run->reads) > READS_WANTED / 4) {
+            harness_kill_redis(run->outage);
+            killed_at = harness_now_ms();
+        }
+        if (killed_at > 0 && run->outage->pid == 0 && harness_now_ms() - killed_at > OUTAGE_MS)
+            harness_restart_redis(run->outage);
+    }
+    if (killed_at > 0 && run->outage->pid == 0)
+        harness_restart_redis(run->outage);
     atomic_store(&run->stop, true);
     for (int i = 0; i < n; i++)
         pthread_join(workers[i].thread, NULL);
@@ -437,11 +449,12 @@ static long long hits_of(const instance_t *a, const instance_t *b)
  * more when with_direct_writer, and asserts: no error, READS_WANTED reads, no stale one,
  * writes in the pace asked for, and more than half of the reads answered from the cache. */
 static void check(const char *name, const instance_t *a, const instance_t *b,
-                  bool with_direct_writer)
+                  bool with_direct_writer, harness_redis_t *outage)
 {
     static run_t run;
     worker_t workers[READERS + WRITERS + 1];
     memset(&run, 0, sizeof(run));
+    run.outage = outage;
     pthread_mutex_init(&run.lock, NULL);
     start_floors(&run);
     run.port[0] = a->proc.port;
@@ -488,7 +501,7 @@ static void test_one_instance(void **state)
     instance_t a;
     instance_start(&a, "");
     instance_wait_answers(&a);
-    check("one instance", &a, &a, false);
+    check("one instance", &a, &a, false, NULL);
     instance_stop(&a);
 }
 
@@ -505,7 +518,45 @@ static void test_two_instances_sharing_redis(void **state)
     wait_both_on_redis(&redis);
     instance_wait_answers(&a);
     instance_wait_answers(&b);
-    check("two instances, Redis", &a, &b, false);
+    check("two instances, Redis", &a, &b, false, NULL);
+    instance_stop(&a);
+    instance_stop(&b);
+    harness_stop_redis(&redis);
+}
+
+/* The Redis of the instances' L2 and invalidations is killed a quarter into the run and started
+ * again (empty) OUTAGE_MS later: no client sees an error, no read is stale, and both instances
+ * saw the loss and are connected again at the end. */
+static void test_redis_killed_and_restarted(void **state)
+{
+    skip_without_redis();
+    harness_redis_t redis;
+    harness_start_redis(&redis);
+    char lines[512];
+    redis_lines(lines, sizeof(lines), redis.port, "");
+    instance_t a, b;
+    instance_start(&a, lines);
+    instance_start(&b, lines);
+    wait_both_on_redis(&redis);
+    instance_wait_answers(&a);
+    instance_wait_answers(&b);
+    check("two instances, Redis killed and restarted", &a, &b, false, &redis);
+    const instance_t *both[] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        long long deadline = harness_now_ms() + 10000;
+        for (;;) {
+            json_t *api = harness_cache_get(both[i]->admin, TOKEN);
+            json_t *r = json_object_get(api, "redis");
+            bool back = json_is_true(json_object_get(r, "connected"));
+            long long lost = (long long)json_integer_value(json_object_get(r, "disconnects"));
+            json_decref(api);
+            if (back && lost >= 1)
+                break;
+            if (harness_now_ms() > deadline)
+                fail_msg("instance %d: connected %d, disconnects %lld", i, back, lost);
+            harness_sleep_ms(50);
+        }
+    }
     instance_stop(&a);
     instance_stop(&b);
     harness_stop_redis(&redis);
@@ -555,7 +606,7 @@ static void check_logical(const char *name, bool with_direct_writer)
     require_synchronous_standbys();
     instance_wait_answers(&a);
     instance_wait_answers(&b);
-    check(name, &a, &b, with_direct_writer);
+    check(name, &a, &b, with_direct_writer, NULL);
     instance_stop(&a);
     instance_stop(&b);
     harness_stop_redis(&redis);
@@ -609,6 +660,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_instance),
         cmocka_unit_test(test_two_instances_sharing_redis),
+        cmocka_unit_test(test_redis_killed_and_restarted),
         cmocka_unit_test_teardown(test_two_instances_redis_and_logical, reset_synchronous_standbys),
         cmocka_unit_test_teardown(test_two_instances_redis_logical_and_a_direct_writer,
                                   reset_synchronous_standbys),
