@@ -18,143 +18,26 @@
  * change, bumps those generations at once and keeps them on the server connection, which
  * bumps them again when its transaction ends (a ReadyForQuery saying idle, or the connection
  * closing).
+ *
+ * What other writers report (the logical stream, the instances sharing Redis) is in
+ * cache_peers.c, the admin API's figures and clears in cache_api.c; cache_internal.h holds
+ * what the three share.
  */
-#include "cache.h"
+#include "cache_internal.h"
 
-#include "cachegen.h"
-#include "cachelogical.h"
-#include "cacheredis.h"
-#include "cachestore.h"
-#include "catalog.h"
-#include "client.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
-#include "prepared.h"
 #include "server.h"
 #include "sqlparse.h"
-#include "worker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_NAMESPACES     256 /* database targets (cachegen's limit) */
-#define MAX_DEPS           32  /* generations one answer depends on */
-#define MAX_WRITES         32  /* tables kept per transaction; past it, everything */
-#define MAX_NAMES          64  /* relnames a lookup in the catalog may return */
-#define RULE_TAG           (CACHESTORE_MAX_RULES - 1) /* answers cached for a pgturbo_cache tag */
-#define CATALOG_REFRESH_MS 60000                      /* the catalog is read again this often */
-#define CATALOG_RETRY_MS   10000                      /* after a failed read of the catalog */
-#define GENERATION_NAMES   65536                      /* counters over all targets */
-#define LOGICAL_CHECK_MS   100 /* how often a worker asks whether a consumer is streaming */
-#define KEY_VERSION        1
-#define DDL_NAME           "\001ddl" /* published beside "": the catalog changed */
-#define MIN_LEASE_MS       50
-#define MAX_LEASE_MS       60000
-
-/* One database target (host:port/dbname): its catalog and its everything-counter. */
-typedef struct cache_ns {
-    pthread_mutex_t lock; /* guards cat and target while they are written */
-    catalog_t *cat;       /* NULL until read, and from a DDL until read again */
-    char target[CONFIG_HOST_LEN + CONFIG_NAME_LEN + 16];
-    cachegen_counter_t *_Atomic all; /* every answer of the target depends on it */
-    _Atomic int64_t loaded_at;       /* ms (loop_clock_us), 0 = never */
-    _Atomic int64_t tried_at;        /* last attempt, for the retry delay */
-    _Atomic bool loading;            /* a catalog query is under way */
-    _Atomic uint64_t ddl_epoch;      /* DDL sent or ended: a catalog read before is outdated */
-    _Atomic uint64_t catalog_loads, catalog_failures;
-    cachelogical_t *logical;        /* cache_invalidation = logical: its consumer, or NULL */
-    _Atomic bool logical_streaming; /* the consumer streams: no change can be missed */
-    _Atomic int64_t logical_checked_at;
-} cache_ns_t;
-
-/* An answer being recorded: armed by cache_answer() on a miss, carried by the server from the
- * first forwarded message on, stored or dropped at the ReadyForQuery. */
-typedef struct cache_fill {
-    uint64_t hash;
-    uint8_t *key;
-    uint32_t key_len;
-    cachestore_dep_t deps[MAX_DEPS];
-    int n_deps;
-    int64_t ttl_ms;
-    uint16_t rule;
-    bool extended;   /* a Bind ... Sync unit, not a Query */
-    size_t max_size; /* cache_max_entry_size when it was armed */
-    bool failed;     /* a response that must not be replayed came: an error, a notice ... */
-    buf_t value;
-    cacheredis_gens_t *l2; /* the global generations to store the answer in Redis with, or NULL */
-} cache_fill_t;
-
-/* What a client waits for from Redis: the publish of its commit's writes, or an L2 read. The
- * worker frees it once the Redis thread handed it back (worker_post_run). */
-typedef struct redis_wait {
-    struct redis_wait *next, *prev; /* the client's list */
-    worker_t *worker;
-    client_t *client; /* NULL once the client went */
-    bool is_read;
-    /* An L2 read: the key, what the read depends on locally, and what Redis answered. */
-    uint64_t hash;
-    uint8_t *key;
-    uint32_t key_len;
-    cachestore_dep_t deps[MAX_DEPS];
-    int n_deps;
-    int64_t ttl_ms;
-    uint16_t rule;
-    cacheredis_result_t result;
-    uint8_t *value;
-    size_t value_len;
-    cacheredis_gens_t *gens;
-} redis_wait_t;
-
-struct cache_client {
-    bool dirty;                 /* the session changed state that pgturbo does not follow */
-    prepared_map_t *stmts;      /* Parse bodies by statement name ("" for the unnamed one) */
-    cache_fill_t *armed;        /* a missed read whose messages are being forwarded */
-    uint32_t want_catalog;      /* the namespace whose catalog a read found missing, or 0 */
-    buf_t key;                  /* where keys are built */
-    redis_wait_t *waits;        /* publishes and L2 reads under way */
-    bool l2_reading;            /* an L2 read of the read at the head of the input is under way */
-    bool l2_read;               /* ... and has answered: the read goes on without asking again */
-    uint64_t l2_hash;           /* the key hash of that read */
-    cacheredis_gens_t *l2_gens; /* what its MISS gave, for the fill */
-};
-
-/* The tables an open transaction wrote, bumped again when it ends. */
-typedef struct cache_writes {
-    uint32_t ns;
-    bool everything;
-    bool ddl; /* the catalog changes when the transaction commits */
-    int n;
-    cachegen_counter_t *counters[MAX_WRITES];
-} cache_writes_t;
-
-struct cache_server {
-    bool dirty;         /* ran a statement that changed session state */
-    cache_fill_t *fill; /* the answer being recorded */
-    cache_writes_t writes;
-    uint32_t catalog_ns;    /* the namespace of the catalog query under way */
-    uint64_t catalog_epoch; /* the namespace's ddl_epoch when it was sent */
-    bool catalog_failed;
-    buf_t catalog; /* its value, as it comes */
-};
-
-static struct {
-    cachestore_t *store;
-    cachegen_t *gens;
-    cache_ns_t ns[MAX_NAMESPACES + 1]; /* by cachegen namespace id (1 ...) */
-    _Atomic uint64_t write_bumps, everything_bumps, fills, fills_dropped;
-    const config_t *_Atomic cfg; /* the current config (retired ones live until exit) */
-    cacheredis_t *redis;         /* the link to the instances sharing Redis, or NULL */
-    _Atomic uint64_t l2_hits, l2_misses, holds;
-} cache;
+cache_globals_t cache;
 
 /* ---- setup ---- */
-
-static int start_logical(const config_t *cfg, char *err, size_t errlen);
-static int start_redis(const config_t *cfg, char *err, size_t errlen);
 
 static void limits_of(const config_t *cfg, cachestore_limits_t *l)
 {
@@ -179,12 +62,12 @@ int cache_start(const config_t *cfg, char *err, size_t errlen)
         pthread_mutex_init(&cache.ns[i].lock, NULL);
     atomic_store(&cache.cfg, cfg);
     if (cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL && cache_configured(cfg) &&
-        start_logical(cfg, err, errlen) < 0) {
+        cache_start_logical(cfg, err, errlen) < 0) {
         cache_stop();
         return -1;
     }
     if (cfg->cache_redis_host[0] != '\0' && cache_configured(cfg) &&
-        start_redis(cfg, err, errlen) < 0) {
+        cache_start_redis(cfg, err, errlen) < 0) {
         cache_stop();
         return -1;
     }
@@ -243,13 +126,13 @@ void cache_stop(void)
 
 /* ---- database targets and their catalogs ---- */
 
-static uint32_t ns_id(const cache_ns_t *ns)
+uint32_t cache_ns_id(const cache_ns_t *ns)
 {
     return (uint32_t)(ns - cache.ns);
 }
 
 /* The namespace of host:port/dbname, made on first use; NULL when none is left. */
-static cache_ns_t *target_ns(const char *host, int port, const char *dbname)
+cache_ns_t *cache_target_ns(const char *host, int port, const char *dbname)
 {
     char target[sizeof(cache.ns[0].target)];
     snprintf(target, sizeof(target), "%s:%d/%s", host, port, dbname);
@@ -274,10 +157,10 @@ static cache_ns_t *pool_ns(pool_t *pool)
         memcpy(dbname, pool->target.dbname, sizeof(dbname));
         int port = pool->target.port;
         pthread_mutex_unlock(&pool->lock);
-        cache_ns_t *made = target_ns(host, port, dbname);
+        cache_ns_t *made = cache_target_ns(host, port, dbname);
         if (made == NULL)
             return NULL;
-        id = ns_id(made);
+        id = cache_ns_id(made);
         atomic_store_explicit(&pool->cache_ns, id, memory_order_release);
     }
     cache_ns_t *ns = &cache.ns[id];
@@ -291,7 +174,7 @@ static cache_ns_t *pool_ns(pool_t *pool)
 }
 
 /* The target's catalog with a reference the caller drops (catalog_unref), or NULL. */
-static catalog_t *ns_catalog(cache_ns_t *ns)
+catalog_t *cache_ns_catalog(cache_ns_t *ns)
 {
     pthread_mutex_lock(&ns->lock);
     catalog_t *cat = ns->cat;
@@ -312,7 +195,7 @@ static void ns_set_catalog(cache_ns_t *ns, catalog_t *cat)
 
 /* A DDL was sent or its transaction ended: the catalog, and any read of it under way, is
  * outdated; no read is cached until it is read again. */
-static void ns_forget_catalog(cache_ns_t *ns)
+void cache_ns_forget_catalog(cache_ns_t *ns)
 {
     atomic_fetch_add_explicit(&ns->ddl_epoch, 1, memory_order_acq_rel);
     ns_set_catalog(ns, NULL);
@@ -333,7 +216,7 @@ static bool ns_wants_catalog(cache_ns_t *ns, int64_t now_ms)
     return missing || now_ms - loaded >= CATALOG_REFRESH_MS;
 }
 
-static int64_t now_ms(void)
+int64_t cache_now_ms(void)
 {
     return loop_clock_us() / 1000;
 }
@@ -364,25 +247,6 @@ static void fill_free(cache_fill_t *f)
     free(f);
 }
 
-static void wait_free(redis_wait_t *w)
-{
-    free(w->key);
-    free(w->value);
-    free(w->gens);
-    free(w);
-}
-
-static void wait_unlink(cache_client_t *cc, redis_wait_t *w)
-{
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        cc->waits = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-}
-
 void cache_client_gone(client_t *c)
 {
     cache_client_t *cc = c->cache;
@@ -401,21 +265,19 @@ void cache_client_gone(client_t *c)
 
 /* ---- generations ---- */
 
-static void bump(cachegen_counter_t *counter)
+void cache_bump(cachegen_counter_t *counter)
 {
     cachegen_bump(counter);
     atomic_fetch_add_explicit(&cache.write_bumps, 1, memory_order_relaxed);
 }
 
-static void bump_everything(cache_ns_t *ns)
+void cache_bump_everything(cache_ns_t *ns)
 {
     cachegen_counter_t *all = atomic_load_explicit(&ns->all, memory_order_acquire);
     if (all != NULL)
         cachegen_bump(all);
     atomic_fetch_add_explicit(&cache.everything_bumps, 1, memory_order_relaxed);
 }
-
-static void publish_writes(const cache_writes_t *w, client_t *waiter);
 
 /* Bumps what a transaction wrote, as it ends, and tells the other instances, with waiter's
  * output (when not NULL) held until they all applied it; w is emptied. */
@@ -429,13 +291,13 @@ static void bump_writes(cache_writes_t *w, client_t *waiter)
      * an answer that this write made stale and that it would then keep with the new generations.
      */
     if (cache.redis != NULL && (w->everything || w->n > 0))
-        publish_writes(w, waiter);
+        cache_publish_writes(w, waiter);
     if (w->ddl)
-        ns_forget_catalog(&cache.ns[w->ns]);
+        cache_ns_forget_catalog(&cache.ns[w->ns]);
     if (w->everything)
-        bump_everything(&cache.ns[w->ns]);
+        cache_bump_everything(&cache.ns[w->ns]);
     for (int i = 0; i < w->n; i++)
-        bump(w->counters[i]);
+        cache_bump(w->counters[i]);
     w->n = 0;
     w->everything = false;
     w->ddl = false;
@@ -445,7 +307,7 @@ static void bump_writes(cache_writes_t *w, client_t *waiter)
 /* Bumps counter now and keeps it for the end of the transaction. */
 static void write_table(cache_writes_t *w, cachegen_counter_t *counter)
 {
-    bump(counter);
+    cache_bump(counter);
     for (int i = 0; i < w->n; i++)
         if (w->counters[i] == counter)
             return;
@@ -457,7 +319,7 @@ static void write_table(cache_writes_t *w, cachegen_counter_t *counter)
 
 static void write_everything(cache_writes_t *w, cache_ns_t *ns)
 {
-    bump_everything(ns);
+    cache_bump_everything(ns);
     w->everything = true;
 }
 
@@ -484,16 +346,16 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
     bool writes = info->kind == SQL_WRITE || info->kind == SQL_DDL || info->runs_unknown;
     if (!writes && info->n_functions == 0 && !info->too_many_functions)
         return;
-    if (w->ns != 0 && w->ns != ns_id(ns))
+    if (w->ns != 0 && w->ns != cache_ns_id(ns))
         bump_writes(w, NULL);
-    w->ns = ns_id(ns);
+    w->ns = cache_ns_id(ns);
     if (info->kind == SQL_DDL) {
-        ns_forget_catalog(ns);
+        cache_ns_forget_catalog(ns);
         w->ddl = true;
         write_everything(w, ns);
         return;
     }
-    catalog_t *cat = ns_catalog(ns);
+    catalog_t *cat = cache_ns_catalog(ns);
     if (cat == NULL || info->runs_unknown || info->too_many_tables ||
         functions_may_write(cat, info)) {
         catalog_unref(cat);
@@ -509,7 +371,7 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
             break;
         }
         for (int k = 0; k < n; k++) {
-            cachegen_counter_t *counter = cachegen_get(cache.gens, ns_id(ns), names[k]);
+            cachegen_counter_t *counter = cachegen_get(cache.gens, cache_ns_id(ns), names[k]);
             if (counter == NULL)
                 write_everything(w, ns);
             else
@@ -517,381 +379,6 @@ static void record_writes(cache_ns_t *ns, const sql_info_t *info, cache_writes_t
         }
     }
     catalog_unref(cat);
-}
-
-/* ---- logical invalidation ---- */
-
-static void publish_and_wait(cache_ns_t *ns, const char **names, int n);
-
-/*
- * A change the logical stream reports (on the consumer's thread): the table's generation and
- * those of what a write to it reaches in the catalog's eyes (a partition's ancestors, which
- * reads of the parent depend on) are bumped. Triggers and cascades need no "everything": the
- * stream reports their changes too. (NULL, NULL) means changes may have been missed.
- */
-static void logical_change(void *arg, const char *schema, const char *relname)
-{
-    cache_ns_t *ns = arg;
-    cachegen_counter_t *counters[MAX_NAMES + 1];
-    const char *names[MAX_NAMES + 1];
-    int n = 0;
-    cachegen_counter_t *own = relname != NULL ? cachegen_get(cache.gens, ns_id(ns), relname) : NULL;
-    if (own != NULL) {
-        counters[n] = own;
-        names[n++] = relname;
-        catalog_t *cat = ns_catalog(ns);
-        char name[2 * CACHELOGICAL_NAME_LEN];
-        snprintf(name, sizeof(name), "%s.%s", schema, relname);
-        const char *reached[MAX_NAMES];
-        bool everything = false;
-        int k = cat != NULL ? catalog_write_closure(cat, name, reached, MAX_NAMES, &everything) : 0;
-        for (int i = 0; i < k && own != NULL; i++) {
-            cachegen_counter_t *counter = cachegen_get(cache.gens, ns_id(ns), reached[i]);
-            if (counter == NULL)
-                own = NULL; /* past the capacity: everything */
-            else if (counter != counters[0]) {
-                counters[n] = counter;
-                names[n++] = cachegen_name(counter);
-            }
-        }
-        catalog_unref(cat);
-    }
-    /* Redis first: a read here that sees the bumps below must not find an older answer there. */
-    if (own == NULL) {
-        const char *everything[] = {""};
-        publish_and_wait(ns, everything, 1);
-        bump_everything(ns);
-        return;
-    }
-    publish_and_wait(ns, names, n);
-    for (int i = 0; i < n; i++)
-        bump(counters[i]);
-}
-
-/* Appends " key=value" to a connection string, the value quoted as libpq needs it. */
-static void conninfo_put(char *out, size_t len, const char *key, const char *value)
-{
-    size_t used = strlen(out);
-    int n = snprintf(out + used, len - used, "%s%s=", used > 0 ? " " : "", key);
-    used = n > 0 && (size_t)n < len - used ? used + (size_t)n : len - 1;
-    config_put_conninfo_value(out, len, &used, value);
-}
-
-/*
- * cache_invalidation = logical: one consumer per database target of [databases] (the "*"
- * entry names none), connecting as the entry's user (postgres when it has none) with its
- * password. Returns 0, or -1 with a message in err for a connection string libpq refuses.
- */
-static int start_logical(const config_t *cfg, char *err, size_t errlen)
-{
-    for (int i = 0; i < cfg->n_databases; i++) {
-        const config_database_t *db = &cfg->databases[i];
-        if (strcmp(db->name, "*") == 0)
-            continue;
-        const char *dbname = db->dbname[0] != '\0' ? db->dbname : db->name;
-        cache_ns_t *ns = target_ns(db->host, db->port, dbname);
-        if (ns == NULL || ns->logical != NULL)
-            continue;
-        if (atomic_load(&ns->all) == NULL)
-            atomic_store(&ns->all, cachegen_get(cache.gens, ns_id(ns), ""));
-        char conninfo[CONFIG_CONNINFO_LEN] = "";
-        char port[16];
-        snprintf(port, sizeof(port), "%d", db->port);
-        conninfo_put(conninfo, sizeof(conninfo), "host", db->host);
-        conninfo_put(conninfo, sizeof(conninfo), "port", port);
-        conninfo_put(conninfo, sizeof(conninfo), "dbname", dbname);
-        conninfo_put(conninfo, sizeof(conninfo), "user",
-                     db->user[0] != '\0' ? db->user : "postgres");
-        if (db->password[0] != '\0')
-            conninfo_put(conninfo, sizeof(conninfo), "password", db->password);
-        char why[256];
-        ns->logical = cachelogical_start(conninfo, "pgturbo", logical_change, ns, why, sizeof(why));
-        if (ns->logical == NULL) {
-            snprintf(err, errlen, "cache_invalidation = logical: database \"%s\": %s", db->name,
-                     why);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Whether the target's logical consumer streams (asked at most every LOGICAL_CHECK_MS). */
-static bool logical_streaming(cache_ns_t *ns, int64_t now)
-{
-    if (now - atomic_load_explicit(&ns->logical_checked_at, memory_order_relaxed) >=
-        LOGICAL_CHECK_MS) {
-        cachelogical_status_t st;
-        cachelogical_status(ns->logical, &st);
-        atomic_store_explicit(&ns->logical_streaming, st.connected, memory_order_relaxed);
-        atomic_store_explicit(&ns->logical_checked_at, now, memory_order_relaxed);
-    }
-    return atomic_load_explicit(&ns->logical_streaming, memory_order_relaxed);
-}
-
-/*
- * Whether the target may be answered from memory now: only while this instance hears every
- * write that can change it. A logical consumer must stream (it hears every commit); without
- * one, an instance sharing Redis must be fresh (it hears the other instances' writes).
- */
-static bool ns_allows(cache_ns_t *ns, int64_t now)
-{
-    if (ns->logical != NULL)
-        return logical_streaming(ns, now);
-    return cache.redis == NULL || cacheredis_fresh(cache.redis, now);
-}
-
-/* ---- instances sharing Redis ---- */
-
-/* Bumps every namespace that has answers: anything may have changed. */
-static void bump_every_namespace(void)
-{
-    for (int i = 1; i <= MAX_NAMESPACES; i++)
-        if (atomic_load_explicit(&cache.ns[i].all, memory_order_acquire) != NULL)
-            bump_everything(&cache.ns[i]);
-}
-
-/*
- * Another instance's invalidation (on the Redis thread): the tables it names are bumped as a
- * write here would bump them (it sent the closure of what it wrote), "" bumps everything of
- * the target and DDL_NAME makes its catalog be read again. Targets are matched by name, so
- * the instances sharing a Redis must name each database the same way (host, port, dbname).
- */
-static void redis_change(void *arg, const char *target, const char *const *relnames, int n)
-{
-    uint32_t id = target != NULL ? cachegen_namespace(cache.gens, target) : 0;
-    if (id == 0 || id > MAX_NAMESPACES) {
-        bump_every_namespace();
-        return;
-    }
-    cache_ns_t *ns = &cache.ns[id];
-    if (atomic_load_explicit(&ns->all, memory_order_acquire) == NULL)
-        return; /* nothing here was ever read of it */
-    for (int i = 0; i < n; i++) {
-        if (relnames[i][0] == '\0') {
-            bump_everything(ns);
-        } else if (strcmp(relnames[i], DDL_NAME) == 0) {
-            ns_forget_catalog(ns);
-        } else {
-            cachegen_counter_t *counter = cachegen_get(cache.gens, id, relnames[i]);
-            if (counter != NULL)
-                bump(counter);
-            else
-                bump_everything(ns);
-        }
-    }
-}
-
-static int start_redis(const config_t *cfg, char *err, size_t errlen)
-{
-    cacheredis_config_t rc = {.port = cfg->cache_redis_port, .db = cfg->cache_redis_db};
-    if (strlen(cfg->cache_redis_password) >= sizeof(rc.password)) {
-        snprintf(err, errlen, "cache_redis_password is longer than %zu bytes",
-                 sizeof(rc.password) - 1);
-        return -1;
-    }
-    memcpy(rc.password, cfg->cache_redis_password, strlen(cfg->cache_redis_password) + 1);
-    snprintf(rc.host, sizeof(rc.host), "%s", cfg->cache_redis_host);
-    snprintf(rc.prefix, sizeof(rc.prefix), "%s", cfg->cache_redis_prefix);
-    if (cfg->cache_redis_lease < MIN_LEASE_MS || cfg->cache_redis_lease > MAX_LEASE_MS) {
-        snprintf(err, errlen, "cache_redis_lease must be between %d and %d ms", MIN_LEASE_MS,
-                 MAX_LEASE_MS);
-        return -1;
-    }
-    rc.lease_ms = (int)cfg->cache_redis_lease;
-    char why[256];
-    cache.redis = cacheredis_start(&rc, redis_change, NULL, why, sizeof(why));
-    if (cache.redis == NULL) {
-        snprintf(err, errlen, "cache_redis_host: %s", why);
-        return -1;
-    }
-    return 0;
-}
-
-static void ns_target(cache_ns_t *ns, char *out, size_t len)
-{
-    pthread_mutex_lock(&ns->lock);
-    snprintf(out, len, "%s", ns->target);
-    pthread_mutex_unlock(&ns->lock);
-}
-
-/* A publish that the logical consumer's thread waits for. */
-typedef struct sync_publish {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-} sync_publish_t;
-
-static void sync_published(void *arg)
-{
-    sync_publish_t *p = arg;
-    pthread_mutex_lock(&p->lock);
-    p->done = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/*
- * A write the logical stream reported goes to Redis too, and the consumer waits until the
- * other instances have it before it confirms the transaction: the global generations of the
- * L2 move, which no instance's consumer would otherwise move, and a commit that waits for the
- * consumer as a synchronous standby returns only after. Names past what a publish carries,
- * or that its message could not hold, go as everything of the target.
- */
-static void publish_and_wait(cache_ns_t *ns, const char **names, int n)
-{
-    const char *everything[] = {""};
-    if (cache.redis == NULL)
-        return;
-    for (int i = 0; i < n; i++)
-        if (strchr(names[i], '\n') != NULL || n > CACHEREDIS_MAX_DEPS)
-            names = everything, n = 1;
-    char target[sizeof(ns->target)];
-    ns_target(ns, target, sizeof(target));
-    sync_publish_t p = {.done = false};
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.cond, NULL);
-    if (cacheredis_publish(cache.redis, target, names, n, sync_published, &p) == 0) {
-        pthread_mutex_lock(&p.lock);
-        while (!p.done)
-            pthread_cond_wait(&p.cond, &p.lock);
-        pthread_mutex_unlock(&p.lock);
-    }
-    pthread_cond_destroy(&p.cond);
-    pthread_mutex_destroy(&p.lock);
-}
-
-/* Hands w back to its worker, where fn frees it. */
-static void hand_back(redis_wait_t *w, void (*fn)(worker_t *worker, void *arg))
-{
-    if (worker_post_run(w->worker, fn, w) < 0)
-        log_error("cache: out of memory handing a Redis answer back to worker %d; "
-                  "its client waits until it goes",
-                  w->worker->id);
-}
-
-static redis_wait_t *wait_new(client_t *c, bool is_read)
-{
-    redis_wait_t *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return NULL;
-    w->worker = c->worker;
-    w->client = c;
-    w->is_read = is_read;
-    return w;
-}
-
-static void wait_link(cache_client_t *cc, redis_wait_t *w)
-{
-    w->prev = NULL;
-    w->next = cc->waits;
-    if (cc->waits != NULL)
-        cc->waits->prev = w;
-    cc->waits = w;
-}
-
-/* A publish came back to its worker: the commit may be seen. */
-static void publish_returned(worker_t *worker, void *arg)
-{
-    redis_wait_t *w = arg;
-    client_t *c = worker != NULL ? w->client : NULL;
-    if (c != NULL)
-        wait_unlink(c->cache, w);
-    wait_free(w);
-    if (c != NULL)
-        client_release_output(c);
-}
-
-/* A publish is over (on the Redis thread). */
-static void published(void *arg)
-{
-    if (arg != NULL)
-        hand_back(arg, publish_returned);
-}
-
-/*
- * Tells the other instances what a transaction wrote; waiter's output, from the ReadyForQuery
- * about to come on, waits until they all applied it (cacheredis.h says how long at most). A
- * name that the channel's message could not carry (a newline in it) goes as everything.
- */
-static void publish_writes(const cache_writes_t *w, client_t *waiter)
-{
-    char target[sizeof(cache.ns[0].target)];
-    ns_target(&cache.ns[w->ns], target, sizeof(target));
-    const char *names[CACHEREDIS_MAX_DEPS];
-    int n = 0;
-    bool everything = w->everything;
-    for (int i = 0; i < w->n && !everything; i++) {
-        const char *name = cachegen_name(w->counters[i]);
-        if (strchr(name, '\n') != NULL || n == CACHEREDIS_MAX_DEPS - 1)
-            everything = true;
-        else
-            names[n++] = name;
-    }
-    if (everything) {
-        n = 0;
-        names[n++] = "";
-    }
-    if (w->ddl)
-        names[n++] = DDL_NAME;
-    redis_wait_t *wait = waiter != NULL && waiter->cache != NULL ? wait_new(waiter, false) : NULL;
-    if (cacheredis_publish(cache.redis, target, names, n, published, wait) < 0) {
-        log_error("cache: out of memory publishing a write of %s to the other instances", target);
-        free(wait);
-        return;
-    }
-    if (wait != NULL) {
-        wait_link(waiter->cache, wait);
-        client_hold_output(waiter);
-        atomic_fetch_add_explicit(&cache.holds, 1, memory_order_relaxed);
-    }
-}
-
-/* An L2 read came back to its worker: a HIT goes into memory, where the read finds it when
- * the client's input is read again; a MISS leaves its generations for the fill. */
-static void l2_returned(worker_t *worker, void *arg)
-{
-    redis_wait_t *w = arg;
-    client_t *c = worker != NULL ? w->client : NULL;
-    if (c == NULL) {
-        wait_free(w);
-        return;
-    }
-    cache_client_t *cc = c->cache;
-    wait_unlink(cc, w);
-    cc->l2_reading = false;
-    cc->l2_read = true;
-    cc->l2_hash = w->hash;
-    if (w->result == CACHEREDIS_HIT) {
-        atomic_fetch_add_explicit(&cache.l2_hits, 1, memory_order_relaxed);
-        /* Rejected when a generation moved since the read was planned: then it goes on. */
-        int rc = cachestore_put(cache.store, w->hash, w->key, w->key_len, w->value, w->value_len,
-                                w->deps, w->n_deps, now_ms() + w->ttl_ms, w->rule);
-        (void)rc;
-    } else if (w->result == CACHEREDIS_MISS) {
-        atomic_fetch_add_explicit(&cache.l2_misses, 1, memory_order_relaxed);
-        free(cc->l2_gens);
-        cc->l2_gens = w->gens;
-        w->gens = NULL;
-    }
-    wait_free(w);
-    client_continue(c);
-}
-
-/* An L2 read is over (on the Redis thread): what it gave is copied for the worker. */
-static void l2_got(void *arg, cacheredis_result_t result, const uint8_t *value, size_t len,
-                   const cacheredis_gens_t *gens)
-{
-    redis_wait_t *w = arg;
-    w->result = result;
-    if (result == CACHEREDIS_HIT && (w->value = malloc(len > 0 ? len : 1)) != NULL) {
-        memcpy(w->value, value, len);
-        w->value_len = len;
-    } else if (result == CACHEREDIS_MISS && (w->gens = malloc(sizeof(*gens))) != NULL) {
-        memcpy(w->gens, gens, sizeof(*gens));
-    } else {
-        w->result = CACHEREDIS_DOWN;
-    }
-    hand_back(w, l2_returned);
 }
 
 /* ---- keys ---- */
@@ -952,13 +439,6 @@ static int key_text(buf_t *k, const char *text, size_t len)
 }
 
 /* ---- what a read depends on ---- */
-
-typedef struct read_plan {
-    cachestore_dep_t deps[MAX_DEPS];
-    int n_deps;
-    int64_t ttl_ms;
-    uint16_t rule;
-} read_plan_t;
 
 static bool add_dep(read_plan_t *p, uint32_t ns, const char *name)
 {
@@ -1034,16 +514,16 @@ static bool plan_read(client_t *c, cache_ns_t *ns, const sql_info_t *info, int64
         info->too_many_tables || info->reads_clock || info->runs_unknown || info->session_state ||
         info->too_many_functions || (info->n_read == 0 && tag == 0))
         return false;
-    catalog_t *cat = ns_catalog(ns);
+    catalog_t *cat = cache_ns_catalog(ns);
     if (cat == NULL) {
-        c->cache->want_catalog = ns_id(ns);
+        c->cache->want_catalog = cache_ns_id(ns);
         return false;
     }
     p->n_deps = 0;
     p->ttl_ms = INT64_MAX;
     p->rule = 0;
-    bool ok = add_dep(p, ns_id(ns), "") &&
-              plan_with_catalog(c->worker->cfg, cat, ns_id(ns), info, tag, p);
+    bool ok = add_dep(p, cache_ns_id(ns), "") &&
+              plan_with_catalog(c->worker->cfg, cat, cache_ns_id(ns), info, tag, p);
     catalog_unref(cat);
     if (ok && tag > 0) {
         p->ttl_ms = tag;
@@ -1066,7 +546,7 @@ static int arm(client_t *c, const read_plan_t *p, bool extended)
         return -1;
     }
     memcpy(f->key, buf_head(&cc->key), f->key_len);
-    f->hash = sqlparse_hash((const char *)f->key, f->key_len);
+    f->hash = cc->key_hash;
     memcpy(f->deps, p->deps, (size_t)p->n_deps * sizeof(p->deps[0]));
     f->n_deps = p->n_deps;
     f->ttl_ms = p->ttl_ms;
@@ -1079,41 +559,6 @@ static int arm(client_t *c, const read_plan_t *p, bool extended)
 }
 
 /*
- * Asks Redis for the answer of the read whose key (hash) is in cc->key: CACHE_WAIT, or 0 when
- * it cannot ask (the read then goes on as a miss).
- */
-static int l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t hash)
-{
-    cache_client_t *cc = c->cache;
-    redis_wait_t *w = wait_new(c, true);
-    if (w == NULL || (w->key = malloc(buf_len(&cc->key))) == NULL) {
-        free(w);
-        return 0;
-    }
-    w->key_len = buf_len(&cc->key);
-    memcpy(w->key, buf_head(&cc->key), w->key_len);
-    w->hash = hash;
-    memcpy(w->deps, p->deps, (size_t)p->n_deps * sizeof(p->deps[0]));
-    w->n_deps = p->n_deps;
-    w->ttl_ms = p->ttl_ms;
-    w->rule = p->rule;
-    const char *names[MAX_DEPS];
-    const cachegen_counter_t *all = atomic_load_explicit(&ns->all, memory_order_acquire);
-    for (int i = 0; i < p->n_deps; i++)
-        names[i] = p->deps[i].counter == all ? "" : cachegen_name(p->deps[i].counter);
-    char target[sizeof(ns->target)];
-    ns_target(ns, target, sizeof(target));
-    if (cacheredis_get(cache.redis, hash, w->key, w->key_len, target, names, p->n_deps, l2_got, w) <
-        0) {
-        wait_free(w);
-        return 0;
-    }
-    wait_link(cc, w);
-    cc->l2_reading = true;
-    return CACHE_WAIT;
-}
-
-/*
  * A read that memory does not hold: asked of Redis first (once), then armed to be recorded,
  * to be stored in Redis too with the generations Redis gave. CACHE_WAIT, 0, or -1 when memory
  * runs out.
@@ -1121,14 +566,14 @@ static int l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t h
 static int miss(client_t *c, cache_ns_t *ns, const read_plan_t *p, bool extended)
 {
     cache_client_t *cc = c->cache;
-    uint64_t hash = sqlparse_hash((const char *)buf_head(&cc->key), buf_len(&cc->key));
+    uint64_t hash = cc->key_hash;
     bool asked = cc->l2_read && cc->l2_hash == hash;
     cc->l2_read = false;
     if (!asked) {
         free(cc->l2_gens);
         cc->l2_gens = NULL;
         if (cache.redis != NULL)
-            return l2_read(c, ns, p, hash);
+            return cache_l2_read(c, ns, p, hash);
     }
     if (arm(c, p, extended) < 0)
         return -1;
@@ -1150,17 +595,19 @@ static bool between_transactions(const client_t *c)
     return s->pend_count == 0 && !s->sync_pending && s->txn_status == 'I';
 }
 
-/* Looks the key in cc->key up; on a hit writes the answer, a prefix before it. */
+/* Looks the key in cc->key up (its hash kept in cc->key_hash for a miss); on a hit writes
+ * the answer, a prefix before it. */
 static int lookup(client_t *c, const uint8_t *prefix, size_t prefix_len)
 {
     cache_client_t *cc = c->cache;
     uint64_t hash = sqlparse_hash((const char *)buf_head(&cc->key), buf_len(&cc->key));
+    cc->key_hash = hash;
     uint32_t before = buf_len(&c->out);
     uint16_t rule;
     if (prefix_len > 0 && buf_append(&c->out, prefix, prefix_len) < 0)
         return -1;
-    int rc = cachestore_get(cache.store, hash, buf_head(&cc->key), buf_len(&cc->key), now_ms(),
-                            &c->out, &rule);
+    int rc = cachestore_get(cache.store, hash, buf_head(&cc->key), buf_len(&cc->key),
+                            cache_now_ms(), &c->out, &rule);
     if (rc != CACHESTORE_HIT) {
         buf_truncate(&c->out, before); /* the prefix goes: nothing was answered */
         return rc < 0 ? -1 : 0;
@@ -1178,7 +625,8 @@ static int answer_query(client_t *c, cache_ns_t *ns, const proto_msg_t *m)
     int64_t tag = tag_ttl(text, len);
     if (tag < 0)
         return 0;
-    if (key_begin(&cc->key, c, ns_id(ns), 'Q', false) < 0 || key_text(&cc->key, text, len) < 0)
+    if (key_begin(&cc->key, c, cache_ns_id(ns), 'Q', false) < 0 ||
+        key_text(&cc->key, text, len) < 0)
         return -1;
     int rc = lookup(c, NULL, 0);
     if (rc != 0)
@@ -1282,7 +730,7 @@ static int answer_unit(client_t *c, cache_ns_t *ns)
     int64_t tag = tag_ttl(text, len);
     if (tag < 0)
         return 0;
-    if (key_begin(&cc->key, c, ns_id(ns), 'X', u.describe) < 0 ||
+    if (key_begin(&cc->key, c, cache_ns_id(ns), 'X', u.describe) < 0 ||
         key_text(&cc->key, text, len) < 0 ||
         buf_append(&cc->key, body + len + 1, body_len - len - 1) < 0 ||
         buf_append(&cc->key, u.bind_rest, u.bind_rest_len) < 0)
@@ -1323,7 +771,7 @@ int cache_answer(client_t *c, const proto_msg_t *m)
     if (cc->dirty || cc->armed != NULL || !between_transactions(c))
         return 0;
     cache_ns_t *ns = pool_ns(c->pool);
-    if (ns == NULL || !ns_allows(ns, now_ms()))
+    if (ns == NULL || !cache_ns_allows(ns, cache_now_ms()))
         return 0;
     return m->type == 'Q' ? answer_query(c, ns, m) : answer_unit(c, ns);
 }
@@ -1389,7 +837,7 @@ static void writes_of(client_t *c, cache_server_t *ss, cache_ns_t *ns, const pro
     const sql_info_t *info = NULL;
     if (m->type == 'F') {
         write_everything(&ss->writes, ns);
-        ss->writes.ns = ns_id(ns);
+        ss->writes.ns = cache_ns_id(ns);
         return;
     }
     if (m->type == 'Q')
@@ -1398,9 +846,9 @@ static void writes_of(client_t *c, cache_server_t *ss, cache_ns_t *ns, const pro
     else
         info = bound_statement(c, m);
     if (info == NULL) {
-        if (ss->writes.ns != 0 && ss->writes.ns != ns_id(ns))
+        if (ss->writes.ns != 0 && ss->writes.ns != cache_ns_id(ns))
             bump_writes(&ss->writes, NULL);
-        ss->writes.ns = ns_id(ns);
+        ss->writes.ns = cache_ns_id(ns);
         write_everything(&ss->writes, ns);
         return;
     }
@@ -1417,10 +865,10 @@ static int maybe_load_catalog(client_t *c, server_t *s, cache_server_t *ss)
     if (id == 0 || ss->catalog_ns != 0)
         return 0;
     cache_ns_t *ns = &cache.ns[id];
-    if (!ns_wants_catalog(ns, now_ms()) ||
+    if (!ns_wants_catalog(ns, cache_now_ms()) ||
         atomic_exchange_explicit(&ns->loading, true, memory_order_acq_rel))
         return 0;
-    atomic_store_explicit(&ns->tried_at, now_ms(), memory_order_relaxed);
+    atomic_store_explicit(&ns->tried_at, cache_now_ms(), memory_order_relaxed);
     if (server_run_query(s, catalog_query()) < 0) {
         atomic_store_explicit(&ns->loading, false, memory_order_release);
         return -1;
@@ -1562,7 +1010,7 @@ static void finish_catalog(server_t *s, cache_server_t *ss)
         server_log(LOG_WARNING, s, "cache: cannot read the catalog: %s", err);
     } else {
         ns_set_catalog(ns, cat);
-        atomic_store_explicit(&ns->loaded_at, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&ns->loaded_at, cache_now_ms(), memory_order_relaxed);
         atomic_fetch_add_explicit(&ns->catalog_loads, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&ns->loading, false, memory_order_release);
@@ -1573,9 +1021,9 @@ static void finish_fill(server_t *s, cache_server_t *ss)
     cache_fill_t *f = ss->fill;
     ss->fill = NULL;
     if (!f->failed && s->txn_status == 'I' && buf_len(&f->value) > 0) {
-        int rc =
-            cachestore_put(cache.store, f->hash, f->key, f->key_len, buf_head(&f->value),
-                           buf_len(&f->value), f->deps, f->n_deps, now_ms() + f->ttl_ms, f->rule);
+        int rc = cachestore_put(cache.store, f->hash, f->key, f->key_len, buf_head(&f->value),
+                                buf_len(&f->value), f->deps, f->n_deps, cache_now_ms() + f->ttl_ms,
+                                f->rule);
         atomic_fetch_add_explicit(rc == 0 ? &cache.fills : &cache.fills_dropped, 1,
                                   memory_order_relaxed);
         /* Only what memory took: a rejection may mean a write came meanwhile. */
@@ -1617,181 +1065,4 @@ void cache_server_gone(server_t *s)
     buf_free(&ss->catalog);
     free(ss);
     s->cache = NULL;
-}
-
-/* ---- the admin API ---- */
-
-static json_t *counters_json(const cachestore_counters_t *k)
-{
-    uint64_t lookups = k->hits + k->misses;
-    return json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
-                     "hits", (json_int_t)k->hits, "misses", (json_int_t)k->misses, "hit_ratio",
-                     lookups > 0 ? (double)k->hits / (double)lookups : 0.0, "stale",
-                     (json_int_t)k->stale, "expired", (json_int_t)k->expired, "evictions",
-                     (json_int_t)k->evictions, "inserts", (json_int_t)k->inserts, "rejected",
-                     (json_int_t)k->rejected, "invalidations", (json_int_t)k->invalidations,
-                     "entries", (json_int_t)k->entries, "bytes", (json_int_t)k->bytes,
-                     "value_bytes", (json_int_t)k->value_bytes, "stored_bytes",
-                     (json_int_t)k->stored_bytes, "compression_ratio",
-                     k->stored_bytes > 0 ? (double)k->value_bytes / (double)k->stored_bytes : 1.0);
-}
-
-/* One object per rule, and one for the answers cached for a pgturbo_cache tag. */
-static json_t *rules_json(const config_t *cfg)
-{
-    json_t *rules = json_array();
-    for (int i = 0; rules != NULL && i <= cfg->n_cache_rules; i++) {
-        const config_cache_rule_t *r = i < cfg->n_cache_rules ? &cfg->cache_rules[i] : NULL;
-        char name[2 * CONFIG_NAME_LEN];
-        if (r != NULL)
-            snprintf(name, sizeof(name), "%s%s%s", r->schema, r->schema[0] != '\0' ? "." : "",
-                     r->table);
-        else
-            snprintf(name, sizeof(name), "pgturbo_cache tag");
-        cachestore_counters_t k;
-        cachestore_rule_counters(cache.store, r != NULL ? (uint16_t)i : RULE_TAG, &k);
-        json_t *o = counters_json(&k);
-        if (o == NULL || json_object_set_new(o, "rule", json_string(name)) < 0 ||
-            json_object_set_new(o, "ttl_seconds",
-                                r != NULL ? json_real((double)r->ttl / 1000.0) : json_null()) < 0 ||
-            json_array_append_new(rules, o) < 0) {
-            json_decref(o);
-            json_decref(rules);
-            return NULL;
-        }
-    }
-    return rules;
-}
-
-/* The Redis link's state, or JSON null without one. */
-static json_t *redis_json(void)
-{
-    if (cache.redis == NULL)
-        return json_null();
-    cacheredis_status_t st;
-    cacheredis_status(cache.redis, &st);
-    return json_pack(
-        "{s:b, s:b, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:s}",
-        "connected", st.connected, "fresh", st.fresh, "instance", st.instance, "peers", st.peers,
-        "published", (json_int_t)st.published, "publish_timeouts", (json_int_t)st.publish_timeouts,
-        "publish_unsent", (json_int_t)st.publish_unsent, "received", (json_int_t)st.received,
-        "commits_held", (json_int_t)atomic_load(&cache.holds), "gets", (json_int_t)st.gets, "hits",
-        (json_int_t)atomic_load(&cache.l2_hits), "misses",
-        (json_int_t)atomic_load(&cache.l2_misses), "get_errors", (json_int_t)st.get_errors, "puts",
-        (json_int_t)st.puts, "put_errors", (json_int_t)st.put_errors, "disconnects",
-        (json_int_t)st.disconnects, "last_error", st.last_error);
-}
-
-/* A target's logical consumer, or JSON null without one. */
-static json_t *logical_json(cache_ns_t *ns)
-{
-    if (ns->logical == NULL)
-        return json_null();
-    cachelogical_status_t st;
-    cachelogical_status(ns->logical, &st);
-    return json_pack("{s:b, s:s, s:I, s:I, s:I, s:s}", "streaming", st.connected, "slot", st.slot,
-                     "transactions", (json_int_t)st.transactions, "changes", (json_int_t)st.changes,
-                     "reconnects", (json_int_t)st.reconnects, "last_error", st.last_error);
-}
-
-/* One object per database target the cache has met. */
-static json_t *targets_json(void)
-{
-    json_t *targets = json_array();
-    int64_t now = now_ms();
-    for (int i = 1; targets != NULL && i <= MAX_NAMESPACES; i++) {
-        cache_ns_t *ns = &cache.ns[i];
-        pthread_mutex_lock(&ns->lock);
-        json_t *o = NULL;
-        if (ns->target[0] != '\0') {
-            int64_t loaded = atomic_load(&ns->loaded_at);
-            o = json_pack(
-                "{s:s, s:b, s:i, s:i, s:o, s:I, s:I, s:o}", "target", ns->target, "catalog_loaded",
-                ns->cat != NULL, "relations", ns->cat != NULL ? catalog_relation_count(ns->cat) : 0,
-                "functions", ns->cat != NULL ? catalog_function_count(ns->cat) : 0,
-                "catalog_age_seconds",
-                loaded > 0 ? json_real((double)(now - loaded) / 1000.0) : json_null(),
-                "catalog_loads", (json_int_t)atomic_load(&ns->catalog_loads), "catalog_failures",
-                (json_int_t)atomic_load(&ns->catalog_failures), "logical", logical_json(ns));
-        }
-        pthread_mutex_unlock(&ns->lock);
-        if (o != NULL && json_array_append_new(targets, o) < 0) {
-            json_decref(targets);
-            return NULL;
-        }
-    }
-    return targets;
-}
-
-json_t *cache_snapshot(void)
-{
-    const config_t *cfg = atomic_load(&cache.cfg);
-    if (cache.store == NULL || cfg == NULL)
-        return NULL;
-    cachestore_counters_t k;
-    cachestore_counters(cache.store, &k);
-    json_t *totals = counters_json(&k);
-    if (totals == NULL ||
-        json_object_set_new(totals, "write_bumps",
-                            json_integer((json_int_t)atomic_load(&cache.write_bumps))) < 0 ||
-        json_object_set_new(totals, "everything_bumps",
-                            json_integer((json_int_t)atomic_load(&cache.everything_bumps))) < 0 ||
-        json_object_set_new(totals, "fills", json_integer((json_int_t)atomic_load(&cache.fills))) <
-            0 ||
-        json_object_set_new(totals, "fills_dropped",
-                            json_integer((json_int_t)atomic_load(&cache.fills_dropped))) < 0) {
-        json_decref(totals);
-        return NULL;
-    }
-    return json_pack("{s:b, s:s, s:{s:I, s:i, s:I, s:I}, s:o, s:o*, s:o*, s:o*}", "enabled",
-                     cache_configured(cfg), "invalidation",
-                     cfg->cache_invalidation == CACHE_INVALIDATION_LOGICAL ? "logical" : "proxy",
-                     "limits", "max_memory", (json_int_t)cfg->cache_max_memory, "max_entries",
-                     cfg->cache_max_entries, "max_entry_size",
-                     (json_int_t)cfg->cache_max_entry_size, "compress_min",
-                     (json_int_t)cfg->cache_compress_min, "totals", totals, "rules",
-                     rules_json(cfg), "databases", targets_json(), "redis", redis_json());
-}
-
-/* Bumps and drops the entries of one relname in every target. */
-static size_t clear_table(const char *table)
-{
-    size_t n = 0;
-    for (uint32_t i = 1; i <= MAX_NAMESPACES; i++) {
-        cachegen_counter_t *counter = cachegen_find(cache.gens, i, table);
-        if (counter == NULL)
-            continue;
-        cachegen_bump(counter);
-        n += cachestore_remove_dep(cache.store, counter);
-    }
-    return n;
-}
-
-size_t cache_clear(const char *schema, const char *table)
-{
-    if (cache.store == NULL)
-        return 0;
-    if (table != NULL)
-        return clear_table(table);
-    if (schema == NULL) {
-        for (int i = 1; i <= MAX_NAMESPACES; i++) {
-            cachegen_counter_t *all = atomic_load_explicit(&cache.ns[i].all, memory_order_acquire);
-            if (all != NULL)
-                cachegen_bump(all);
-        }
-        return cachestore_clear(cache.store);
-    }
-    size_t n = 0;
-    for (int i = 1; i <= MAX_NAMESPACES; i++) {
-        catalog_t *cat = ns_catalog(&cache.ns[i]);
-        if (cat == NULL)
-            continue;
-        const char *names[1024];
-        int k = catalog_relations_in(cat, schema, names, 1024);
-        for (int j = 0; j < k; j++)
-            n += clear_table(names[j]);
-        catalog_unref(cat);
-    }
-    return n;
 }

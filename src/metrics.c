@@ -355,6 +355,26 @@ static void put_scheduler(FILE *f, const scheduler_job_info_t *jobs, int n)
     }
 }
 
+/* One kind of values of an object of the result cache: each of keys present in obj (an integer,
+ * or a boolean as 0/1) as <prefix><key><suffix>, of type, with help. */
+static void put_cache_values(FILE *f, const json_t *obj, const char *const *keys, size_t n,
+                             const char *prefix, const char *suffix, const char *type,
+                             const char *help)
+{
+    char name[96];
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(obj, keys[i]);
+        if (!json_is_integer(v) && !json_is_boolean(v))
+            continue;
+        snprintf(name, sizeof(name), "%s%s%s", prefix, keys[i], suffix);
+        put_header(f, name, type, help);
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name,
+                json_is_boolean(v) ? (json_int_t)json_is_true(v) : json_integer_value(v));
+    }
+}
+
+#define N_KEYS(a) (sizeof(a) / sizeof((a)[0]))
+
 /* The totals of the result cache: counters (those ending in _total) and gauges. */
 static void put_cache_totals(FILE *f, const json_t *totals)
 {
@@ -363,23 +383,10 @@ static void put_cache_totals(FILE *f, const json_t *totals)
         "inserts", "rejected", "invalidations", "write_bumps", "everything_bumps",
     };
     static const char *const gauges[] = {"entries", "bytes", "value_bytes", "stored_bytes"};
-    char name[96];
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-        const json_t *v = json_object_get(totals, counters[i]);
-        if (!json_is_integer(v))
-            continue;
-        snprintf(name, sizeof(name), "pgturbo_cache_%s_total", counters[i]);
-        put_header(f, name, "counter", "Result cache counter since the start (docs/api.md).");
-        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
-    }
-    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
-        const json_t *v = json_object_get(totals, gauges[i]);
-        if (!json_is_integer(v))
-            continue;
-        snprintf(name, sizeof(name), "pgturbo_cache_%s", gauges[i]);
-        put_header(f, name, "gauge", "Result cache size now (docs/api.md).");
-        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
-    }
+    put_cache_values(f, totals, counters, N_KEYS(counters), "pgturbo_cache_", "_total", "counter",
+                     "Result cache counter since the start (docs/api.md).");
+    put_cache_values(f, totals, gauges, N_KEYS(gauges), "pgturbo_cache_", "", "gauge",
+                     "Result cache size now (docs/api.md).");
 }
 
 /* The link to the Redis that instances share, when there is one (docs/api.md, "redis"). */
@@ -392,24 +399,10 @@ static void put_cache_redis(FILE *f, const json_t *redis)
         "puts",      "put_errors",       "disconnects",
     };
     static const char *const gauges[] = {"connected", "fresh", "peers"};
-    char name[96];
-    if (!json_is_object(redis))
-        return;
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-        const json_t *v = json_object_get(redis, counters[i]);
-        if (!json_is_integer(v))
-            continue;
-        snprintf(name, sizeof(name), "pgturbo_cache_redis_%s_total", counters[i]);
-        put_header(f, name, "counter", "Result cache's Redis link, since the start (docs/api.md).");
-        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, json_integer_value(v));
-    }
-    for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
-        const json_t *v = json_object_get(redis, gauges[i]);
-        json_int_t n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
-        snprintf(name, sizeof(name), "pgturbo_cache_redis_%s", gauges[i]);
-        put_header(f, name, "gauge", "Result cache's Redis link now (docs/api.md).");
-        fprintf(f, "%s %" JSON_INTEGER_FORMAT "\n", name, n);
-    }
+    put_cache_values(f, redis, counters, N_KEYS(counters), "pgturbo_cache_redis_", "_total",
+                     "counter", "Result cache's Redis link, since the start (docs/api.md).");
+    put_cache_values(f, redis, gauges, N_KEYS(gauges), "pgturbo_cache_redis_", "", "gauge",
+                     "Result cache's Redis link now (docs/api.md).");
 }
 
 /* One family of per-rule values of the result cache. */

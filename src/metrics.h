@@ -27,6 +27,9 @@
  *                                                  gauges of the result cache
  *   pgturbo_cache_rule_hits_total, _misses_total   counters {rule}
  *   pgturbo_cache_rule_entries, _bytes             gauges {rule}
+ *   pgturbo_cache_redis_<counter>_total            counters of the Redis link (published,
+ *                                                  received, commits_held, gets, hits ...)
+ *   pgturbo_cache_redis_connected, _fresh, _peers  gauges of the Redis link, when there is one
  */
 #ifndef PGTURBO_METRICS_H
 #define PGTURBO_METRICS_H

@@ -402,6 +402,30 @@ static void scheduler_jobs_have_runs_failures_and_a_success_time_once_they_had_o
         "database=\"app\"} 1767225600.123\n");
 }
 
+/* The Redis link's figures: counters with _total, booleans as 0/1 gauges; none without it. */
+static void cache_redis_link_is_counters_and_gauges(void **state)
+{
+    metrics_input_t in = input(NULL, NULL, NULL, NULL, NULL);
+    in.cache = parse("{\"totals\": {\"hits\": 3}, \"rules\": [], \"redis\": {\"connected\": true, "
+                     "\"fresh\": false, \"peers\": 2, \"published\": 7, \"hits\": 5}}");
+    char *text = render(&in);
+    assert_non_null(strstr(text, "\npgturbo_cache_hits_total 3\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_redis_published_total 7\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_redis_hits_total 5\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_redis_connected 1\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_redis_fresh 0\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_redis_peers 2\n"));
+    assert_non_null(strstr(text, "# TYPE pgturbo_cache_redis_connected gauge\n"));
+    free(text);
+    json_decref((json_t *)in.cache);
+    in.cache = parse("{\"totals\": {\"hits\": 3}, \"rules\": [], \"redis\": null}");
+    text = render(&in);
+    assert_null(strstr(text, "pgturbo_cache_redis_"));
+    free(text);
+    json_decref((json_t *)in.cache);
+    input_free(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +443,7 @@ int main(void)
         cmocka_unit_test(histogram_uses_the_shorter_of_le_and_buckets),
         cmocka_unit_test(alerts_without_name_or_subject_are_left_out),
         cmocka_unit_test(scheduler_jobs_have_runs_failures_and_a_success_time_once_they_had_one),
+        cmocka_unit_test(cache_redis_link_is_counters_and_gauges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
