@@ -31,22 +31,24 @@ static PGconn *direct;
 
 static json_t *cache_api(int admin_port);
 
-/* Whether the daemon has read the catalog of the test database. */
-static bool catalog_loaded(int admin_port)
+/* Whether the test database's object in GET /api/v1/cache's databases has flag true; with
+ * member, the flag is of that member object ("logical": its consumer). */
+static bool database_flag(int admin_port, const char *member, const char *flag)
 {
     json_t *api = cache_api(admin_port);
-    bool loaded = false;
+    bool set = false;
     size_t i;
     json_t *db;
     json_array_foreach(json_object_get(api, "databases"), i, db)
     {
         const char *target = json_string_value(json_object_get(db, "target"));
+        json_t *o = member != NULL ? json_object_get(db, member) : db;
         if (target != NULL && strstr(target, "/" DB) != NULL &&
-            json_is_true(json_object_get(db, "catalog_loaded")))
-            loaded = true;
+            json_is_true(json_object_get(o, flag)))
+            set = true;
     }
     json_decref(api);
-    return loaded;
+    return set;
 }
 
 /* Reads through c until the daemon has (again) read the catalog: after a start, or a DDL. */
@@ -58,7 +60,7 @@ static void wait_for_catalog(PGconn *c, int admin_port)
             fail_msg("the catalog of %s was not read within 10 s", DB);
         harness_exec_ok(c, "SELECT count(*) FROM pg_class");
         harness_sleep_ms(20);
-    } while (!catalog_loaded(admin_port));
+    } while (!database_flag(admin_port, NULL, "catalog_loaded"));
 }
 
 /*
@@ -548,25 +550,6 @@ static void test_low_hit_ratio_raises_an_alert(void **state)
     set_directly("DROP TABLE ritems");
 }
 
-/* Whether the daemon's logical consumer of the test database streams. */
-static bool logical_streams(int admin_port)
-{
-    json_t *api = cache_api(admin_port);
-    bool streams = false;
-    size_t i;
-    json_t *db;
-    json_array_foreach(json_object_get(api, "databases"), i, db)
-    {
-        const char *target = json_string_value(json_object_get(db, "target"));
-        json_t *logical = json_object_get(db, "logical");
-        if (target != NULL && strstr(target, "/" DB) != NULL &&
-            json_is_true(json_object_get(logical, "streaming")))
-            streams = true;
-    }
-    json_decref(api);
-    return streams;
-}
-
 /* Until the consumer pgturbo_cache is the cluster's synchronous standby. */
 static void wait_for_synchronous_consumer(void)
 {
@@ -616,7 +599,7 @@ static void test_logical_invalidation_of_direct_writes(void **state)
     wait_for_catalog(first, admin);
     PQfinish(first);
     long long deadline = harness_now_ms() + 10000;
-    while (!logical_streams(admin)) {
+    while (!database_flag(admin, "logical", "streaming")) {
         if (harness_now_ms() > deadline)
             fail_msg("the logical consumer did not stream within 10 s");
         harness_sleep_ms(50);
