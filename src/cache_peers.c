@@ -100,7 +100,8 @@ static void conninfo_put(char *out, size_t len, const char *key, const char *val
 /*
  * cache_invalidation = logical: one consumer per database target of [databases] (the "*"
  * entry names none), connecting as the entry's user (postgres when it has none) with its
- * password. Returns 0, or -1 with a message in err for a connection string libpq refuses.
+ * password, as application_name pgturbo_cache_<dbname>. Returns 0, or -1 with a message in err for
+ * a connection string libpq refuses.
  */
 int cache_start_logical(const config_t *cfg, char *err, size_t errlen)
 {
@@ -124,6 +125,11 @@ int cache_start_logical(const config_t *cfg, char *err, size_t errlen)
                      db->user[0] != '\0' ? db->user : "postgres");
         if (db->password[0] != '\0')
             conninfo_put(conninfo, sizeof(conninfo), "password", db->password);
+        /* Named for its database, so that synchronous_standby_names can make a database's
+         * commits wait for the consumer of that database and no other. */
+        char name[CONFIG_NAME_LEN];
+        snprintf(name, sizeof(name), "pgturbo_cache_%.49s", dbname);
+        conninfo_put(conninfo, sizeof(conninfo), "application_name", name);
         char why[256];
         ns->logical = cachelogical_start(conninfo, "pgturbo", logical_change, ns, why, sizeof(why));
         if (ns->logical == NULL) {

@@ -61,7 +61,7 @@
 
 /* How the connection shows in pg_stat_activity and pg_stat_replication, unless the connection
  * string says otherwise. */
-#define APPLICATION_NAME "pgturbo_cache" /* what synchronous_standby_names can name */
+#define APPLICATION_NAME "pgturbo_cache" /* unless the connection string names another */
 
 /* Buckets of the hash of a transaction's tables: twice the tables, so a probe stays short and
  * a free bucket always exists. */

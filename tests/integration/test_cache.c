@@ -555,10 +555,10 @@ static void wait_for_synchronous_consumer(void)
 {
     long long deadline = harness_now_ms() + 10000;
     for (;;) {
-        char *n = harness_query_value(direct, "SELECT count(*) FROM pg_stat_replication "
-                                              "WHERE application_name = 'pgturbo_cache' "
-                                              "AND sync_state = 'sync'");
-        bool sync = n != NULL && strcmp(n, "1") == 0;
+        char *n = harness_query_value(direct, "SELECT count(*) FILTER (WHERE sync_state = 'sync') "
+                                              "|| '/' || count(*) FROM pg_stat_replication "
+                                              "WHERE application_name = 'pgturbo_cache_" DB "'");
+        bool sync = n != NULL && strcmp(n, "1/1") == 0;
         free(n);
         if (sync)
             return;
@@ -584,7 +584,8 @@ static void test_logical_invalidation_of_direct_writes(void **state)
 {
     set_directly(
         "CREATE TABLE litems (id int PRIMARY KEY, v int); INSERT INTO litems VALUES (1, 0)");
-    /* A consumer follows the databases that [databases] names (not those of "*"). */
+    /* A consumer follows each database that [databases] names (not those of "*"): the test's
+     * alone, so that the one pgturbo_cache standby is the consumer of its writes. */
     char extra[1024], entry[128];
     int admin = harness_free_port();
     snprintf(extra, sizeof(extra),
@@ -594,7 +595,7 @@ static void test_logical_invalidation_of_direct_writes(void **state)
     snprintf(entry, sizeof(entry), DB " = host=127.0.0.1 port=%d dbname=" DB "\n",
              harness_pg_port());
     pgturbo_proc_t p;
-    harness_start_pgturbo(&p, extra, entry);
+    harness_start_pgturbo_databases(&p, extra, entry);
     PGconn *first = connect_via(&p);
     wait_for_catalog(first, admin);
     PQfinish(first);
@@ -604,7 +605,7 @@ static void test_logical_invalidation_of_direct_writes(void **state)
             fail_msg("the logical consumer did not stream within 10 s");
         harness_sleep_ms(50);
     }
-    harness_exec_ok(direct, "ALTER SYSTEM SET synchronous_standby_names = 'pgturbo_cache'");
+    harness_exec_ok(direct, "ALTER SYSTEM SET synchronous_standby_names = 'pgturbo_cache_" DB "'");
     harness_exec_ok(direct, "SELECT pg_reload_conf()");
     wait_for_synchronous_consumer();
     PGconn *writer = harness_connect_direct(DB);

@@ -18,8 +18,8 @@
  *        answers and each wait for the other's acknowledgement before a commit reaches its
  *        client;
  *     3. as 2, with cache_invalidation = logical: both instances' logical consumers
- *        (application_name pgturbo_cache) are made the cluster's synchronous standbys for the
- *        test (ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (pgturbo_cache)', reset
+ *        (application_name pgturbo_cache_<database>) are made the cluster's synchronous
+ *        standbys for the test (synchronous_standby_names = 'ANY 2 (pgturbo_cache_...)', reset
  *        after it; as the cluster runs with synchronous_commit = off, only sessions that turn
  *        it on wait; test_cache.c does the same, so ctest runs the two apart);
  *     4. as 3, with one more writer straight to PostgreSQL with synchronous_commit = on: known
@@ -49,7 +49,7 @@
 #define WRITERS         3 /* through pgturbo; configuration 3 adds one straight to PostgreSQL */
 #define READS_WANTED    200000 /* per configuration */
 #define READS_PER_WRITE 150
-#define RUN_LIMIT_MS    28000 /* a run that has not read READS_WANTED by then fails */
+#define RUN_LIMIT_MS    60000 /* a run that has not read READS_WANTED by then fails */
 #define OUTAGE_MS       1500  /* how long Redis stays down in test_redis_killed_and_restarted */
 #define MAX_REPORTED    5     /* stale reads described in full */
 
@@ -515,12 +515,13 @@ typedef struct pair {
  * waits until PostgreSQL counts them so. */
 static void require_synchronous_standbys(void)
 {
-    harness_exec_ok(direct, "ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (pgturbo_cache)'");
+    harness_exec_ok(direct,
+                    "ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (pgturbo_cache_" DB ")'");
     harness_exec_ok(direct, "SELECT pg_reload_conf()");
     long long deadline = harness_now_ms() + 10000;
     for (;;) {
         char *n = harness_query_value(direct, "SELECT count(*) FROM pg_stat_replication "
-                                              "WHERE application_name = 'pgturbo_cache' "
+                                              "WHERE application_name = 'pgturbo_cache_" DB "' "
                                               "AND sync_state = 'quorum'");
         bool both = n != NULL && strcmp(n, "2") == 0;
         free(n);

@@ -179,7 +179,7 @@ static void expect_reports(collector_t *c, PGconn *conn, const char *const *expe
 
 /* ---- the cluster ---- */
 
-/* Named apart from pgturbo's own consumers (pgturbo_cache), which tests make synchronous
+/* Named apart from pgturbo's own consumers (pgturbo_cache_<db>), which tests make synchronous
  * standbys: this one must never be mistaken for theirs. */
 static char *consumer_conninfo(void)
 {

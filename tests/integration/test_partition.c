@@ -224,8 +224,8 @@ static void test_retention_drops_or_detaches_exactly_as_told(void **state)
                         "PARTITION BY RANGE (day)");
     char args[256];
     char *from = value("SELECT (now() - interval '6 months')::date");
-    snprintf(args, sizeof(args),
-             "create audit --column day --interval month --premake 0 --from %s", from);
+    snprintf(args, sizeof(args), "create audit --column day --interval month --premake 0 --from %s",
+             from);
     free(from);
     assert_int_equal(partition(args), 0);
     harness_exec_ok(db, "INSERT INTO audit SELECT i, (now() - i * interval '1 day')::date "
@@ -277,13 +277,11 @@ static void test_names_needing_quotes(void **state)
 static void test_dry_run_prints_and_changes_nothing(void **state)
 {
     harness_exec_ok(db, "CREATE TABLE dry (at date NOT NULL) PARTITION BY RANGE (at)");
-    assert_int_equal(partition("create dry --column at --interval year --premake 1 --dry-run"),
-                     0);
+    assert_int_equal(partition("create dry --column at --interval year --premake 1 --dry-run"), 0);
     assert_non_null(strstr(out, "BEGIN;\nCREATE TABLE \"public\".\"dry_"));
     assert_non_null(strstr(out, "INSERT INTO pgturbo.partition_config"));
     assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'dry'::regclass", "0");
-    assert_value("SELECT count(*) FROM pgturbo.partition_config WHERE parent_table = 'dry'",
-                 "0");
+    assert_value("SELECT count(*) FROM pgturbo.partition_config WHERE parent_table = 'dry'", "0");
 }
 
 static void test_bad_tables_are_refused_and_change_nothing(void **state)
@@ -303,7 +301,8 @@ static void test_bad_tables_are_refused_and_change_nothing(void **state)
         {"create nosuch --column at --interval month", "table \"nosuch\" does not exist"},
         {"create plain --column id --interval month",
          "column \"id\" of public.plain is integer, not a date, timestamp or timestamptz"},
-        {"create plain --column nope --interval month", "table public.plain has no column \"nope\""},
+        {"create plain --column nope --interval month",
+         "table public.plain has no column \"nope\""},
         {"create plain --column at --interval month",
          "public.plain is a plain table, not a partitioned one: pgturbo partition convert"},
         {"create by_list --column at --interval month",
@@ -316,8 +315,7 @@ static void test_bad_tables_are_refused_and_change_nothing(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = partition(cases[i].args);
         if (rc != 3 || strstr(out, cases[i].says) == NULL)
-            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
-                     out);
+            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says, out);
     }
     assert_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'overlap'::regclass", "1");
 }
@@ -356,13 +354,12 @@ static void test_bad_command_lines_exit_2(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = partition(cases[i].args);
         if (rc != 2 || strstr(out, cases[i].says) == NULL)
-            fail_msg("%s: exit %d, want 2 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
-                     out);
+            fail_msg("%s: exit %d, want 2 and \"%s\":\n%s", cases[i].args, rc, cases[i].says, out);
     }
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
-             "%s partition list 'host=127.0.0.1 port=%d user=postgres dbname=x' 2>&1",
-             PGTURBO_BIN, harness_free_port());
+             "%s partition list 'host=127.0.0.1 port=%d user=postgres dbname=x' 2>&1", PGTURBO_BIN,
+             harness_free_port());
     assert_int_equal(harness_shell(cmd, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "cannot connect"));
 }
@@ -510,16 +507,14 @@ static void test_convert_refuses_what_it_cannot_do_untouched(void **state)
         {"convert nokey --column at --interval month", "nokey has no primary key"},
         {"convert taken --column at --interval month",
          "public.taken_old exists: the old table would take that name"},
-        {"convert holes --column at --interval month",
-         "1 rows of holes have no at: add --default"},
+        {"convert holes --column at --interval month", "1 rows of holes have no at: add --default"},
         {"convert people --column at --interval month",
          "people is referenced by the foreign keys of"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = partition(cases[i].args);
         if (rc != 3 || strstr(out, cases[i].says) == NULL)
-            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says,
-                     out);
+            fail_msg("%s: exit %d, want 3 and \"%s\":\n%s", cases[i].args, rc, cases[i].says, out);
     }
     assert_value("SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class "
                  "WHERE relname IN ('nokey', 'taken', 'holes', 'people')",
@@ -529,8 +524,7 @@ static void test_convert_refuses_what_it_cannot_do_untouched(void **state)
 
 static void test_convert_dry_run_prints_every_statement(void **state)
 {
-    assert_int_equal(partition("convert holes --column at --interval year --default --dry-run"),
-                     0);
+    assert_int_equal(partition("convert holes --column at --interval year --default --dry-run"), 0);
     static const char *const statements[] = {
         "CREATE TABLE \"public\".\"holes_pgturbo_new\" (LIKE \"public\".\"holes\"",
         "PARTITION BY RANGE (\"at\")",

@@ -203,8 +203,8 @@ static void job_runs_at_start_and_every_interval(void **state)
 
     /* Every run logs its summary; the log may be a run ahead of the answer above. */
     assert_true(harness_count_in_file(p.log, SUMMARY_OK) >= runs);
-    assert_int_equal(harness_count_in_file(p.log, "scheduler: partition maintain postgres every 1 s"),
-                     1);
+    assert_int_equal(
+        harness_count_in_file(p.log, "scheduler: partition maintain postgres every 1 s"), 1);
     char *metrics = http_get(api, "/metrics");
     assert_non_null(strstr(metrics, "\npgturbo_scheduler_runs_total{job=\"partition_maintain\","
                                     "database=\"postgres\"} "));
