@@ -22,6 +22,7 @@
 #define PGTURBO_CACHEGEN_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef _Atomic uint64_t cachegen_counter_t;
@@ -83,6 +84,32 @@ static inline uint64_t cachegen_read(const cachegen_counter_t *c)
 static inline uint64_t cachegen_bump(cachegen_counter_t *c)
 {
     return atomic_fetch_add_explicit(c, 1, memory_order_acq_rel) + 1;
+}
+
+/*
+ * A counter can also be marked pending: a change to its table is committed but not yet visible
+ * to every new snapshot (a commit that waits for pgturbo's logical consumer as a synchronous
+ * standby). The mark lives in the counter's high bits, so that one atomic load tells both; an
+ * answer read while a mark is set must not be kept (cachestore_put refuses it), and marks
+ * nest. Each begin bumps the generation and each end bumps it again, so that nothing recorded
+ * while marked stays current after. Generations stay far below the mark's bit.
+ */
+#define CACHEGEN_PENDING (UINT64_C(1) << 48)
+
+static inline void cachegen_begin_pending(cachegen_counter_t *c)
+{
+    atomic_fetch_add_explicit(c, CACHEGEN_PENDING + 1, memory_order_acq_rel);
+}
+
+static inline void cachegen_end_pending(cachegen_counter_t *c)
+{
+    atomic_fetch_add_explicit(c, UINT64_C(1) - CACHEGEN_PENDING, memory_order_acq_rel);
+}
+
+/* Whether a value cachegen_read() gave carries a pending mark. */
+static inline bool cachegen_is_pending(uint64_t generation)
+{
+    return generation >= CACHEGEN_PENDING;
 }
 
 /* How many named counters exist (at most the capacity); namespace-wide counters are not

@@ -276,6 +276,16 @@ static bool deps_current(const entry_t *e)
     return true;
 }
 
+/* Whether e may be stored: its counters still hold the values it saw, and none of them was
+ * marked pending then (a change committed but not visible yet may be missing from it). */
+static bool deps_storable(const entry_t *e)
+{
+    for (int i = 0; i < e->ndeps; i++)
+        if (cachegen_is_pending(e->deps[i].seen))
+            return false;
+    return deps_current(e);
+}
+
 /* ---- the store ---- */
 
 static void shard_set_limits(shard_t *sh, const cachestore_limits_t *limits, int i)
@@ -464,7 +474,7 @@ int cachestore_put(cachestore_t *s, uint64_t hash, const void *key, size_t keyle
     if (e == NULL)
         return -1;
     pthread_mutex_lock(&sh->lock);
-    if (entry_cost(e) > sh->max_memory || sh->max_entries == 0 || !deps_current(e))
+    if (entry_cost(e) > sh->max_memory || sh->max_entries == 0 || !deps_storable(e))
         goto done;
     entry_t **link = table_find(sh, hash, key, keylen);
     if (*link != NULL)

@@ -107,11 +107,12 @@ __attribute__((warn_unused_result)) int cachestore_get(cachestore_t *s, uint64_t
  * Evicts the least valuable entries of the shard to make room.
  *
  * Just before storing, every dependency counter is read again; if one no longer holds its
- * seen value the value may already be stale and is not stored. Returns 0 when stored; 1 when
- * not (value longer than max_entry_size, key or value of CACHESTORE_MAX_LEN or more, ndeps out
- * of range, a dependency moved, or the entry larger than its shard's share of max_memory or
- * that share of max_entries 0), counted rejected, with any entry of the same key kept; -1
- * when memory runs out. The counters must outlive the entry (cachegen counters live until
+ * seen value, or a seen value carries cachegen's pending mark, the value may already be stale
+ * and is not stored. Returns 0 when stored; 1 when not (value longer than max_entry_size, key
+ * or value of CACHESTORE_MAX_LEN or more, ndeps out of range, a dependency moved or was
+ * pending, or the entry larger than its shard's share of max_memory or that share of
+ * max_entries 0), counted rejected, with any entry of the same key kept; -1 when memory runs
+ * out. The counters must outlive the entry (cachegen counters live until
  * cachegen_free, so free the store first). Thread-safe.
  */
 __attribute__((warn_unused_result)) int cachestore_put(cachestore_t *s, uint64_t hash,

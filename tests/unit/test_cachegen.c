@@ -75,6 +75,23 @@ static void bump_returns_new_value_and_read_sees_it(void **state)
     cachegen_free(g);
 }
 
+static void pending_marks_nest_and_each_step_moves_the_generation(void **state)
+{
+    cachegen_counter_t c = 7;
+    cachegen_begin_pending(&c);
+    uint64_t first = cachegen_read(&c);
+    assert_true(cachegen_is_pending(first));
+    cachegen_begin_pending(&c);
+    cachegen_end_pending(&c);
+    uint64_t still = cachegen_read(&c);
+    assert_true(cachegen_is_pending(still));
+    assert_true(still != first);
+    cachegen_end_pending(&c);
+    assert_false(cachegen_is_pending(cachegen_read(&c)));
+    assert_int_equal(cachegen_read(&c), 7 + 4);
+    assert_int_equal(cachegen_bump(&c), 7 + 5);
+}
+
 static void same_name_in_two_namespaces_is_two_counters(void **state)
 {
     cachegen_t *g = cachegen_create(16);
@@ -251,6 +268,7 @@ int main(void)
         cmocka_unit_test(get_creates_at_one_and_returns_same_pointer),
         cmocka_unit_test(find_never_creates),
         cmocka_unit_test(bump_returns_new_value_and_read_sees_it),
+        cmocka_unit_test(pending_marks_nest_and_each_step_moves_the_generation),
         cmocka_unit_test(same_name_in_two_namespaces_is_two_counters),
         cmocka_unit_test(empty_name_is_namespace_wide_counter_outside_capacity),
         cmocka_unit_test(capacity_reached_gives_null_but_existing_names_still_found),

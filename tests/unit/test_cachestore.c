@@ -248,6 +248,22 @@ static void put_refused_when_dependency_moved_since_seen(void **state)
     cachestore_free(s);
 }
 
+static void put_refused_when_dependency_was_pending_when_seen(void **state)
+{
+    cachestore_t *s = store_of(1 << 20, 100);
+    cachegen_counter_t users = 1;
+    cachegen_begin_pending(&users); /* committed, not yet visible to the read */
+    cachestore_dep_t deps[] = {{&users, cachegen_read(&users)}};
+    assert_int_equal(put(s, "q", "rows", deps, 1, NEVER, 0), 1);
+    cachegen_end_pending(&users);
+    cachestore_dep_t after[] = {{&users, cachegen_read(&users)}};
+    assert_int_equal(put(s, "q", "rows", after, 1, NEVER, 0), 0);
+    cachestore_counters_t c = counters(s);
+    assert_int_equal(c.rejected, 1);
+    assert_int_equal(c.inserts, 1);
+    cachestore_free(s);
+}
+
 static void refused_put_keeps_entry_of_same_key(void **state)
 {
     cachestore_t *s = store_of(1 << 20, 100);
@@ -824,6 +840,7 @@ int main(void)
         cmocka_unit_test(bytes_count_overhead_key_stored_value_and_deps),
         cmocka_unit_test(bumped_dependency_makes_next_get_a_stale_miss),
         cmocka_unit_test(put_refused_when_dependency_moved_since_seen),
+        cmocka_unit_test(put_refused_when_dependency_was_pending_when_seen),
         cmocka_unit_test(refused_put_keeps_entry_of_same_key),
         cmocka_unit_test(entry_expires_at_its_expiry_time),
         cmocka_unit_test(value_longer_than_max_entry_size_is_rejected),
