@@ -80,9 +80,10 @@ static json_t *logical_json(cache_ns_t *ns)
         return json_null();
     cachelogical_status_t st;
     cachelogical_status(ns->logical, &st);
-    return json_pack("{s:b, s:s, s:I, s:I, s:I, s:s}", "streaming", st.connected, "slot", st.slot,
-                     "transactions", (json_int_t)st.transactions, "changes", (json_int_t)st.changes,
-                     "reconnects", (json_int_t)st.reconnects, "last_error", st.last_error);
+    return json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:s}", "streaming", st.connected, "slot",
+                     st.slot, "transactions", (json_int_t)st.transactions, "changes",
+                     (json_int_t)st.changes, "invisible", (json_int_t)st.invisible, "reconnects",
+                     (json_int_t)st.reconnects, "last_error", st.last_error);
 }
 
 /* One object per database target the cache has met. */

@@ -19,6 +19,9 @@
 _Static_assert(MAX_WRITES + 2 <= CACHEREDIS_MAX_DEPS, "a publish carries a transaction's writes");
 _Static_assert(MAX_DEPS <= CACHEREDIS_MAX_DEPS, "an L2 read carries what a read depends on");
 
+/* Counters a transaction of the logical stream marks at most; past them, everything. */
+#define LOGICAL_TXN_MAX (MAX_NAMES + 1)
+
 static void wait_free(redis_wait_t *w)
 {
     free(w->key);
@@ -38,54 +41,111 @@ static void wait_unlink(cache_client_t *cc, redis_wait_t *w)
     w->next = w->prev = NULL;
 }
 
+static void ns_target(cache_ns_t *ns, char *out, size_t len)
+{
+    pthread_mutex_lock(&ns->lock);
+    snprintf(out, len, "%s", ns->target);
+    pthread_mutex_unlock(&ns->lock);
+}
+
 /* ---- logical invalidation ---- */
 
 static void publish_and_wait(cache_ns_t *ns, const char **names, int n);
 
+/* The counters of what a transaction the logical stream reported changed, marked pending
+ * until it is visible. */
+typedef struct logical_txn {
+    int n;
+    cachegen_counter_t *counters[LOGICAL_TXN_MAX];
+} logical_txn_t;
+
+/* Adds counter, unless it is there already. Returns false when there is no room left. */
+static bool txn_add(logical_txn_t *t, cachegen_counter_t *counter)
+{
+    for (int i = 0; i < t->n; i++)
+        if (t->counters[i] == counter)
+            return true;
+    if (t->n == LOGICAL_TXN_MAX)
+        return false;
+    t->counters[t->n++] = counter;
+    return true;
+}
+
+/* Adds a table and what a write to it reaches in the catalog's eyes (a partition's ancestors,
+ * which reads of the parent depend on). Returns false when past a capacity. */
+static bool txn_add_table(logical_txn_t *t, cache_ns_t *ns, const catalog_t *cat,
+                          const cachelogical_table_t *table)
+{
+    cachegen_counter_t *own = cachegen_get(cache.gens, cache_ns_id(ns), table->relname);
+    if (own == NULL || !txn_add(t, own))
+        return false;
+    if (cat == NULL)
+        return true;
+    char name[2 * CACHELOGICAL_NAME_LEN];
+    snprintf(name, sizeof(name), "%s.%s", table->schema, table->relname);
+    const char *reached[MAX_NAMES];
+    bool everything = false;
+    int k = catalog_write_closure(cat, name, reached, MAX_NAMES, &everything);
+    for (int i = 0; i < k; i++) {
+        cachegen_counter_t *counter = cachegen_get(cache.gens, cache_ns_id(ns), reached[i]);
+        if (counter == NULL || !txn_add(t, counter))
+            return false;
+    }
+    return true;
+}
+
 /*
- * A change the logical stream reports (on the consumer's thread): the table's generation and
- * those of what a write to it reaches in the catalog's eyes (a partition's ancestors, which
- * reads of the parent depend on) are bumped. Triggers and cascades need no "everything": the
- * stream reports their changes too. (NULL, NULL) means changes may have been missed.
+ * A transaction the logical stream reported (on the consumer's thread), before the consumer
+ * confirms it: the counters of its tables are marked pending (bumped, and no answer read while
+ * marked is kept), then the other instances sharing Redis are told and waited for. Triggers and
+ * cascades need no "everything": the stream reports their changes too. tables NULL means
+ * changes may have been missed. The mark goes before the publish: an answer Redis still has
+ * from before the write cannot be taken into memory under a pending generation.
  */
-static void logical_change(void *arg, const char *schema, const char *relname)
+static void *logical_commit(void *arg, const cachelogical_table_t *tables, int n)
 {
     cache_ns_t *ns = arg;
-    cachegen_counter_t *counters[MAX_NAMES + 1];
-    const char *names[MAX_NAMES + 1];
-    int n = 0;
-    cachegen_counter_t *own =
-        relname != NULL ? cachegen_get(cache.gens, cache_ns_id(ns), relname) : NULL;
-    if (own != NULL) {
-        counters[n] = own;
-        names[n++] = relname;
-        catalog_t *cat = cache_ns_catalog(ns);
-        char name[2 * CACHELOGICAL_NAME_LEN];
-        snprintf(name, sizeof(name), "%s.%s", schema, relname);
-        const char *reached[MAX_NAMES];
-        bool everything = false;
-        int k = cat != NULL ? catalog_write_closure(cat, name, reached, MAX_NAMES, &everything) : 0;
-        for (int i = 0; i < k && own != NULL; i++) {
-            cachegen_counter_t *counter = cachegen_get(cache.gens, cache_ns_id(ns), reached[i]);
-            if (counter == NULL)
-                own = NULL; /* past the capacity: everything */
-            else if (counter != counters[0]) {
-                counters[n] = counter;
-                names[n++] = cachegen_name(counter);
-            }
-        }
-        catalog_unref(cat);
-    }
-    /* Redis first: a read here that sees the bumps below must not find an older answer there. */
-    if (own == NULL) {
+    logical_txn_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        char target[sizeof(ns->target)];
+        ns_target(ns, target, sizeof(target));
+        log_error("cache logical: out of memory: every answer of %s is dropped", target);
+        cache_bump_everything(ns);
         const char *everything[] = {""};
         publish_and_wait(ns, everything, 1);
-        cache_bump_everything(ns);
-        return;
+        return NULL;
     }
-    publish_and_wait(ns, names, n);
-    for (int i = 0; i < n; i++)
-        cache_bump(counters[i]);
+    catalog_t *cat = tables != NULL ? cache_ns_catalog(ns) : NULL;
+    bool named = tables != NULL;
+    for (int i = 0; i < n && named; i++)
+        named = txn_add_table(t, ns, cat, &tables[i]);
+    catalog_unref(cat);
+    if (!named) {
+        t->n = 0;
+        t->counters[t->n++] = atomic_load_explicit(&ns->all, memory_order_acquire);
+    }
+    const char *names[LOGICAL_TXN_MAX];
+    for (int i = 0; i < t->n; i++) {
+        cachegen_begin_pending(t->counters[i]);
+        names[i] = named ? cachegen_name(t->counters[i]) : "";
+    }
+    atomic_fetch_add_explicit(named ? &cache.write_bumps : &cache.everything_bumps,
+                              (uint64_t)t->n, memory_order_relaxed);
+    publish_and_wait(ns, names, t->n);
+    return t;
+}
+
+/* The transaction is visible to every new snapshot: its marks go (and the generations move
+ * again, past what was read while they were set). */
+static void logical_visible(void *arg, void *token)
+{
+    (void)arg;
+    logical_txn_t *t = token;
+    if (t == NULL)
+        return;
+    for (int i = 0; i < t->n; i++)
+        cachegen_end_pending(t->counters[i]);
+    free(t);
 }
 
 /* Appends " key=value" to a connection string, the value quoted as libpq needs it. */
@@ -131,7 +191,8 @@ int cache_start_logical(const config_t *cfg, char *err, size_t errlen)
         snprintf(name, sizeof(name), "pgturbo_cache_%.49s", dbname);
         conninfo_put(conninfo, sizeof(conninfo), "application_name", name);
         char why[256];
-        ns->logical = cachelogical_start(conninfo, "pgturbo", logical_change, ns, why, sizeof(why));
+        cachelogical_callbacks_t cb = {logical_commit, logical_visible, ns};
+        ns->logical = cachelogical_start(conninfo, "pgturbo", &cb, why, sizeof(why));
         if (ns->logical == NULL) {
             snprintf(err, errlen, "cache_invalidation = logical: database \"%s\": %s", db->name,
                      why);
@@ -231,13 +292,6 @@ int cache_start_redis(const config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-static void ns_target(cache_ns_t *ns, char *out, size_t len)
-{
-    pthread_mutex_lock(&ns->lock);
-    snprintf(out, len, "%s", ns->target);
-    pthread_mutex_unlock(&ns->lock);
 }
 
 /* A publish that the logical consumer's thread waits for. */

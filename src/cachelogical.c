@@ -21,17 +21,17 @@
  * application_name) goes on only once the consumer reported its tables. The confirmation
  * therefore goes out as soon as a transaction is reported, not only every second.
  *
- * The fields under "the thread's own" are touched only by the consumer's thread; status is
- * written by it and read by cachelogical_status under the lock.
+ * A transaction is reported (commit) before it is confirmed, and tracked until it is visible
+ * by cachelogical_visible.c, which shares the struct and the libpq helpers through
+ * cachelogical_link.h.
  */
-#include "cachelogical.h"
+#include "cachelogical_link.h"
 
 #include "log.h"
 #include "loop.h"
 #include "pqmsg.h"
 
 #include <errno.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,18 +54,10 @@
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS   30000
 
-/* The random part of a slot's name, and the longest prefix that leaves room for it and "_" in
- * PostgreSQL's 63 bytes. */
-#define SUFFIX_HEX 12
-#define PREFIX_MAX (CACHELOGICAL_NAME_LEN - 1 - 1 - SUFFIX_HEX)
 
 /* How the connection shows in pg_stat_activity and pg_stat_replication, unless the connection
  * string says otherwise. */
 #define APPLICATION_NAME "pgturbo_cache" /* unless the connection string names another */
-
-/* Buckets of the hash of a transaction's tables: twice the tables, so a probe stays short and
- * a free bucket always exists. */
-#define BUCKETS (2 * CACHELOGICAL_MAX_TABLES)
 
 /* XLogData: 'w', WAL start, WAL end and send time, then the data. Primary keepalive: 'k', WAL
  * end, send time and whether a reply is wanted. Standby status update: 'r', the written,
@@ -76,41 +68,6 @@
 
 /* PostgreSQL's epoch, 2000-01-01, in Unix microseconds: its timestamps count from there. */
 #define POSTGRES_EPOCH_US INT64_C(946684800000000)
-
-/* One table of the transaction being read. */
-typedef struct table_name {
-    char schema[CACHELOGICAL_NAME_LEN];
-    char relname[CACHELOGICAL_NAME_LEN];
-} table_name_t;
-
-struct cachelogical {
-    /* Set by cachelogical_start, then only read. */
-    char *conninfo;
-    char prefix[PREFIX_MAX + 1];
-    cachelogical_fn fn;
-    void *arg;
-    int wake_fd; /* an eventfd that cachelogical_stop makes readable, for good */
-    pthread_t thread;
-    atomic_bool stopping;
-
-    /* The thread's own. */
-    PGconn *conn;    /* the current connection; NULL between attempts */
-    char where[256]; /* "database D on H:P" of the connection, for the log */
-    char slot[CACHELOGICAL_NAME_LEN];
-    uint64_t received_lsn;  /* of this connection */
-    uint64_t processed_lsn; /* of this connection: what the next status update confirms */
-    int64_t next_status;    /* loop_clock_ms() time of the next status update */
-    bool warned_unknown;    /* a line that does not parse was logged on this connection */
-    bool in_transaction;    /* a BEGIN or a change came, and its COMMIT not yet */
-    bool any_table;         /* the transaction is reported as "any table may have changed" */
-    uint64_t changes;       /* change lines of the transaction */
-    int n_tables;
-    table_name_t tables[CACHELOGICAL_MAX_TABLES];
-    uint16_t buckets[BUCKETS]; /* 1 + the index of a table in tables; 0 = free */
-
-    pthread_mutex_t lock;
-    cachelogical_status_t status;
-};
 
 /* ---- test_decoding's lines ---- */
 
@@ -229,6 +186,20 @@ cachelogical_line_t cachelogical_parse_line(const char *line, size_t len, cachel
     return CACHELOGICAL_LINE_CHANGE;
 }
 
+uint32_t cachelogical_line_xid(const char *line, size_t len)
+{
+    size_t i = is_word(line, len, "BEGIN") ? 5 : is_word(line, len, "COMMIT") ? 6 : len;
+    uint64_t xid = 0;
+
+    if (i == len || line[i] != ' ')
+        return 0;
+    for (i++; i < len && line[i] >= '0' && line[i] <= '9' && xid <= UINT32_MAX; i++)
+        xid = xid * 10 + (uint64_t)(line[i] - '0');
+    if (xid > UINT32_MAX || (i < len && line[i] != ' '))
+        return 0;
+    return (uint32_t)xid;
+}
+
 /* ---- clocks and bytes ---- */
 
 static int64_t wall_clock_us(void)
@@ -284,14 +255,14 @@ static uint32_t table_hash(const char *schema, const char *relname)
 static void add_table(void *arg, const char *schema, const char *relname)
 {
     cachelogical_t *l = arg;
-    uint32_t i = table_hash(schema, relname) % BUCKETS;
+    uint32_t i = table_hash(schema, relname) % CACHELOGICAL_BUCKETS;
 
     if (!l->in_transaction)
         begin_transaction(l);
     if (l->any_table)
         return;
-    for (; l->buckets[i] != 0; i = (i + 1) % BUCKETS) {
-        const table_name_t *t = &l->tables[l->buckets[i] - 1];
+    for (; l->buckets[i] != 0; i = (i + 1) % CACHELOGICAL_BUCKETS) {
+        const cachelogical_name_t *t = &l->tables[l->buckets[i] - 1];
         if (strcmp(t->relname, relname) == 0 && strcmp(t->schema, schema) == 0)
             return;
     }
@@ -299,18 +270,36 @@ static void add_table(void *arg, const char *schema, const char *relname)
         l->any_table = true;
         return;
     }
-    table_name_t *t = &l->tables[l->n_tables++];
+    cachelogical_name_t *t = &l->tables[l->n_tables++];
     /* The parser gives names of at most CACHELOGICAL_NAME_LEN - 1 bytes. */
     snprintf(t->schema, sizeof(t->schema), "%s", schema);
     snprintf(t->relname, sizeof(t->relname), "%s", relname);
     l->buckets[i] = (uint16_t)l->n_tables;
 }
 
-/* The COMMIT of the transaction, whose end is at lsn: counted, then reported. */
-static void commit_transaction(cachelogical_t *l, uint64_t lsn)
+/* What commit() is told of the transaction: its tables, or NULL for any table. */
+static const cachelogical_table_t *report_of(cachelogical_t *l, int *n)
+{
+    *n = 0;
+    if (l->any_table)
+        return NULL;
+    for (int i = 0; i < l->n_tables; i++)
+        l->report[i] = (cachelogical_table_t){l->tables[i].schema, l->tables[i].relname};
+    *n = l->n_tables;
+    return l->report;
+}
+
+/*
+ * The COMMIT of transaction xid, whose end is at lsn: counted, reported, and waited for until
+ * visible. Returns true, or false with the reason in err (a COMMIT without its xid, which
+ * include-xids always prints, cannot be waited for: the session ends and the reconnect covers
+ * it).
+ */
+static bool commit_transaction(cachelogical_t *l, uint32_t xid, uint64_t lsn, char *err,
+                               size_t errlen)
 {
     if (!l->in_transaction)
-        return;
+        return true;
     l->in_transaction = false;
     if (lsn > l->processed_lsn)
         l->processed_lsn = lsn;
@@ -322,12 +311,15 @@ static void commit_transaction(cachelogical_t *l, uint64_t lsn)
     l->status.last_change_ms = wall_clock_us() / 1000;
     pthread_mutex_unlock(&l->lock);
 
-    if (l->any_table) {
-        l->fn(l->arg, NULL, NULL);
-        return;
+    int n;
+    const cachelogical_table_t *tables = report_of(l, &n);
+    void *token = l->cb.commit(l->cb.arg, tables, n);
+    if (xid == 0) {
+        l->cb.visible(l->cb.arg, token);
+        snprintf(err, errlen, "a COMMIT without its transaction id");
+        return false;
     }
-    for (int i = 0; i < l->n_tables; i++)
-        l->fn(l->arg, l->tables[i].schema, l->tables[i].relname);
+    return cachelogical_visible_track(l, xid, token, err, errlen);
 }
 
 /* Logs the head of a change line that does not parse, on one line. */
@@ -343,8 +335,10 @@ static void warn_unknown(const cachelogical_t *l, const char *line, size_t len)
                 l->where, l->slot, head);
 }
 
-/* One line of test_decoding's output, sent at lsn. */
-static void handle_line(cachelogical_t *l, const char *line, size_t len, uint64_t lsn)
+/* One line of test_decoding's output, sent at lsn. Returns true, or false with the reason in
+ * err. */
+static bool handle_line(cachelogical_t *l, const char *line, size_t len, uint64_t lsn, char *err,
+                        size_t errlen)
 {
     switch (cachelogical_parse_line(line, len, add_table, l)) {
     case CACHELOGICAL_LINE_BEGIN:
@@ -364,27 +358,16 @@ static void handle_line(cachelogical_t *l, const char *line, size_t len, uint64_
         l->warned_unknown = true;
         break;
     case CACHELOGICAL_LINE_COMMIT:
-        commit_transaction(l, lsn);
-        break;
+        return commit_transaction(l, cachelogical_line_xid(line, len), lsn, err, errlen);
     case CACHELOGICAL_LINE_OTHER:
         break;
     }
+    return true;
 }
 
 /* ---- waiting ---- */
 
-typedef enum wait_result {
-    WAIT_READY,   /* the socket has what was waited for (or an error libpq will tell) */
-    WAIT_TIMEOUT, /* the deadline passed */
-    WAIT_STOP,    /* a stop was asked for */
-    WAIT_FAILED,  /* poll failed; errno says why */
-} wait_result_t;
-
-/*
- * Waits until fd (none when -1) has events, the loop_clock_ms() time deadline passes (never when
- * -1) or a stop is asked for, whichever comes first.
- */
-static wait_result_t wait_until(cachelogical_t *l, int fd, short events, int64_t deadline)
+cachelogical_wait_t cachelogical_wait(cachelogical_t *l, int fd, short events, int64_t deadline)
 {
     for (;;) {
         struct pollfd fds[2] = {{.fd = l->wake_fd, .events = POLLIN}, {.fd = fd, .events = events}};
@@ -397,23 +380,22 @@ static wait_result_t wait_until(cachelogical_t *l, int fd, short events, int64_t
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return WAIT_FAILED;
+            return CACHELOGICAL_FAILED;
         if (fds[0].revents != 0)
-            return WAIT_STOP;
+            return CACHELOGICAL_STOP;
         if (n > 0)
-            return WAIT_READY;
+            return CACHELOGICAL_READY;
         if (deadline >= 0 && loop_clock_ms() >= deadline)
-            return WAIT_TIMEOUT;
+            return CACHELOGICAL_TIMEOUT;
     }
 }
 
-/* The reason a wait that was not WAIT_READY ended, into err. Only a connect waits with a
- * deadline that ends it. */
-static void describe_wait(char *err, size_t errlen, const char *what, wait_result_t w)
+/* Only a connect waits with a deadline that ends it. */
+void cachelogical_describe_wait(char *err, size_t errlen, const char *what, cachelogical_wait_t w)
 {
-    if (w == WAIT_FAILED)
+    if (w == CACHELOGICAL_FAILED)
         snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
-    else if (w == WAIT_TIMEOUT)
+    else if (w == CACHELOGICAL_TIMEOUT)
         snprintf(err, errlen, "%s: no answer within %d s", what, CONNECT_TIMEOUT_MS / 1000);
     else
         snprintf(err, errlen, "%s: stopped", what);
@@ -432,85 +414,90 @@ static void log_notice(void *arg, const char *message)
     log_warning("cache logical: %s: slot %s: the server says: %s", l->where, l->slot, line);
 }
 
-/* Connects l->conn in replication mode. Returns true, or false with the reason in err. */
-static bool connect_server(cachelogical_t *l, char *err, size_t errlen)
+/*
+ * libpq reads the keywords in order and the connection string comes after the defaults, so its
+ * own settings override them; replication comes last, so that nothing overrides it, and the
+ * snapshot connection's name after the string, so that it shows apart from the stream's.
+ */
+bool cachelogical_connect(cachelogical_t *l, PGconn **conn, bool replication,
+                          const char *application_name, char *err, size_t errlen)
 {
-    /* libpq reads the keywords in order and the connection string comes after the defaults, so
-     * its own settings override them; replication comes last, so that nothing overrides it. */
-    const char *const keys[] = {"application_name",
-                                "keepalives_idle",
-                                "keepalives_interval",
-                                "keepalives_count",
-                                "dbname",
-                                "replication",
-                                NULL};
-    const char *const values[] = {APPLICATION_NAME, "10", "5", "3", l->conninfo, "database", NULL};
+    const char *keys[8] = {"application_name", "keepalives_idle", "keepalives_interval",
+                           "keepalives_count", "dbname"};
+    const char *values[8] = {APPLICATION_NAME, "10", "5", "3", l->conninfo};
+    int n = 5;
+    if (replication) {
+        keys[n] = "replication";
+        values[n++] = "database";
+    } else {
+        keys[n] = "application_name";
+        values[n++] = application_name;
+    }
+    keys[n] = values[n] = NULL;
     const char *what = "cannot connect";
     PostgresPollingStatusType polled = PGRES_POLLING_WRITING;
     int64_t deadline = loop_clock_ms() + CONNECT_TIMEOUT_MS;
 
-    l->conn = PQconnectStartParams(keys, values, 1);
-    if (l->conn == NULL) {
+    *conn = PQconnectStartParams(keys, values, 1);
+    if (*conn == NULL) {
         snprintf(err, errlen, "%s: out of memory", what);
         return false;
     }
-    PQsetNoticeProcessor(l->conn, log_notice, l);
-    if (PQstatus(l->conn) == CONNECTION_BAD) {
-        pqmsg_describe(err, errlen, what, l->conn);
+    PQsetNoticeProcessor(*conn, log_notice, l);
+    if (PQstatus(*conn) == CONNECTION_BAD) {
+        pqmsg_describe(err, errlen, what, *conn);
         return false;
     }
     /* Known from here on: libpq has read the options. */
-    snprintf(l->where, sizeof(l->where), "database %s on %s:%s", PQdb(l->conn), PQhost(l->conn),
-             PQport(l->conn));
+    if (replication)
+        snprintf(l->where, sizeof(l->where), "database %s on %s:%s", PQdb(*conn), PQhost(*conn),
+                 PQport(*conn));
     while (polled != PGRES_POLLING_OK) {
         if (polled == PGRES_POLLING_FAILED) {
-            pqmsg_describe(err, errlen, what, l->conn);
+            pqmsg_describe(err, errlen, what, *conn);
             return false;
         }
         short events = polled == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-        wait_result_t w = wait_until(l, PQsocket(l->conn), events, deadline);
-        if (w != WAIT_READY) {
-            describe_wait(err, errlen, what, w);
+        cachelogical_wait_t w = cachelogical_wait(l, PQsocket(*conn), events, deadline);
+        if (w != CACHELOGICAL_READY) {
+            cachelogical_describe_wait(err, errlen, what, w);
             return false;
         }
-        polled = PQconnectPoll(l->conn);
+        polled = PQconnectPoll(*conn);
     }
-    if (PQsetnonblocking(l->conn, 1) != 0) {
-        pqmsg_describe(err, errlen, what, l->conn);
+    if (PQsetnonblocking(*conn, 1) != 0) {
+        pqmsg_describe(err, errlen, what, *conn);
         return false;
     }
     return true;
 }
 
-/* Waits until libpq can give the next result of the command sent, then sets *res to it (NULL
- * when there are no more). Returns false with the reason in err when the connection fails. */
-static bool await_result(cachelogical_t *l, PGresult **res, const char *what, char *err,
-                         size_t errlen)
+bool cachelogical_await(cachelogical_t *l, PGconn *conn, PGresult **res, const char *what,
+                        char *err, size_t errlen)
 {
     for (;;) {
-        int unsent = PQflush(l->conn);
+        int unsent = PQflush(conn);
         if (unsent < 0)
             break;
-        if (unsent == 0 && !PQisBusy(l->conn)) {
-            *res = PQgetResult(l->conn);
+        if (unsent == 0 && !PQisBusy(conn)) {
+            *res = PQgetResult(conn);
             return true;
         }
         short events = (short)(POLLIN | (unsent > 0 ? POLLOUT : 0));
-        wait_result_t w = wait_until(l, PQsocket(l->conn), events, -1);
-        if (w != WAIT_READY) {
-            describe_wait(err, errlen, what, w);
+        cachelogical_wait_t w = cachelogical_wait(l, PQsocket(conn), events, -1);
+        if (w != CACHELOGICAL_READY) {
+            cachelogical_describe_wait(err, errlen, what, w);
             return false;
         }
-        if (!PQconsumeInput(l->conn))
+        if (!PQconsumeInput(conn))
             break;
     }
-    pqmsg_describe(err, errlen, what, l->conn);
+    pqmsg_describe(err, errlen, what, conn);
     return false;
 }
 
-/* Why a command's result (NULL when there was none) is not the one expected, into err. */
-static void describe_result(char *err, size_t errlen, const char *what, const PGresult *res,
-                            PGconn *conn)
+void cachelogical_describe_result(char *err, size_t errlen, const char *what, const PGresult *res,
+                                  PGconn *conn)
 {
     const char *message = res != NULL ? PQresultErrorMessage(res) : "";
 
@@ -538,15 +525,15 @@ static bool run_command(cachelogical_t *l, const char *sql, ExecStatusType expec
         pqmsg_describe(err, errlen, what, l->conn);
         return false;
     }
-    if (!await_result(l, &res, what, err, errlen))
+    if (!cachelogical_await(l, l->conn, &res, what, err, errlen))
         return false;
     bool ok = PQresultStatus(res) == expected;
     if (!ok)
-        describe_result(err, errlen, what, res, l->conn);
+        cachelogical_describe_result(err, errlen, what, res, l->conn);
     PQclear(res);
     /* A stream has no end to read until it ends. */
     while (ok && expected != PGRES_COPY_BOTH) {
-        if (!await_result(l, &res, what, err, errlen))
+        if (!cachelogical_await(l, l->conn, &res, what, err, errlen))
             return false;
         if (res == NULL)
             break;
@@ -598,7 +585,9 @@ static bool handle_message(cachelogical_t *l, const char *msg, size_t len, char 
         note_received(l, get_u64(msg + 1));
         note_received(l, get_u64(msg + 9));
         uint64_t before = l->processed_lsn;
-        handle_line(l, msg + XLOGDATA_HEADER_LEN, len - XLOGDATA_HEADER_LEN, get_u64(msg + 1));
+        if (!handle_line(l, msg + XLOGDATA_HEADER_LEN, len - XLOGDATA_HEADER_LEN, get_u64(msg + 1),
+                         err, errlen))
+            return false;
         /* At once: a commit waiting for this consumer as a synchronous standby goes on. */
         return l->processed_lsn == before || send_status(l, err, errlen);
     case 'k': /* Primary keepalive */
@@ -630,6 +619,8 @@ static void stream(cachelogical_t *l, char *err, size_t errlen)
         /* Due even while messages keep coming, so checked before each. */
         if (loop_clock_ms() >= l->next_status && !send_status(l, err, errlen))
             return;
+        if (!cachelogical_visible_check(l, err, errlen))
+            return;
         int n = PQgetCopyData(l->conn, &msg, 1);
         if (n > 0) {
             bool ok = handle_message(l, msg, (size_t)n, err, errlen);
@@ -640,8 +631,8 @@ static void stream(cachelogical_t *l, char *err, size_t errlen)
         }
         if (n == -1) {
             PGresult *res;
-            if (await_result(l, &res, "the server ended the stream", err, errlen)) {
-                describe_result(err, errlen, "the server ended the stream", res, l->conn);
+            if (cachelogical_await(l, l->conn, &res, "the server ended the stream", err, errlen)) {
+                cachelogical_describe_result(err, errlen, "the server ended the stream", res, l->conn);
                 PQclear(res);
             }
             return;
@@ -656,23 +647,25 @@ static void stream(cachelogical_t *l, char *err, size_t errlen)
             return;
         }
         short events = (short)(POLLIN | (unsent > 0 ? POLLOUT : 0));
-        wait_result_t w = wait_until(l, PQsocket(l->conn), events, l->next_status);
-        if (w == WAIT_STOP || w == WAIT_FAILED) {
-            describe_wait(err, errlen, "cannot read the stream", w);
+        int64_t due = cachelogical_visible_due(l);
+        int64_t deadline = due >= 0 && due < l->next_status ? due : l->next_status;
+        cachelogical_wait_t w = cachelogical_wait(l, PQsocket(l->conn), events, deadline);
+        if (w == CACHELOGICAL_STOP || w == CACHELOGICAL_FAILED) {
+            cachelogical_describe_wait(err, errlen, "cannot read the stream", w);
             return;
         }
-        if (w == WAIT_READY && !PQconsumeInput(l->conn)) {
+        if (w == CACHELOGICAL_READY && !PQconsumeInput(l->conn)) {
             pqmsg_describe(err, errlen, "cannot read the stream", l->conn);
             return;
         }
     }
 }
 
-/* A new slot name: the prefix, "_" and SUFFIX_HEX random hexadecimal digits. */
+/* A new slot name: the prefix, "_" and CACHELOGICAL_SUFFIX_HEX random hexadecimal digits. */
 static void make_slot_name(cachelogical_t *l)
 {
-    uint8_t r[SUFFIX_HEX / 2];
-    char hex[SUFFIX_HEX + 1];
+    uint8_t r[CACHELOGICAL_SUFFIX_HEX / 2];
+    char hex[CACHELOGICAL_SUFFIX_HEX + 1];
 
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
         /* Only uniqueness matters, which the clock gives too. */
@@ -699,7 +692,7 @@ static bool run_session(cachelogical_t *l, char *err, size_t errlen)
     l->warned_unknown = false;
     snprintf(l->where, sizeof(l->where), "%s", "the server");
     make_slot_name(l);
-    if (!connect_server(l, err, errlen))
+    if (!cachelogical_connect(l, &l->conn, true, NULL, err, errlen))
         return false;
     /* No snapshot: nothing reads the database as of the slot's start. */
     snprintf(sql, sizeof(sql),
@@ -707,9 +700,10 @@ static bool run_session(cachelogical_t *l, char *err, size_t errlen)
              l->slot);
     if (!run_command(l, sql, PGRES_TUPLES_OK, "cannot create the slot", err, errlen))
         return false;
-    /* 0/0: from where the slot starts. No xids, and no BEGIN and COMMIT without changes. */
+    /* 0/0: from where the slot starts. Xids, to wait for their visibility, and no BEGIN and
+     * COMMIT without changes. */
     snprintf(sql, sizeof(sql),
-             "START_REPLICATION SLOT %s LOGICAL 0/0 (\"include-xids\" '0', "
+             "START_REPLICATION SLOT %s LOGICAL 0/0 (\"include-xids\" '1', "
              "\"skip-empty-xacts\" '1')",
              l->slot);
     if (!run_command(l, sql, PGRES_COPY_BOTH, "cannot start streaming", err, errlen))
@@ -721,8 +715,10 @@ static bool run_session(cachelogical_t *l, char *err, size_t errlen)
     pthread_mutex_unlock(&l->lock);
     log_info("cache logical: %s: streaming its changes through temporary slot %s", l->where,
              l->slot);
+    /* The slot's creation waited for every transaction that was running: all are visible. */
+    cachelogical_visible_release_all(l);
     /* Whatever committed before the slot existed was never decoded. */
-    l->fn(l->arg, NULL, NULL);
+    l->cb.visible(l->cb.arg, l->cb.commit(l->cb.arg, NULL, 0));
     l->next_status = loop_clock_ms() + STATUS_INTERVAL_MS;
     stream(l, err, errlen);
     return true;
@@ -762,10 +758,12 @@ static void *consumer_main(void *arg)
             delay_ms = RETRY_FIRST_MS;
         log_error("cache logical: %s: slot %s: %s; connecting again in %d s", l->where, l->slot,
                   err, delay_ms / 1000);
-        if (wait_until(l, -1, 0, loop_clock_ms() + delay_ms) == WAIT_STOP)
+        if (cachelogical_wait(l, -1, 0, loop_clock_ms() + delay_ms) == CACHELOGICAL_STOP)
             break;
         delay_ms = delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay_ms * 2;
     }
+    cachelogical_visible_release_all(l);
+    cachelogical_visible_close(l);
     return NULL;
 }
 
@@ -775,11 +773,11 @@ static bool valid_prefix(const char *prefix)
 {
     size_t n = strlen(prefix);
 
-    return n > 0 && n <= PREFIX_MAX && strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+    return n > 0 && n <= CACHELOGICAL_PREFIX_MAX && strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
 cachelogical_t *cachelogical_start(const char *conninfo, const char *slot_prefix,
-                                   cachelogical_fn fn, void *arg, char *err, size_t errlen)
+                                   const cachelogical_callbacks_t *cb, char *err, size_t errlen)
 {
     char *message = NULL;
     PQconninfoOption *options = PQconninfoParse(conninfo, &message);
@@ -798,7 +796,7 @@ cachelogical_t *cachelogical_start(const char *conninfo, const char *slot_prefix
         snprintf(err, errlen,
                  "cache logical: the slot prefix \"%s\" is not 1 to %d lowercase letters, digits "
                  "and underscores",
-                 slot_prefix, PREFIX_MAX);
+                 slot_prefix, CACHELOGICAL_PREFIX_MAX);
         return NULL;
     }
 
@@ -809,8 +807,7 @@ cachelogical_t *cachelogical_start(const char *conninfo, const char *slot_prefix
     }
     pthread_mutex_init(&l->lock, NULL);
     atomic_init(&l->stopping, false);
-    l->fn = fn;
-    l->arg = arg;
+    l->cb = *cb;
     snprintf(l->prefix, sizeof(l->prefix), "%s", slot_prefix);
     l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (l->wake_fd < 0) {

@@ -31,24 +31,30 @@ static PGconn *direct;
 
 static json_t *cache_api(int admin_port);
 
-/* Whether the test database's object in GET /api/v1/cache's databases has flag true; with
- * member, the flag is of that member object ("logical": its consumer). */
-static bool database_flag(int admin_port, const char *member, const char *flag)
+/* A figure of the test database's object in the cache API (or of its member object, when
+ * member is not NULL): a number, a boolean as 0 or 1, or -1 when there is none. */
+static long long database_figure(int admin_port, const char *member, const char *key)
 {
     json_t *api = cache_api(admin_port);
-    bool set = false;
+    long long figure = -1;
     size_t i;
     json_t *db;
     json_array_foreach(json_object_get(api, "databases"), i, db)
     {
         const char *target = json_string_value(json_object_get(db, "target"));
         json_t *o = member != NULL ? json_object_get(db, member) : db;
-        if (target != NULL && strstr(target, "/" DB) != NULL &&
-            json_is_true(json_object_get(o, flag)))
-            set = true;
+        json_t *v = json_object_get(o, key);
+        if (target == NULL || strstr(target, "/" DB) == NULL || v == NULL)
+            continue;
+        figure = json_is_boolean(v) ? json_is_true(v) : (long long)json_integer_value(v);
     }
     json_decref(api);
-    return set;
+    return figure;
+}
+
+static bool database_flag(int admin_port, const char *member, const char *flag)
+{
+    return database_figure(admin_port, member, flag) == 1;
 }
 
 /* Reads through c until the daemon has (again) read the catalog: after a start, or a DDL. */
@@ -580,6 +586,17 @@ static int reset_synchronous_standby(void **state)
  * direct commits wait for: a read through pgturbo right after a direct commit returns is never
  * the old answer, though the read before it was cached.
  */
+/* Waits until the consumer knows every commit it reported to be visible. */
+static void wait_all_visible(int admin_port)
+{
+    long long deadline = harness_now_ms() + 10000;
+    while (database_figure(admin_port, "logical", "invisible") != 0) {
+        if (harness_now_ms() > deadline)
+            fail_msg("a commit the consumer reported was not visible within 10 s");
+        harness_sleep_ms(1);
+    }
+}
+
 static void test_logical_invalidation_of_direct_writes(void **state)
 {
     set_directly(
@@ -620,6 +637,8 @@ static void test_logical_invalidation_of_direct_writes(void **state)
         snprintf(sql, sizeof(sql), "UPDATE litems SET v = %d WHERE id = 1", i);
         harness_exec_ok(writer, sql);
         snprintf(want, sizeof(want), "%d", i);
+        expect_read(c, q, want); /* not kept while the commit may be invisible to others */
+        wait_all_visible(admin);
         expect_read(c, q, want); /* filled ... */
         expect_read(c, q, want); /* ... and answered from memory */
     }

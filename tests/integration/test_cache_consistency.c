@@ -22,8 +22,9 @@
  *        standbys for the test (synchronous_standby_names = 'ANY 2 (pgturbo_cache_...)', reset
  *        after it; as the cluster runs with synchronous_commit = off, only sessions that turn
  *        it on wait; test_cache.c does the same, so ctest runs the two apart);
- *     4. as 3, with one more writer straight to PostgreSQL with synchronous_commit = on: known
- *        to fail today, so run only with PGTURBO_TEST_DIRECT_WRITER=1 (see the test).
+ *     4. as 3, with one more writer straight to PostgreSQL with synchronous_commit = on, whose
+ *        commits the consumers report before they become visible and mark pending until they
+ *        are (see cachelogical.h).
  *    With PGTURBO_TEST_SKIP_REDIS set in the environment, 2 to 4 are skipped.
  */
 #include "harness.h"
@@ -629,17 +630,13 @@ static void test_two_instances_redis_and_logical(void **state)
 }
 
 /*
- * Known to fail (issue 7's note): a direct commit becomes visible to other sessions only after
- * the synchronous standbys confirmed it, so a read that runs between pgturbo's bump and that
- * moment can store the old rows under the new generations. Run with
- * PGTURBO_TEST_DIRECT_WRITER=1 until the consumers bump again once the commit is visible.
+ * A direct commit becomes visible to other sessions only after the synchronous standbys
+ * confirmed it: a read that runs between a consumer's report and that moment must not keep the
+ * old rows (the tables are pending until the commit is visible).
  */
 static void test_two_instances_redis_logical_and_a_direct_writer(void **state)
 {
-    if (getenv("PGTURBO_TEST_DIRECT_WRITER") == NULL) {
-        fprintf(stderr, "skipped: a direct writer can still be read stale (see the comment)\n");
-        skip();
-    }
+    skip_without_redis();
     pair_t p;
     pair_start(&p, "cache_invalidation = logical\n");
     check("two instances, Redis, logical, a direct writer", &p.a, &p.b, true, NULL);

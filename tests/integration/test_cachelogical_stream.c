@@ -7,7 +7,9 @@
  *    back transaction, 256 distinct tables one by one and 257 as "any table". The first report
  *    is "any table"; a walsender killed with pg_terminate_backend means a reconnect through a
  *    new slot, "any table" again, and later writes still reported. The confirmed position
- *    reaches the server. A stop is prompt whether the consumer streams, waits to reconnect to a
+ *    reaches the server. A commit that waits for the consumer as its synchronous standby is
+ *    reported before other sessions see it and visible once they do, and every report's token
+ *    comes back once. A stop is prompt whether the consumer streams, waits to reconnect to a
  *    server that is down or waits for an old transaction to make its slot, and the slot goes
  *    with it.
  *
@@ -40,27 +42,72 @@ typedef struct event {
     long long at_ms;                           /* harness_now_ms() when it came */
 } event_t;
 
-/* What the callback collected. */
+/* What the callbacks collected. */
 typedef struct collector {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int n;
     event_t events[MAX_EVENTS];
-    int read; /* events before this one have been checked */
+    int read;          /* events before this one have been checked */
+    int commits;       /* commit() calls, whose tokens are 1, 2 ... */
+    int visible;       /* visible() calls */
+    bool token_misuse; /* a token came back twice, or one never given */
+    bool given_back[MAX_EVENTS + 1];
+    /* When probe is set: probe_sql's value on it, as seen by the consumer's thread in the last
+     * commit() and in the last visible(). */
+    PGconn *probe;
+    const char *probe_sql;
+    char at_commit[32], at_visible[32];
 } collector_t;
 
-static void on_change(void *arg, const char *schema, const char *relname)
+static void add_event(collector_t *c, const char *schema, const char *relname)
+{
+    if (c->n == MAX_EVENTS)
+        return;
+    event_t *e = &c->events[c->n++];
+    if (schema == NULL)
+        snprintf(e->table, sizeof(e->table), "*");
+    else
+        snprintf(e->table, sizeof(e->table), "%s|%s", schema, relname);
+    e->at_ms = harness_now_ms();
+}
+
+/* probe_sql's value, read on the consumer's thread, into out. */
+static void run_probe(collector_t *c, char out[32])
+{
+    char *v = harness_query_value(c->probe, c->probe_sql);
+    snprintf(out, 32, "%s", v != NULL ? v : "(null)");
+    free(v);
+}
+
+static void *on_commit(void *arg, const cachelogical_table_t *tables, int n)
 {
     collector_t *c = arg;
+    if (c->probe != NULL)
+        run_probe(c, c->at_commit);
     pthread_mutex_lock(&c->lock);
-    if (c->n < MAX_EVENTS) {
-        event_t *e = &c->events[c->n++];
-        if (schema == NULL && relname == NULL)
-            snprintf(e->table, sizeof(e->table), "*");
-        else
-            snprintf(e->table, sizeof(e->table), "%s|%s", schema, relname);
-        e->at_ms = harness_now_ms();
-    }
+    if (tables == NULL)
+        add_event(c, NULL, NULL);
+    for (int i = 0; i < n; i++)
+        add_event(c, tables[i].schema, tables[i].relname);
+    intptr_t token = ++c->commits;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return (void *)token;
+}
+
+static void on_visible(void *arg, void *token)
+{
+    collector_t *c = arg;
+    intptr_t t = (intptr_t)token;
+    if (c->probe != NULL)
+        run_probe(c, c->at_visible);
+    pthread_mutex_lock(&c->lock);
+    if (t < 1 || t > c->commits || t > MAX_EVENTS || c->given_back[t])
+        c->token_misuse = true;
+    else
+        c->given_back[t] = true;
+    c->visible++;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
 }
@@ -177,6 +224,33 @@ static void expect_reports(collector_t *c, PGconn *conn, const char *const *expe
     c->read = marker + 1;
 }
 
+/* Every token commit() gave came back through visible() once, and no other. */
+static void assert_tokens_all_back(collector_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int commits = c->commits, visible = c->visible;
+    bool misuse = c->token_misuse;
+    pthread_mutex_unlock(&c->lock);
+    assert_false(misuse);
+    assert_int_equal(visible, commits);
+}
+
+/* Waits until visible() was called as often as commit(). */
+static void wait_all_visible(collector_t *c)
+{
+    long long deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        bool all = c->visible == c->commits;
+        pthread_mutex_unlock(&c->lock);
+        if (all)
+            return;
+        if (harness_now_ms() > deadline)
+            fail_msg("a transaction was not reported visible within %d ms", WAIT_MS);
+        harness_sleep_ms(5);
+    }
+}
+
 /* ---- the cluster ---- */
 
 /* Named apart from pgturbo's own consumers (pgturbo_cache_<db>), which tests make synchronous
@@ -237,7 +311,8 @@ static void stop_promptly(cachelogical_t *l)
 static cachelogical_t *start(collector_t *c, const char *conninfo)
 {
     char err[256] = "";
-    cachelogical_t *l = cachelogical_start(conninfo, PREFIX, on_change, c, err, sizeof(err));
+    cachelogical_callbacks_t cb = {on_commit, on_visible, c};
+    cachelogical_t *l = cachelogical_start(conninfo, PREFIX, &cb, err, sizeof(err));
     if (l == NULL)
         fail_msg("cachelogical_start: %s", err);
     return l;
@@ -360,7 +435,89 @@ static void reports_each_commits_tables_after_it(void **state)
 
     print_message("from COMMIT to its report: %lld ms\n", latency);
     stop_promptly(l);
+    assert_tokens_all_back(c);
     assert_slot_goes(conn, slot);
+    PQfinish(conn);
+    collector_free(c);
+}
+
+#define SYNC_NAME "cachelogical_sync_test"
+
+/* Makes the consumer named SYNC_NAME the synchronous standby and waits until it is. */
+static void require_synchronous_standby(PGconn *conn)
+{
+    harness_exec_ok(conn, "ALTER SYSTEM SET synchronous_standby_names = '" SYNC_NAME "'");
+    harness_exec_ok(conn, "SELECT pg_reload_conf()");
+    long long deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        char *n = harness_query_value(conn, "SELECT count(*) FROM pg_stat_replication "
+                                            "WHERE application_name = '" SYNC_NAME "' "
+                                            "AND sync_state = 'sync'");
+        bool sync = n != NULL && strcmp(n, "1") == 0;
+        free(n);
+        if (sync)
+            return;
+        if (harness_now_ms() > deadline)
+            fail_msg("the consumer did not become the synchronous standby");
+        harness_sleep_ms(20);
+    }
+}
+
+static int reset_synchronous_standby(void **state)
+{
+    PGconn *conn = harness_connect_direct(DATABASE);
+    harness_exec_ok(conn, "ALTER SYSTEM RESET synchronous_standby_names");
+    harness_exec_ok(conn, "SELECT pg_reload_conf()");
+    PQfinish(conn);
+    return 0;
+}
+
+/*
+ * A commit that waits for the consumer as its synchronous standby: commit() comes while other
+ * sessions cannot see it yet (so a cache that only bumped then could keep an old answer read
+ * meanwhile), and visible() only once they can. Each seen from the consumer's own thread.
+ */
+static void a_synchronous_commit_is_reported_before_it_is_visible(void **state)
+{
+    collector_t *c = collector_new();
+    PGconn *conn = writer();
+    c->probe = harness_connect_direct(DATABASE);
+    c->probe_sql = "SELECT count(*) FROM users WHERE id BETWEEN 300 AND 399";
+    char conninfo[256];
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d user=postgres application_name=" SYNC_NAME
+             " dbname=" DATABASE,
+             harness_pg_port());
+    cachelogical_t *l = start(c, conninfo);
+    expect_next(c, "*");
+    wait_all_visible(c);
+    require_synchronous_standby(conn);
+
+    for (int i = 0; i < 3; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "INSERT INTO users VALUES (%d, 'sync')", 300 + i);
+        harness_exec_ok(conn, sql);
+        expect_next(c, "public|users");
+        wait_all_visible(c);
+        char before[8], after[8];
+        snprintf(before, sizeof(before), "%d", i);
+        snprintf(after, sizeof(after), "%d", i + 1);
+        assert_string_equal(c->at_commit, before);
+        assert_string_equal(c->at_visible, after);
+    }
+    cachelogical_status_t st;
+    long long deadline = harness_now_ms() + WAIT_MS;
+    do {
+        harness_sleep_ms(5);
+        cachelogical_status(l, &st);
+    } while (st.invisible != 0 && harness_now_ms() < deadline);
+    assert_int_equal(st.invisible, 0);
+
+    /* While the consumer still confirms: the commit waits for it. */
+    harness_exec_ok(conn, "DELETE FROM users WHERE id BETWEEN 300 AND 399");
+    stop_promptly(l);
+    assert_tokens_all_back(c);
+    PQfinish(c->probe);
     PQfinish(conn);
     collector_free(c);
 }
@@ -532,6 +689,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reports_each_commits_tables_after_it),
+        cmocka_unit_test_teardown(a_synchronous_commit_is_reported_before_it_is_visible,
+                                  reset_synchronous_standby),
         cmocka_unit_test(many_tables_one_by_one_up_to_the_limit),
         cmocka_unit_test(a_killed_walsender_means_a_new_slot_and_any_table),
         cmocka_unit_test(a_server_that_is_down_is_retried_and_the_stop_is_prompt),

@@ -82,6 +82,45 @@ static void test_begin_and_commit(void **state)
     assert_other(" BEGIN");
 }
 
+static uint32_t xid_of(const char *text)
+{
+    return cachelogical_line_xid(text, strlen(text));
+}
+
+static void test_xid_of_begin_and_commit(void **state)
+{
+    assert_int_equal(xid_of("COMMIT 742"), 742);
+    assert_int_equal(xid_of("BEGIN 742"), 742);
+    assert_int_equal(xid_of("COMMIT 742 (at 2025-01-01 00:00:00+00)"), 742);
+    assert_int_equal(xid_of("COMMIT 4294967295"), 4294967295u);
+    assert_int_equal(xid_of("COMMIT 4294967296"), 0);
+    assert_int_equal(xid_of("COMMIT 99999999999999999999999"), 0);
+    assert_int_equal(xid_of("COMMIT"), 0);
+    assert_int_equal(xid_of("COMMIT "), 0);
+    assert_int_equal(xid_of("COMMIT x"), 0);
+    assert_int_equal(xid_of("COMMIT 12x"), 0);
+    assert_int_equal(xid_of("COMMITTED 12"), 0);
+    assert_int_equal(xid_of("table public.t: INSERT: id[integer]:1"), 0);
+    /* The length bounds the line. */
+    assert_int_equal(cachelogical_line_xid("COMMIT 7421", 10), 742);
+}
+
+static void test_xid_visible_only_below_xmax_and_not_running(void **state)
+{
+    const uint32_t running[] = {90, 95};
+    assert_true(cachelogical_xid_visible(89, 100, running, 2));
+    assert_true(cachelogical_xid_visible(99, 100, running, 2));
+    assert_false(cachelogical_xid_visible(95, 100, running, 2));
+    assert_false(cachelogical_xid_visible(90, 100, running, 2));
+    /* At or past xmax: the newest transaction, waiting for its standby, is not in running. */
+    assert_false(cachelogical_xid_visible(100, 100, NULL, 0));
+    assert_false(cachelogical_xid_visible(101, 100, NULL, 0));
+    /* Modulo 2^32: just before and after a wraparound. */
+    assert_true(cachelogical_xid_visible(4294967295u, 3, NULL, 0));
+    assert_false(cachelogical_xid_visible(3, 4294967295u, NULL, 0));
+    assert_true(cachelogical_xid_visible(3, 4, NULL, 0));
+}
+
 static void test_plain_changes(void **state)
 {
     assert_change("table public.users: INSERT: id[integer]:1 name[text]:'ann'", "public|users");
@@ -188,17 +227,23 @@ static void test_length_bounds_the_line(void **state)
     assert_int_equal(s.n, 0);
 }
 
-static void never_called(void *arg, const char *schema, const char *relname)
+static void *never_committed(void *arg, const cachelogical_table_t *tables, int n)
 {
-    fail_msg("called for %s.%s", schema != NULL ? schema : "(null)",
-             relname != NULL ? relname : "(null)");
+    fail_msg("commit called for %d tables", n);
+    return NULL;
+}
+
+static void never_visible(void *arg, void *token)
+{
+    fail_msg("visible called");
 }
 
 /* Asserts that cachelogical_start refuses, with an error that starts with expected. */
 static void assert_refused(const char *conninfo, const char *prefix, const char *expected)
 {
     char err[256] = "";
-    cachelogical_t *l = cachelogical_start(conninfo, prefix, never_called, NULL, err, sizeof(err));
+    cachelogical_callbacks_t cb = {never_committed, never_visible, NULL};
+    cachelogical_t *l = cachelogical_start(conninfo, prefix, &cb, err, sizeof(err));
     if (l != NULL) {
         cachelogical_stop(l);
         fail_msg("started with \"%s\" and prefix \"%s\"", conninfo, prefix);
@@ -236,6 +281,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_begin_and_commit),
+        cmocka_unit_test(test_xid_of_begin_and_commit),
+        cmocka_unit_test(test_xid_visible_only_below_xmax_and_not_running),
         cmocka_unit_test(test_plain_changes),
         cmocka_unit_test(test_quoted_identifiers),
         cmocka_unit_test(test_truncate_of_several_tables),
