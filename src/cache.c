@@ -25,6 +25,7 @@
  */
 #include "cache_internal.h"
 
+#include "cachekey.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
@@ -405,37 +406,20 @@ static int64_t tag_ttl(const char *text, size_t len)
 }
 
 /*
- * Starts a key in k: the format, the kind of request ('Q' or 'X'; describe: the unit asks for
- * the row description), the target, the user and the session parameters the server reports
- * that shape how values are written. Returns 0 or -1 (out of memory).
+ * The parts of c's key that come from c, with kind and describe: the target, the user its
+ * pool logs it in as, and the session parameters the server reports that shape how values
+ * are written. The caller sets the text (and a unit's Parse and Bind rests).
  */
-static int key_begin(buf_t *k, const client_t *c, uint32_t ns, uint8_t kind, bool describe)
+static void key_request(const client_t *c, const cache_ns_t *ns, uint8_t kind, bool describe,
+                        cachekey_request_t *r)
 {
-    uint8_t head[7] = {KEY_VERSION, kind, describe ? 1 : 0};
-    memcpy(head + 3, &ns, sizeof(ns));
-    buf_consume(k, buf_len(k));
-    if (buf_append(k, head, sizeof(head)) < 0 ||
-        buf_append(k, c->pool->user, strlen(c->pool->user) + 1) < 0)
-        return -1;
-    for (int id = 0; id < PARAM_COUNT; id++) {
-        if (id == PARAM_APPLICATION_NAME)
-            continue;
-        const char *v = (c->params.known & (1u << id)) ? c->params.value[id] : "";
-        if (buf_append(k, v, strlen(v) + 1) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Appends text without its comments (see sqlparse_strip_comments) and a NUL. */
-static int key_text(buf_t *k, const char *text, size_t len)
-{
-    if (buf_reserve(k, len + 1) < 0)
-        return -1;
-    size_t n = sqlparse_strip_comments(text, len, (char *)buf_tail(k));
-    buf_tail(k)[n] = '\0';
-    buf_produce(k, (uint32_t)n + 1);
-    return 0;
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    r->describe = describe;
+    r->ns = cache_ns_id(ns);
+    r->user = c->pool->user;
+    for (int id = 0; id < PARAM_COUNT; id++)
+        r->params[id] = (c->params.known & (1u << id)) ? c->params.value[id] : "";
 }
 
 /* ---- what a read depends on ---- */
@@ -625,8 +609,11 @@ static int answer_query(client_t *c, cache_ns_t *ns, const proto_msg_t *m)
     int64_t tag = tag_ttl(text, len);
     if (tag < 0)
         return 0;
-    if (key_begin(&cc->key, c, cache_ns_id(ns), 'Q', false) < 0 ||
-        key_text(&cc->key, text, len) < 0)
+    cachekey_request_t kr;
+    key_request(c, ns, CACHEKEY_QUERY, false, &kr);
+    kr.text = text;
+    kr.text_len = len;
+    if (cachekey_encode(&cc->key, &kr) < 0)
         return -1;
     int rc = lookup(c, NULL, 0);
     if (rc != 0)
@@ -730,10 +717,15 @@ static int answer_unit(client_t *c, cache_ns_t *ns)
     int64_t tag = tag_ttl(text, len);
     if (tag < 0)
         return 0;
-    if (key_begin(&cc->key, c, cache_ns_id(ns), 'X', u.describe) < 0 ||
-        key_text(&cc->key, text, len) < 0 ||
-        buf_append(&cc->key, body + len + 1, body_len - len - 1) < 0 ||
-        buf_append(&cc->key, u.bind_rest, u.bind_rest_len) < 0)
+    cachekey_request_t kr;
+    key_request(c, ns, CACHEKEY_UNIT, u.describe, &kr);
+    kr.text = text;
+    kr.text_len = len;
+    kr.types = body + len + 1;
+    kr.types_len = body_len - (uint32_t)len - 1;
+    kr.bind = u.bind_rest;
+    kr.bind_len = u.bind_rest_len;
+    if (cachekey_encode(&cc->key, &kr) < 0)
         return -1;
     static const uint8_t parse_complete[] = {'1', 0, 0, 0, 4};
     int rc = lookup(c, parse_complete, u.parse != NULL ? sizeof(parse_complete) : 0);

@@ -35,7 +35,6 @@
 #define CATALOG_RETRY_MS   10000                      /* after a failed read of the catalog */
 #define GENERATION_NAMES   65536                      /* counters over all targets */
 #define LOGICAL_CHECK_MS   100 /* how often a worker asks whether a consumer is streaming */
-#define KEY_VERSION        1
 #define DDL_NAME           "\001ddl" /* published beside "": the catalog changed */
 #define MIN_LEASE_MS       50
 #define MAX_LEASE_MS       60000
