@@ -266,19 +266,10 @@ static int check_startup(client_t *c, const proto_startup_t *st)
     return apply_startup_params(c, st);
 }
 
-void client_authenticated(client_t *c)
+/* c, logged in, joins the pool of its database and user: it gets the welcome, at once when
+ * the pool knows it, else once the pool's first server is in. */
+static void join_pool(client_t *c)
 {
-    if (console_is_database(c->database)) {
-        auth_free(c);
-        if (!console_allows(c, &c->console_admin)) {
-            client_close(c, "42501",
-                         "not allowed to use the admin console (user is in neither "
-                         "admin_users nor stats_users)");
-            return;
-        }
-        console_welcome(c);
-        return;
-    }
     c->pool = pool_get(c->db, c->database, c->user);
     if (c->pool == NULL) {
         client_close(c, "53200", "out of memory");
@@ -300,6 +291,53 @@ void client_authenticated(client_t *c)
         client_pause_reading(c, true);
     else if (s != NULL && !client_take_server(c, s))
         pool_release(s);
+}
+
+void client_authenticated(client_t *c)
+{
+    if (console_is_database(c->database)) {
+        auth_free(c);
+        if (!console_allows(c, &c->console_admin)) {
+            client_close(c, "42501",
+                         "not allowed to use the admin console (user is in neither "
+                         "admin_users nor stats_users)");
+            return;
+        }
+        console_welcome(c);
+        return;
+    }
+    join_pool(c);
+}
+
+int client_adopt(worker_t *w, int fd, const config_database_t *db, const char *database,
+                 const char *user, const params_t *params, const char *peer)
+{
+    /* The console is never reached this way: its users are checked at login. */
+    bool refused = w->shutting_down || console_is_database(database);
+    client_t *c = refused ? NULL : calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return -1;
+    }
+    c->id = atomic_fetch_add(&next_client_id, 1) + 1;
+    c->worker = w;
+    c->fd = fd;
+    c->internal = true;
+    c->state = CLIENT_AUTH;
+    c->connected_at = c->active_at = loop_now(w->loop);
+    c->db = db;
+    c->params = *params;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    snprintf(c->user, sizeof(c->user), "%s", user);
+    snprintf(c->database, sizeof(c->database), "%s", database);
+    if (loop_add(w->loop, &c->io, fd, LOOP_READ, on_io, c) < 0) {
+        close(fd);
+        free(c);
+        return -1;
+    }
+    worker_add_client(w, c);
+    join_pool(c);
+    return 0;
 }
 
 /* The client asked for TLS: 'S' and the handshake when configured, else 'N'. */

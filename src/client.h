@@ -61,6 +61,7 @@ typedef struct client {
     bool welcomed;                       /* got AuthenticationOk ... ReadyForQuery */
     bool reading_paused;
     bool counted;        /* counted in total_clients */
+    bool internal;       /* made in-process by client_adopt (the cache's warm), not accepted */
     bool parsed_locally; /* answered a Parse without a server; its Sync is ours too */
     int holds;           /* client_hold_output calls not yet released */
     uint32_t sendable;   /* while holds > 0: how many bytes at the head of out may go */
@@ -77,6 +78,21 @@ typedef struct client {
 
 /* Takes ownership of an accepted socket and starts reading its startup packet. */
 void client_accept(struct worker *w, int fd, const struct sockaddr_storage *addr, const char *peer);
+
+/*
+ * Makes a client of w on fd, one end of a socketpair whose other end only pgturbo's own code
+ * holds (takes ownership of fd), logged in as user to the [databases] entry db (borrowed from
+ * w->cfg) under the name database, with the known values of params (borrowed) as its startup
+ * parameters, and peer as its name in logs and the console. Neither a startup packet nor a
+ * password is asked for, so fd must never be a socket a user can reach. The client gets its
+ * pool's welcome as any other, and does not count against max_client_conn. In w's thread.
+ * Returns 0, or -1 (fd closed) when memory runs out, w is shutting down, or database is the
+ * console's.
+ */
+__attribute__((warn_unused_result)) int client_adopt(struct worker *w, int fd,
+                                                     const config_database_t *db,
+                                                     const char *database, const char *user,
+                                                     const params_t *params, const char *peer);
 
 /* Authentication succeeded: c gets the console, or its pool's welcome (see auth.h). */
 void client_authenticated(client_t *c);
