@@ -45,6 +45,10 @@
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT     10000
 
+/* top of POST /api/v1/cache/warm: the default and the largest accepted. */
+#define DEFAULT_WARM_TOP 20
+#define MAX_WARM_TOP     1000
+
 #define HEALTH_REUSE_MS 1000
 
 #define JSON_TYPE "application/json"
@@ -388,6 +392,51 @@ static void serve_cache_clear(const request_t *req, reply_t *out)
     reply_json(out, MHD_HTTP_OK, json_pack("{s:s, s:I}", "status", "ok", "entries", (json_int_t)n));
 }
 
+/* top=N: 1 to MAX_WARM_TOP, DEFAULT_WARM_TOP when absent. False with a 400 reply otherwise. */
+static bool param_top(const request_t *req, size_t *top, reply_t *out)
+{
+    const char *v = param(req, "top");
+    *top = DEFAULT_WARM_TOP;
+    if (v == NULL)
+        return true;
+    size_t len = strlen(v);
+    bool digits = len > 0 && len <= 9 && strspn(v, "0123456789") == len;
+    long n = digits ? strtol(v, NULL, 10) : 0;
+    if (n < 1 || n > MAX_WARM_TOP) {
+        reply_error(out, MHD_HTTP_BAD_REQUEST,
+                    "top: expected an integer from 1 to %d, got \"%.64s\"", MAX_WARM_TOP, v);
+        return false;
+    }
+    *top = (size_t)n;
+    return true;
+}
+
+/* POST /api/v1/cache/warm[?top=N]: the N entries with the most hits run again. */
+static void serve_cache_warm(const request_t *req, reply_t *out)
+{
+    size_t top;
+    if (!param_top(req, &top, out))
+        return;
+    cache_warm_result_t r;
+    int rc = cache_warm(top, &r);
+    if (rc == CACHE_WARM_BUSY) {
+        reply_error(out, MHD_HTTP_CONFLICT, "a warm is already running");
+        return;
+    }
+    if (rc < 0) {
+        reply_error(out, MHD_HTTP_SERVICE_UNAVAILABLE, "the result cache is not running");
+        return;
+    }
+    log_info("admin API: cache warm of the top %zu: %zu entries, %zu warmed, %zu fresh, "
+             "%zu skipped, %zu failed",
+             r.requested, r.entries, r.warmed, r.fresh, r.skipped, r.failed);
+    reply_json(out, MHD_HTTP_OK,
+               json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "requested", (json_int_t)r.requested,
+                         "entries", (json_int_t)r.entries, "warmed", (json_int_t)r.warmed, "fresh",
+                         (json_int_t)r.fresh, "skipped", (json_int_t)r.skipped, "failed",
+                         (json_int_t)r.failed));
+}
+
 static void serve_health(const request_t *req, reply_t *out)
 {
     char why[sizeof(health_why)];
@@ -454,6 +503,7 @@ static const endpoint_t endpoints[] = {
     {"/api/v1/stats/reset", "POST", false, true, serve_reset},
     {"/api/v1/cache", "GET", false, false, serve_cache},
     {"/api/v1/cache/clear", "POST", false, true, serve_cache_clear},
+    {"/api/v1/cache/warm", "POST", false, true, serve_cache_warm},
 };
 
 /* The endpoint of url, with *rest set to what follows a prefix path; NULL when none. */
@@ -729,6 +779,7 @@ static int start_httpd(const config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     snprintf(listening_on, sizeof(listening_on), "%s", cfg->admin_listen);
+    cache_warm_allow(true);
     log_info("admin API listening on %s", cfg->admin_listen);
     return 0;
 }
@@ -766,6 +817,7 @@ void admin_stop(void)
 {
     if (httpd == NULL)
         return;
+    cache_warm_allow(false); /* else a warm under way would hold the stop for up to a minute */
     MHD_stop_daemon(httpd);
     httpd = NULL;
     listening_on[0] = '\0';

@@ -132,11 +132,16 @@ uint32_t cache_ns_id(const cache_ns_t *ns)
     return (uint32_t)(ns - cache.ns);
 }
 
+void cache_target_name(char *out, size_t len, const char *host, int port, const char *dbname)
+{
+    snprintf(out, len, "%s:%d/%s", host, port, dbname);
+}
+
 /* The namespace of host:port/dbname, made on first use; NULL when none is left. */
 cache_ns_t *cache_target_ns(const char *host, int port, const char *dbname)
 {
     char target[sizeof(cache.ns[0].target)];
-    snprintf(target, sizeof(target), "%s:%d/%s", host, port, dbname);
+    cache_target_name(target, sizeof(target), host, port, dbname);
     uint32_t id = cachegen_namespace(cache.gens, target);
     if (id == 0 || id > MAX_NAMESPACES)
         return NULL;
@@ -537,6 +542,7 @@ static int arm(client_t *c, const read_plan_t *p, bool extended)
     f->rule = p->rule;
     f->extended = extended;
     f->max_size = (size_t)c->worker->cfg->cache_max_entry_size;
+    f->warm = c->internal;
     cc->armed = f;
     cachestore_count_miss(cache.store, p->rule);
     return 0;
@@ -595,6 +601,12 @@ static int lookup(client_t *c, const uint8_t *prefix, size_t prefix_len)
     if (rc != CACHESTORE_HIT) {
         buf_truncate(&c->out, before); /* the prefix goes: nothing was answered */
         return rc < 0 ? -1 : 0;
+    }
+    if (c->internal) {
+        /* Right after an L2 read of this key, the hit is what the L2 just gave memory. */
+        bool from_l2 = cc->l2_read && cc->l2_hash == hash;
+        atomic_fetch_add_explicit(from_l2 ? &cache.warmed : &cache.warm_fresh, 1,
+                                  memory_order_relaxed);
     }
     if (proto_build_ready(&c->out, 'I') < 0)
         return -1;
@@ -1018,6 +1030,8 @@ static void finish_fill(server_t *s, cache_server_t *ss)
                                 f->rule);
         atomic_fetch_add_explicit(rc == 0 ? &cache.fills : &cache.fills_dropped, 1,
                                   memory_order_relaxed);
+        if (rc == 0 && f->warm)
+            atomic_fetch_add_explicit(&cache.warmed, 1, memory_order_relaxed);
         /* Only what memory took: a rejection may mean a write came meanwhile. */
         if (rc == 0 && f->l2 != NULL && cache.redis != NULL &&
             cacheredis_put(cache.redis, f->hash, f->key, f->key_len, f->l2, buf_head(&f->value),

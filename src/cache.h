@@ -118,6 +118,32 @@ void cache_server_gone(struct server *s);
  * with json_decref. */
 json_t *cache_snapshot(void);
 
+/* What a warm did (POST /api/v1/cache/warm, docs/api.md). */
+typedef struct cache_warm_result {
+    size_t requested; /* the entries asked for */
+    size_t entries;   /* the entries with the most hits taken: at most requested */
+    size_t warmed;    /* answers recorded again (from PostgreSQL, or the L2) */
+    size_t fresh;     /* answers found current, answered from memory: nothing to do */
+    size_t skipped;   /* not run: cached for a pgturbo_cache tag, or its database or user gone */
+    size_t failed;    /* nothing recorded: an error, no answer in time, no longer cacheable,
+                       * a write meanwhile; or not run once the warm's minute was over */
+} cache_warm_result_t;
+
+/* cache_warm: another warm is under way. */
+#define CACHE_WARM_BUSY (-2)
+
+/*
+ * Runs again the top entries with the most hits, most hits first and one at a time, each
+ * through an internal client of a worker (cache_warm.c): what a client's miss records is
+ * recorded. Fills *out (borrowed). From a thread that is not a worker's (it waits for them).
+ * Returns 0; -1 when the cache is not running; CACHE_WARM_BUSY when another warm runs.
+ */
+__attribute__((warn_unused_result)) int cache_warm(size_t top, cache_warm_result_t *out);
+
+/* Whether warms may go on: the admin API forbids them before it waits for its requests to end
+ * (a warm under way stops after its current entry), and allows them when it starts. */
+void cache_warm_allow(bool allowed);
+
 /*
  * Drops entries: those that depend on table (a relname, in every database target) when table
  * is not NULL, those of every table the catalogs place in schema when schema is not NULL, or

@@ -1,7 +1,7 @@
 /*
  * cache_api.c
  *    The result cache's figures for the admin API, /metrics and SHOW CACHE, and its clears
- *    (POST /api/v1/cache/clear); see cache.h.
+ *    (POST /api/v1/cache/clear); see cache.h. The warm is in cache_warm.c.
  */
 #include "cache_internal.h"
 
@@ -131,7 +131,13 @@ json_t *cache_snapshot(void)
         json_object_set_new(totals, "fills", json_integer((json_int_t)atomic_load(&cache.fills))) <
             0 ||
         json_object_set_new(totals, "fills_dropped",
-                            json_integer((json_int_t)atomic_load(&cache.fills_dropped))) < 0) {
+                            json_integer((json_int_t)atomic_load(&cache.fills_dropped))) < 0 ||
+        json_object_set_new(totals, "warms", json_integer((json_int_t)atomic_load(&cache.warms))) <
+            0 ||
+        json_object_set_new(totals, "warmed",
+                            json_integer((json_int_t)atomic_load(&cache.warmed))) < 0 ||
+        json_object_set_new(totals, "warm_fresh",
+                            json_integer((json_int_t)atomic_load(&cache.warm_fresh))) < 0) {
         json_decref(totals);
         return NULL;
     }

@@ -2,7 +2,8 @@
  * cache_internal.h
  *    What the files of the result cache share (not part of cache.h's interface): cache.c
  *    (answering, recording, writes), cache_peers.c (the writers that other instances and the
- *    logical stream report) and cache_api.c (the figures and the clears of the admin API).
+ *    logical stream report), cache_api.c (the figures and the clears of the admin API) and
+ *    cache_warm.c (the warm of the admin API).
  */
 #ifndef PGTURBO_CACHE_INTERNAL_H
 #define PGTURBO_CACHE_INTERNAL_H
@@ -70,6 +71,7 @@ typedef struct cache_fill {
     bool failed;     /* a response that must not be replayed came: an error, a notice ... */
     buf_t value;
     cacheredis_gens_t *l2; /* the global generations to store the answer in Redis with, or NULL */
+    bool warm;             /* armed for the warm's internal client (cache_warm.c) */
 } cache_fill_t;
 
 /* What a client waits for from Redis: the publish of its commit's writes, or an L2 read. The
@@ -135,6 +137,9 @@ typedef struct cache_globals {
     const config_t *_Atomic cfg; /* the current config (retired ones live until exit) */
     cacheredis_t *redis;         /* the link to the instances sharing Redis, or NULL */
     _Atomic uint64_t l2_hits, l2_misses, holds;
+    /* Warms run (POST /api/v1/cache/warm); answers their internal clients recorded, from the
+     * server or the L2; and lookups of theirs that found the answer current already. */
+    _Atomic uint64_t warms, warmed, warm_fresh;
 } cache_globals_t;
 
 extern cache_globals_t cache;
@@ -151,6 +156,9 @@ typedef struct read_plan {
 
 /* The id of ns, as cachegen knows its target. */
 uint32_t cache_ns_id(const cache_ns_t *ns);
+
+/* Writes the name of a database target, "host:port/dbname", to out (len bytes). */
+void cache_target_name(char *out, size_t len, const char *host, int port, const char *dbname);
 
 /* The namespace of host:port/dbname, made on first use; NULL when none is left. */
 cache_ns_t *cache_target_ns(const char *host, int port, const char *dbname);

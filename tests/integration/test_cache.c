@@ -4,8 +4,8 @@
  *    memory, and never a stale answer after a write through pgturbo, whatever path the write
  *    takes (simple or extended protocol, a transaction, a foreign-key cascade, a trigger, a
  *    partition, a view's base table, DDL); each exclusion (volatile function, transaction,
- *    FOR UPDATE, temporary table, session state, the pgturbo_cache tag) and the bounds (TTL,
- *    entries, memory, compression).
+ *    FOR UPDATE, temporary table, session state, the pgturbo_cache tag), the bounds (TTL,
+ *    entries, memory, compression), and the warm of the most hit answers.
  *
  *    A read is shown to come from the cache by changing its row straight in PostgreSQL, which
  *    pgturbo cannot see (cache_invalidation = proxy): a cached read still gives the old value,
@@ -526,6 +526,276 @@ static void test_clear_through_the_api(void **state)
     set_directly("DROP TABLE citems");
 }
 
+/* POST /api/v1/cache/warm?top=N with the admin token; the JSON answer, after a 200. */
+static json_t *warm(int admin_port, int top)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/cache/warm?top=%d", top);
+    harness_response_t r = harness_http(admin_port, "POST", path, "Bearer " TOKEN);
+    if (r.status != 200)
+        fail_msg("POST %s: %d %.300s", path, r.status, r.body);
+    json_error_t e;
+    json_t *j = json_loads(r.body, 0, &e);
+    harness_response_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* Asserts a warm's answer: {"requested": ..., "entries": ..., "warmed": ..., ...}. */
+static void assert_warm(json_t *answer, int requested, int entries, int warmed, int fresh,
+                        int skipped, int failed)
+{
+    const char *keys[] = {"requested", "entries", "warmed", "fresh", "skipped", "failed"};
+    int want[] = {requested, entries, warmed, fresh, skipped, failed};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (json_integer_value(json_object_get(answer, keys[i])) != want[i])
+            fail_msg("warm: %s is %lld, expected %d", keys[i],
+                     (long long)json_integer_value(json_object_get(answer, keys[i])), want[i]);
+    json_decref(answer);
+}
+
+/* PQexecParams of the extended-protocol read of the warm test, for id; its value. */
+static void expect_extended_read(PGconn *c, const char *id, const char *want)
+{
+    const char *values[] = {id};
+    PGresult *r =
+        PQexecParams(c, "SELECT v FROM witems WHERE id = $1", 1, NULL, values, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), want);
+    PQclear(r);
+}
+
+/*
+ * POST /api/v1/cache/warm runs the most hit entries again after a write through pgturbo made
+ * them stale: the next reads are hits, with the data the write left. A change made behind
+ * pgturbo's back after the warm is not seen: those answers came from memory. Entries still
+ * current are left as they are; one cached for a pgturbo_cache tag is skipped. In pool_mode.
+ */
+static void warm_refills_the_most_hit_answers(const char *mode)
+{
+    set_directly("CREATE TABLE witems (id int PRIMARY KEY, v text);"
+                 "INSERT INTO witems VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+    pgturbo_proc_t p;
+    int admin;
+    start_mode(&p, &admin, mode, "witems = 60");
+    PGconn *c = connect_via(&p);
+    const char *simple = "SELECT v FROM witems WHERE id = 1";
+    const char *tagged = "SELECT v FROM witems WHERE id = 3 /* pgturbo_cache='60' */";
+    for (int i = 0; i < 4; i++)
+        expect_read(c, simple, "one"); /* 3 hits */
+    for (int i = 0; i < 3; i++)
+        expect_extended_read(c, "2", "two"); /* 2 hits */
+    for (int i = 0; i < 2; i++)
+        expect_read(c, tagged, "three"); /* 1 hit */
+    harness_exec_ok(c, "UPDATE witems SET v = v || '+'");
+    /* The two most hit: both stale, both recorded again. */
+    assert_warm(warm(admin, 2), 2, 2, 2, 0, 0, 0);
+    set_directly("UPDATE witems SET v = 'behind pgturbo'");
+    json_t *api = cache_api(admin);
+    long long hits = total(api, "hits");
+    assert_int_equal(total(api, "warms"), 1);
+    assert_int_equal(total(api, "warmed"), 2);
+    json_decref(api);
+    expect_read(c, simple, "one+");
+    expect_extended_read(c, "2", "two+");
+    api = cache_api(admin);
+    assert_int_equal(total(api, "hits") - hits, 2);
+    json_decref(api);
+    /* Nothing written since: the two are current; the tagged entry is not run. */
+    assert_warm(warm(admin, 20), 20, 3, 0, 2, 1, 0);
+    api = cache_api(admin);
+    assert_int_equal(total(api, "warms"), 2);
+    assert_int_equal(total(api, "warm_fresh"), 2);
+    json_decref(api);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE witems");
+}
+
+static void test_warm_refills_the_most_hit_answers(void **state)
+{
+    warm_refills_the_most_hit_answers("transaction");
+}
+
+/* The warm's client keeps its server for its session there, as any client does. */
+static void test_warm_in_session_mode(void **state)
+{
+    warm_refills_the_most_hit_answers("session");
+}
+
+/* An entry whose read now fails (its table dropped behind pgturbo's back) counts as failed,
+ * and the warm goes on with the next. */
+static void test_warm_counts_a_read_that_now_fails(void **state)
+{
+    set_directly("CREATE TABLE fitems (v int); INSERT INTO fitems VALUES (1);"
+                 "CREATE TABLE kitems (v int); INSERT INTO kitems VALUES (1)");
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "* = 60");
+    PGconn *c = connect_via(&p);
+    for (int i = 0; i < 3; i++)
+        expect_read(c, "SELECT v FROM fitems", "1");
+    for (int i = 0; i < 2; i++)
+        expect_read(c, "SELECT v FROM kitems", "1");
+    harness_exec_ok(c, "UPDATE fitems SET v = 2");
+    harness_exec_ok(c, "UPDATE kitems SET v = 2");
+    set_directly("DROP TABLE fitems");
+    assert_warm(warm(admin, 20), 20, 2, 1, 0, 0, 1);
+    set_directly("UPDATE kitems SET v = 3");
+    expect_read(c, "SELECT v FROM kitems", "2");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    set_directly("DROP TABLE kitems");
+}
+
+/* Writes the auth_file at path: users and their passwords, in clear. */
+static void write_users(const char *path, const char *lines)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(lines, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A user whom a reload took out of auth_file: the warm skips the answers cached for it, and
+ * still runs those of the others. */
+static void test_warm_skips_a_user_gone_from_the_config(void **state)
+{
+    set_directly("CREATE TABLE uitems (v text); INSERT INTO uitems VALUES ('one');"
+                 "DROP ROLE IF EXISTS warmer; CREATE ROLE warmer LOGIN;"
+                 "GRANT SELECT ON uitems TO warmer");
+    char users[] = "/tmp/pgturbo-warm-users.XXXXXX";
+    int fd = mkstemp(users);
+    assert_true(fd >= 0);
+    close(fd);
+    write_users(users, "\"postgres\" \"pw\"\n\"warmer\" \"pw2\"\n");
+    char extra[1024];
+    int admin = harness_free_port();
+    snprintf(extra, sizeof(extra),
+             "admin_listen = 127.0.0.1:%d\nadmin_token = %s\npool_mode = transaction\n"
+             "auth_type = md5\nauth_file = %s\n[cache]\nuitems = 60\n",
+             admin, TOKEN, users);
+    pgturbo_proc_t p;
+    harness_start_pgturbo(&p, extra, NULL);
+    PGconn *c = harness_connect(p.port, DB, "password=pw");
+    wait_for_catalog(c, admin);
+    PGconn *w = harness_connect(p.port, DB, "user=warmer password=pw2");
+    const char *q = "SELECT v FROM uitems";
+    expect_read(w, q, "one");
+    expect_read(w, q, "one");
+    expect_read(c, q, "one");
+    harness_exec_ok(c, "UPDATE uitems SET v = 'two'");
+    PQfinish(w);
+    write_users(users, "\"postgres\" \"pw\"\n");
+    harness_reload_pgturbo(&p, extra, NULL);
+    assert_warm(warm(admin, 20), 20, 2, 1, 0, 1, 0);
+    set_directly("UPDATE uitems SET v = 'behind pgturbo'");
+    expect_read(c, q, "two");
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+    unlink(users);
+    set_directly("DROP TABLE uitems; DROP ROLE warmer");
+}
+
+/* Until the instance on admin_port trusts its memory: its Redis link is fresh. */
+static void wait_for_fresh_link(int admin_port)
+{
+    long long deadline = harness_now_ms() + 10000;
+    for (;;) {
+        json_t *api = cache_api(admin_port);
+        bool fresh = json_is_true(json_object_get(json_object_get(api, "redis"), "fresh"));
+        json_decref(api);
+        if (fresh)
+            return;
+        if (harness_now_ms() > deadline)
+            fail_msg("the Redis link was not fresh within 10 s");
+        harness_sleep_ms(50);
+    }
+}
+
+static long long redis_total(int admin_port, const char *key)
+{
+    json_t *api = cache_api(admin_port);
+    long long n =
+        (long long)json_integer_value(json_object_get(json_object_get(api, "redis"), key));
+    json_decref(api);
+    return n;
+}
+
+/* With cache_redis_host, a warm stores its answers in the L2 too: another instance sharing
+ * the Redis gets the warm's answer from there, not from PostgreSQL. */
+static void test_warm_stores_in_the_l2(void **state)
+{
+    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
+        skip();
+    set_directly("CREATE TABLE l2items (id int PRIMARY KEY, v text);"
+                 "INSERT INTO l2items VALUES (1, 'one')");
+    harness_redis_t redis;
+    harness_start_redis(&redis);
+    char lines[256];
+    snprintf(lines, sizeof(lines),
+             "l2items = 60\ncache_redis_host = 127.0.0.1\ncache_redis_port = %d", redis.port);
+    pgturbo_proc_t a, b;
+    int admin_a, admin_b;
+    start(&a, &admin_a, lines);
+    start(&b, &admin_b, lines);
+    wait_for_fresh_link(admin_a);
+    wait_for_fresh_link(admin_b);
+    PGconn *c = connect_via(&a);
+    const char *q = "SELECT v FROM l2items WHERE id = 1";
+    expect_read(c, q, "one");
+    expect_read(c, q, "one");
+    harness_exec_ok(c, "UPDATE l2items SET v = 'two'");
+    long long puts = redis_total(admin_a, "puts");
+    assert_warm(warm(admin_a, 1), 1, 1, 1, 0, 0, 0);
+    assert_int_equal(redis_total(admin_a, "puts") - puts, 1);
+    set_directly("UPDATE l2items SET v = 'behind pgturbo'");
+    long long l2_hits = redis_total(admin_b, "hits");
+    PGconn *other = connect_via(&b);
+    expect_read(other, q, "two");
+    assert_int_equal(redis_total(admin_b, "hits") - l2_hits, 1);
+    PQfinish(other);
+    PQfinish(c);
+    assert_int_equal(harness_stop_pgturbo(&a, 10), 0);
+    assert_int_equal(harness_stop_pgturbo(&b, 10), 0);
+    harness_stop_redis(&redis);
+    set_directly("DROP TABLE l2items");
+}
+
+/* POST /api/v1/cache/warm takes top from 1 to 1000 and the admin token alone. */
+static void test_warm_checks_top_and_token(void **state)
+{
+    pgturbo_proc_t p;
+    int admin;
+    start(&p, &admin, "* = 60");
+    const char *bad[] = {"0", "1001", "abc", "-1", "", "10x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/api/v1/cache/warm?top=%s", bad[i]);
+        harness_response_t r = harness_http(admin, "POST", path, "Bearer " TOKEN);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "\"error\""));
+        assert_non_null(strstr(r.body, "top"));
+        harness_response_free(&r);
+    }
+    harness_response_t r = harness_http(admin, "POST", "/api/v1/cache/warm", NULL);
+    assert_int_equal(r.status, 401);
+    harness_response_free(&r);
+    r = harness_http(admin, "POST", "/api/v1/cache/warm", "Bearer wrong-token");
+    assert_int_equal(r.status, 401);
+    harness_response_free(&r);
+    r = harness_http(admin, "GET", "/api/v1/cache/warm", "Bearer " TOKEN);
+    assert_int_equal(r.status, 405);
+    harness_response_free(&r);
+    /* An empty cache: nothing to run, the default top. */
+    assert_warm(warm(admin, 20), 20, 0, 0, 0, 0, 0);
+    r = harness_http(admin, "POST", "/api/v1/cache/warm", "Bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"requested\":20"));
+    harness_response_free(&r);
+    assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
+}
+
 /* A rule whose reads mostly miss raises the cache_hit_ratio alert (evaluated every 5 s). */
 static void test_low_hit_ratio_raises_an_alert(void **state)
 {
@@ -664,6 +934,12 @@ int main(void)
         cmocka_unit_test(test_ttl_and_tag),
         cmocka_unit_test(test_bounds_and_compression),
         cmocka_unit_test(test_clear_through_the_api),
+        cmocka_unit_test(test_warm_refills_the_most_hit_answers),
+        cmocka_unit_test(test_warm_in_session_mode),
+        cmocka_unit_test(test_warm_checks_top_and_token),
+        cmocka_unit_test(test_warm_counts_a_read_that_now_fails),
+        cmocka_unit_test(test_warm_skips_a_user_gone_from_the_config),
+        cmocka_unit_test(test_warm_stores_in_the_l2),
         cmocka_unit_test(test_low_hit_ratio_raises_an_alert),
         cmocka_unit_test_teardown(test_logical_invalidation_of_direct_writes,
                                   reset_synchronous_standby),
