@@ -381,6 +381,7 @@ static void put_cache_totals(FILE *f, const json_t *totals)
     static const char *const counters[] = {
         "hits",    "misses",   "stale",         "expired",     "evictions",
         "inserts", "rejected", "invalidations", "write_bumps", "everything_bumps",
+        "warms",   "warmed",   "warm_fresh",
     };
     static const char *const gauges[] = {"entries", "bytes", "value_bytes", "stored_bytes"};
     put_cache_values(f, totals, counters, N_KEYS(counters), "pgturbo_cache_", "_total", "counter",

@@ -406,10 +406,12 @@ static void scheduler_jobs_have_runs_failures_and_a_success_time_once_they_had_o
 static void cache_redis_link_is_counters_and_gauges(void **state)
 {
     metrics_input_t in = input(NULL, NULL, NULL, NULL, NULL);
-    in.cache = parse("{\"totals\": {\"hits\": 3}, \"rules\": [], \"redis\": {\"connected\": true, "
-                     "\"fresh\": false, \"peers\": 2, \"published\": 7, \"hits\": 5}}");
+    in.cache = parse("{\"totals\": {\"hits\": 3, \"warmed\": 4}, \"rules\": [], \"redis\": "
+                     "{\"connected\": true, \"fresh\": false, \"peers\": 2, \"published\": 7, "
+                     "\"hits\": 5}}");
     char *text = render(&in);
     assert_non_null(strstr(text, "\npgturbo_cache_hits_total 3\n"));
+    assert_non_null(strstr(text, "\npgturbo_cache_warmed_total 4\n"));
     assert_non_null(strstr(text, "\npgturbo_cache_redis_published_total 7\n"));
     assert_non_null(strstr(text, "\npgturbo_cache_redis_hits_total 5\n"));
     assert_non_null(strstr(text, "\npgturbo_cache_redis_connected 1\n"));
