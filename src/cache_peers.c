@@ -123,6 +123,9 @@ static void *logical_commit(void *arg, const cachelogical_table_t *tables, int n
     if (!named) {
         t->n = 0;
         t->counters[t->n++] = atomic_load_explicit(&ns->all, memory_order_acquire);
+    } else if (t->n == 0) {
+        free(t); /* no table (a logical message alone): nothing to mark */
+        return NULL;
     }
     const char *names[LOGICAL_TXN_MAX];
     for (int i = 0; i < t->n; i++) {

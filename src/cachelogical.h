@@ -48,7 +48,8 @@ typedef struct cachelogical_table {
  * be quick (they hold up the stream) and thread-safe.
  *
  * commit(arg, tables, n): a transaction committed that inserted into, updated, deleted from or
- * truncated the n distinct tables given (valid only during the call), or tables == NULL and n
+ * truncated the n distinct tables given (valid only during the call; n may be 0 for one that
+ * only emitted logical messages), or tables == NULL and n
  * == 0 when changes may have been missed (after every connect, the first one too, and for a
  * transaction that changed more than CACHELOGICAL_MAX_TABLES tables or whose changes could not
  * be read): the caller must then treat every table as changed. It is called before the
