@@ -85,6 +85,68 @@ static config_t *reload(const char *path, config_t *current, retired_t **retired
     return next;
 }
 
+/* What serve_run has started, in the order it starts them. */
+typedef enum started {
+    STARTED_CACHE,
+    STARTED_WORKERS,
+    STARTED_AUTHQUERY,
+    STARTED_ADMIN,
+    STARTED_SCHEDULER, /* everything: the daemon ran */
+} started_t;
+
+static int start_authquery(char *err, size_t errlen)
+{
+    if (authquery_start() == 0)
+        return 0;
+    snprintf(err, errlen, "cannot start the auth_query thread");
+    return -1;
+}
+
+/* Starts what follows the cache; returns the last part that started (STARTED_SCHEDULER: all),
+ * with the reason in err when one did not. */
+static started_t start_rest(const config_t *cfg, int n, char *err, size_t errlen)
+{
+    if (worker_start_all(cfg, n, err, errlen) < 0)
+        return STARTED_CACHE;
+    if (start_authquery(err, errlen) < 0)
+        return STARTED_WORKERS;
+    /* After the workers, whom its requests call into; a bad admin_listen stops the start. */
+    if (admin_start(cfg, err, errlen) < 0)
+        return STARTED_AUTHQUERY;
+    /* Last: its jobs connect to PostgreSQL on their own, and the API shows their state. */
+    if (scheduler_start(cfg, err, errlen) < 0)
+        return STARTED_ADMIN;
+    return STARTED_SCHEDULER;
+}
+
+/*
+ * Stops what was started up to last, in the reverse order, and frees cfg: first a scheduler
+ * run in progress, then the API, whose requests in progress wait for the workers to answer,
+ * then the workers, which let transactions finish (shutdown_timeout).
+ */
+static void stop_started(started_t last, config_t *cfg)
+{
+    if (last >= STARTED_SCHEDULER)
+        scheduler_stop();
+    if (last >= STARTED_ADMIN)
+        admin_stop();
+    if (last >= STARTED_WORKERS)
+        worker_shutdown_all();
+    if (last >= STARTED_AUTHQUERY)
+        authquery_stop();
+    if (last >= STARTED_WORKERS) {
+        cache_stop_links();
+        if (last == STARTED_SCHEDULER)
+            log_summary();
+        worker_free_all();
+        alerts_free();
+        pool_free_all();
+        cancel_free_all();
+    }
+    cache_stop();
+    config_free(cfg);
+}
+
 int serve_run(const char *path)
 {
     char err[512];
@@ -108,46 +170,10 @@ int serve_run(const char *path)
         config_free(cfg);
         return 1;
     }
-    if (worker_start_all(cfg, n, err, sizeof(err)) < 0) {
+    started_t started = start_rest(cfg, n, err, sizeof(err));
+    if (started != STARTED_SCHEDULER) {
         fprintf(stderr, "pgturbo: %s\n", err);
-        cache_stop();
-        config_free(cfg);
-        return 1;
-    }
-    if (authquery_start() < 0) {
-        fprintf(stderr, "pgturbo: cannot start the auth_query thread\n");
-        worker_shutdown_all();
-        cache_stop_links();
-        worker_free_all();
-        cache_stop();
-        config_free(cfg);
-        return 1;
-    }
-    /* After the workers, whom its requests call into; a bad admin_listen stops the start. */
-    if (admin_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pgturbo: %s\n", err);
-        worker_shutdown_all();
-        authquery_stop();
-        cache_stop_links();
-        worker_free_all();
-        pool_free_all();
-        cancel_free_all();
-        cache_stop();
-        config_free(cfg);
-        return 1;
-    }
-    /* Last: its jobs connect to PostgreSQL on their own, and the API shows their state. */
-    if (scheduler_start(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pgturbo: %s\n", err);
-        admin_stop();
-        worker_shutdown_all();
-        authquery_stop();
-        cache_stop_links();
-        worker_free_all();
-        pool_free_all();
-        cancel_free_all();
-        cache_stop();
-        config_free(cfg);
+        stop_started(started, cfg);
         return 1;
     }
     log_info("pgturbo listening on %s:%d with %d workers, pool_mode %s", cfg->listen_addr,
@@ -169,20 +195,7 @@ int serve_run(const char *path)
     }
     log_info("shutting down: waiting up to %lld ms for transactions to finish",
              (long long)cfg->shutdown_timeout);
-    /* First, waiting for a run in progress; then the API, whose requests in progress wait
-     * for the workers to answer. */
-    scheduler_stop();
-    admin_stop();
-    worker_shutdown_all();
-    authquery_stop();
-    cache_stop_links();
-    log_summary();
-    worker_free_all();
-    alerts_free();
-    pool_free_all();
-    cancel_free_all();
-    cache_stop();
-    config_free(cfg);
+    stop_started(STARTED_SCHEDULER, cfg);
     while (retired != NULL) {
         retired_t *next = retired->next;
         config_free(retired->cfg);
