@@ -106,6 +106,8 @@ void client_accept(worker_t *w, int fd, const struct sockaddr_storage *addr, con
     c->counted = true;
     worker_add_client(w, c);
     atomic_fetch_add_explicit(&w->counters.clients_accepted, 1, memory_order_relaxed);
+    if (w->defer_accept)
+        on_io(c, LOOP_READ); /* its first bytes are in: read them now, not after a wait */
 }
 
 void client_close(client_t *c, const char *sqlstate, const char *message)

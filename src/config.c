@@ -93,6 +93,7 @@ static const setting_t pgturbo_settings[] = {
     {PGTURBO_FIELD(listen_addr), VALUE_STRING, 0, 0, 0},
     {PGTURBO_FIELD(listen_port), VALUE_INT, 1, 65535, 0},
     {PGTURBO_FIELD(workers), VALUE_INT, 0, 256, 0},
+    {PGTURBO_FIELD(tcp_defer_accept), VALUE_INT, 0, 3600, 0},
     {PGTURBO_FIELD(pool_mode), VALUE_POOL_MODE, 0, 0, 0},
     {PGTURBO_FIELD(default_pool_size), VALUE_INT, 1, INT_MAX, 0},
     {PGTURBO_FIELD(min_pool_size), VALUE_INT, 0, INT_MAX, 0},
@@ -918,6 +919,7 @@ static void set_defaults(config_t *cfg)
     strcpy(cfg->listen_addr, "127.0.0.1");
     cfg->listen_port = 6432;
     cfg->workers = 0;
+    cfg->tcp_defer_accept = 45;
     cfg->pool_mode = POOL_MODE_SESSION;
     cfg->default_pool_size = 20;
     cfg->min_pool_size = 0;
@@ -1228,7 +1230,8 @@ static void show_settings(const setting_t *table, size_t n, const config_t *cfg,
                           const config_t *defaults, config_show_fn fn, void *arg)
 {
     /* Read at start only; admin_listen is also read when a reload turns the API on. */
-    static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "admin_listen"};
+    static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "tcp_defer_accept",
+                                          "admin_listen"};
     char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
 
     for (size_t i = 0; i < n; i++) {

@@ -110,6 +110,7 @@ typedef struct config {
     char listen_addr[CONFIG_HOST_LEN]; /* default "127.0.0.1"; "*" = all addresses */
     int listen_port;                   /* default 6432 */
     int workers;                       /* default 0 = number of online CPUs */
+    int tcp_defer_accept;              /* seconds, default 45; 0 = off (TCP_DEFER_ACCEPT) */
 
     /* [pgturbo] pooling */
     pool_mode_t pool_mode;        /* default session, as PgBouncer */

@@ -22,7 +22,7 @@ static void tune_tcp(int fd)
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
-int net_listen(const char *addr, int port, char *err, size_t errlen)
+int net_listen(const char *addr, int port, int defer_accept_s, char *err, size_t errlen)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (strcmp(addr, "*") == 0)
@@ -38,6 +38,9 @@ int net_listen(const char *addr, int port, char *err, size_t errlen)
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
         bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
+        goto fail;
+    if (defer_accept_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept_s,
+                                         sizeof(defer_accept_s)) < 0)
         goto fail;
     return fd;
 fail:

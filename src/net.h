@@ -15,9 +15,12 @@
 /*
  * Opens a non-blocking listening socket on addr:port with SO_REUSEPORT, so that every worker
  * has its own and the kernel spreads new connections among them. addr "*" means all IPv4
- * addresses. Returns the fd, or -1 with a message in err.
+ * addresses. defer_accept_s > 0 sets TCP_DEFER_ACCEPT: a connection is reported only once
+ * its first bytes have come (or after about that many seconds), which saves a wakeup per
+ * connection, since a PostgreSQL client always speaks first. Returns the fd, or -1 with a
+ * message in err.
  */
-int net_listen(const char *addr, int port, char *err, size_t errlen);
+int net_listen(const char *addr, int port, int defer_accept_s, char *err, size_t errlen);
 
 /* Accepts one connection as a non-blocking, TCP_NODELAY socket; -1 when none (or error).
  * The peer's address goes into addr, and as "address:port" text into peer. */

@@ -521,7 +521,9 @@ static int worker_init(worker_t *w, int id, const config_t *cfg, char *err, size
         snprintf(err, errlen, "cannot create an event loop: %s", strerror(errno));
         return -1;
     }
-    w->listen_fd = net_listen(cfg->listen_addr, cfg->listen_port, err, errlen);
+    w->listen_fd =
+        net_listen(cfg->listen_addr, cfg->listen_port, cfg->tcp_defer_accept, err, errlen);
+    w->defer_accept = cfg->tcp_defer_accept > 0;
     if (w->listen_fd < 0)
         return -1;
     w->mail_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -736,6 +736,47 @@ static void startup_that_never_completes_is_closed_by_login_timeout(void **state
     finish(f);
 }
 
+/*
+ * tcp_defer_accept (on by default): a connection that has sent nothing is still the kernel's,
+ * so no login timeout runs for it; once it speaks, it logs in at once.
+ */
+static void silent_connection_waits_for_its_first_bytes(void **state)
+{
+    fixture_t *f = *state;
+    start(f, "client_login_timeout = 1\n");
+    int fd = raw_connect(f);
+    if (harness_raw_closed(fd, 2500))
+        fail_msg("a silent connection was accepted and closed by client_login_timeout");
+    harness_raw_startup(fd, "postgres", "postgres");
+    char sqlstate[6] = "";
+    if (!harness_raw_wait_ready(fd, sqlstate))
+        fail_msg("login after the wait failed (%s)", sqlstate[0] ? sqlstate : "no ReadyForQuery");
+    assert_int_equal(raw_query(fd, "SELECT 1"), 'I');
+    raw_close(f, fd);
+    finish(f);
+}
+
+/* With tcp_defer_accept = 0 the same silent connection is accepted and timed out. */
+static void silent_connection_is_timed_out_without_defer_accept(void **state)
+{
+    fixture_t *f = *state;
+    start(f, "client_login_timeout = 1\ntcp_defer_accept = 0\n");
+    int fd = raw_connect(f);
+    double t0 = now_s();
+    raw_error_t e;
+    int rc = read_until_error(fd, &e);
+    if (rc == 'E')
+        assert_string_equal(e.sqlstate, "08P01");
+    else if (rc != 0)
+        fail_msg("the silent connection was not closed");
+    assert_true(harness_raw_closed(fd, 3000));
+    double took = now_s() - t0;
+    if (took > 3.0 || took < 0.9)
+        fail_msg("closed after %.2f s, expected about 1 s", took);
+    raw_close(f, fd);
+    finish(f);
+}
+
 /* ---- truncated messages and vanishing clients ---- */
 
 static void truncated_message_blocks_no_one(void **state)
@@ -1162,6 +1203,8 @@ int main(void)
         BAD_INPUT_TEST(startup_for_unknown_database_gets_3d000),
         BAD_INPUT_TEST(ssl_and_gssenc_requests_get_n_and_startup_goes_on),
         BAD_INPUT_TEST(startup_that_never_completes_is_closed_by_login_timeout),
+        BAD_INPUT_TEST(silent_connection_waits_for_its_first_bytes),
+        BAD_INPUT_TEST(silent_connection_is_timed_out_without_defer_accept),
         BAD_INPUT_TEST(truncated_message_blocks_no_one),
         BAD_INPUT_TEST(client_gone_mid_transaction_is_rolled_back),
         BAD_INPUT_TEST(client_gone_mid_query_frees_the_only_server),
