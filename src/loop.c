@@ -73,7 +73,7 @@ static uint32_t epoll_mask(int mask)
 int loop_add(loop_t *loop, loop_io_t *io, int fd, int mask, loop_io_fn fn, void *arg)
 {
     io->fd = fd;
-    io->mask = mask;
+    io->mask = io->armed = mask;
     io->fn = fn;
     io->arg = arg;
     struct epoll_event ev = {.events = epoll_mask(mask), .data.ptr = io};
@@ -82,26 +82,32 @@ int loop_add(loop_t *loop, loop_io_t *io, int fd, int mask, loop_io_fn fn, void 
     return 0;
 }
 
-int loop_watch(loop_t *loop, loop_io_t *io, int mask)
+static int arm(loop_t *loop, loop_io_t *io, int armed)
 {
-    if (io->mask == mask)
-        return 0;
-    struct epoll_event ev = {.events = epoll_mask(mask), .data.ptr = io};
+    struct epoll_event ev = {.events = epoll_mask(armed), .data.ptr = io};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
         return -errno;
-    io->mask = mask;
+    io->armed = armed;
     return 0;
+}
+
+int loop_watch(loop_t *loop, loop_io_t *io, int mask)
+{
+    io->mask = mask;
+    /* A readable socket stays armed (see loop.h); a writable one would fire at once. */
+    int armed = mask | (io->armed & LOOP_READ);
+    return armed == io->armed ? 0 : arm(loop, io, armed);
 }
 
 void loop_remove(loop_t *loop, loop_io_t *io)
 {
     epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
-    io->mask = 0;
+    io->mask = io->armed = 0;
 }
 
 void loop_forget(loop_io_t *io)
 {
-    io->mask = 0;
+    io->mask = io->armed = 0;
 }
 
 void loop_set_tick(loop_t *loop, int period_ms, loop_tick_fn fn, void *arg)
@@ -146,14 +152,20 @@ void loop_run(loop_t *loop)
         for (int i = 0; i < n; i++) {
             loop_io_t *io = events[i].data.ptr;
             uint32_t e = events[i].events;
-            if (io->mask == 0)
+            if (io->armed == 0)
                 continue; /* unregistered earlier in this batch */
             int fired = 0;
             if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                 fired |= LOOP_READ;
             if (e & EPOLLOUT)
                 fired |= LOOP_WRITE;
-            io->fn(io->arg, fired);
+            /* Take back what nobody asks for any more; a MOD of a registered fd does not
+             * fail, and if it did the event would simply come again. */
+            if ((fired & ~io->mask) != 0 && arm(loop, io, io->mask) < 0)
+                continue;
+            fired &= io->mask;
+            if (fired != 0)
+                io->fn(io->arg, fired);
         }
         if (loop->after_fn != NULL)
             loop->after_fn(loop->after_arg);

@@ -4,7 +4,10 @@
  *
  * Interest is level-triggered and set per file descriptor with loop_watch(); a connection
  * normally keeps EPOLLIN on for its whole life and asks for EPOLLOUT only while a write is
- * pending, so the forwarding path makes no epoll_ctl calls at all. Time is read once per
+ * pending, so the forwarding path makes no epoll_ctl calls at all. Dropping EPOLLIN is lazy:
+ * the kernel keeps reporting it until an event actually comes that nobody asked for, and only
+ * then is it taken back, so a client that pauses while it waits for a server, and sends
+ * nothing meanwhile, pauses and resumes without a system call. Time is read once per
  * iteration (loop_now) and periodic ticks drive every timeout: a tick that scans connections
  * costs less than a timer per connection that is almost never due.
  */
@@ -27,7 +30,8 @@ typedef void (*loop_tick_fn)(void *arg);
 /* An I/O registration; embedded in the object it belongs to, which must outlive it. */
 typedef struct loop_io {
     int fd;
-    int mask; /* events currently asked for */
+    int mask;  /* events asked for: the callback gets only these */
+    int armed; /* events the kernel reports: mask, plus LOOP_READ not yet taken back */
     loop_io_fn fn;
     void *arg;
 } loop_io_t;
