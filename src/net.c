@@ -15,11 +15,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static void tune_tcp(int fd)
+/* TCP_NODELAY and SO_KEEPALIVE; Linux copies both from a listening socket to those it
+ * accepts, so they are set once on the listener. */
+static int tune_tcp(int fd)
 {
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0)
+        return -1;
+    return 0;
 }
 
 int net_listen(const char *addr, int port, int defer_accept_s, char *err, size_t errlen)
@@ -37,7 +41,8 @@ int net_listen(const char *addr, int port, int defer_accept_s, char *err, size_t
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
+        tune_tcp(fd) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 4096) < 0)
         goto fail;
     if (defer_accept_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept_s,
                                          sizeof(defer_accept_s)) < 0)
@@ -57,7 +62,6 @@ int net_accept(int lfd, struct sockaddr_storage *addr, char *peer, size_t peerle
     int fd = accept4(lfd, (struct sockaddr *)addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return -1;
-    tune_tcp(fd);
     const struct sockaddr_in *sa = (const struct sockaddr_in *)addr;
     char ip[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
@@ -104,7 +108,7 @@ int net_connect(const char *host, int port, char *err, size_t errlen)
             close(fd);
         fd = -1;
     } else {
-        tune_tcp(fd);
+        (void)tune_tcp(fd); /* best effort: the connection works without either option */
     }
     freeaddrinfo(res);
     return fd;
