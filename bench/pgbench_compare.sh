@@ -54,6 +54,13 @@ cpu_ticks() {
     echo "$rest" | awk '{ print $12, $13 }'
 }
 
+# Context switches of PID so far, voluntary (it slept) plus involuntary (it was preempted),
+# summed over its threads.
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # Starts pgturbo with the benchmark's pool settings, up to three tries, and says on stderr how
 # each went (with the log of a failed one). Returns 1 if none came up, 2 at once if PGTURBO is
 # not an executable file.
@@ -156,7 +163,10 @@ run_cell() {
     jobs=$JOBS
     [ "$clients" -lt "$jobs" ] && jobs=$clients
     t0=""
-    if [ -n "$pid" ]; then t0=$(cpu_ticks "$pid") || return 0; fi
+    if [ -n "$pid" ]; then
+        t0=$(cpu_ticks "$pid") || return 0
+        cs0=$(ctx_switches "$pid")
+    fi
     out=$WORK/pgbench.out
     # In the background, so that a signal to this script is handled at once, not after pgbench.
     PGSSLMODE=$sslmode timeout $((DURATION + 60)) pgbench -h 127.0.0.1 -p "$port" -U postgres -n \
@@ -171,7 +181,10 @@ run_cell() {
         return 0
     fi
     t1=""
-    if [ -n "$pid" ]; then t1=$(cpu_ticks "$pid") || return 0; fi
+    if [ -n "$pid" ]; then
+        t1=$(cpu_ticks "$pid") || return 0
+        cs1=$(ctx_switches "$pid")
+    fi
     tps=$(awk '/^tps = / { print $3; exit }' "$out")
     lat=$(awk '/^latency average = / { print $4; exit }' "$out")
     txn=$(awk -F': ' '/^number of transactions actually processed/ {
@@ -184,9 +197,9 @@ run_cell() {
     R_TPS=$(printf '%.0f' "$tps")
     R_LAT=$(printf '%.3f' "$lat")
     if [ -n "$pid" ]; then
-        R_CPU=$(echo "$t0 $t1" | awk -v hz="$CLK_TCK" -v n="$txn" '{
+        R_CPU=$(echo "$t0 $t1" | awk -v hz="$CLK_TCK" -v n="$txn" -v cs=$((cs1 - cs0)) '{
             u = ($3 - $1) * 1000000 / hz / n; s = ($4 - $2) * 1000000 / hz / n
-            printf "%.1f (user %.1f)", u + s, u }')
+            printf "%.1f (user %.1f, %.2f cs)", u + s, u, cs / n }')
     else
         R_CPU=""
     fi
@@ -340,7 +353,7 @@ echo "- TLS: the cluster accepts TLS, but all rows except the last run in plain 
     "runs both poolers (restarted for it) with client_tls_sslmode=require and the same P-256" \
     "certificate (tests/harness/certs.sh); their server side stays plain. Negotiated with" \
     "pgbench's libpq: PgBouncer ${BOUNCER_TLS_INFO:-not measured}; pgturbo ${TURBO_TLS_INFO:-not measured}"
-echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction; in brackets the user-space part, the pooler's own code (the rest is the kernel's TCP and scheduling)"
+echo "- CPU/txn: the pooler's utime+stime (/proc/PID/stat) over the run, in microseconds per transaction; in brackets the user-space part, the pooler's own code (the rest is the kernel's TCP and scheduling), and the pooler's context switches per transaction (voluntary, when it sleeps in epoll_wait, plus involuntary, when a process it woke preempts it; all threads, from /proc/PID/task/*/status)"
 echo
 echo "| test | direct tps | pgbouncer tps | pgturbo tps | pgturbo/pgbouncer | pgturbo/direct" \
     "| pgbouncer us CPU/txn | pgturbo us CPU/txn | direct latency ms | pgbouncer latency ms" \
