@@ -1231,7 +1231,7 @@ static void show_settings(const setting_t *table, size_t n, const config_t *cfg,
 {
     /* Read at start only; admin_listen is also read when a reload turns the API on. */
     static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "tcp_defer_accept",
-                                          "admin_listen"};
+                                        "admin_listen"};
     char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
 
     for (size_t i = 0; i < n; i++) {

@@ -44,7 +44,7 @@ typedef struct worker {
     int listen_fd;
     loop_io_t listen_io;
     bool defer_accept; /* listen_fd reports a connection once its first bytes are in */
-    int mail_fd; /* eventfd that wakes the loop for the mailbox */
+    int mail_fd;       /* eventfd that wakes the loop for the mailbox */
     loop_io_t mail_io;
     pthread_mutex_t mail_lock;
     struct mail *mail_head; /* messages from other threads, under mail_lock */
