@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* A growable array of ints, for edges gathered before their count is known. */
 typedef struct intvec {
@@ -344,22 +343,6 @@ static bool read_group_names(parser_t *p, json_t *root, const char *key, char st
     return true;
 }
 
-/* The words that make a cast read the clock while the query is analyzed. */
-static bool is_clock_word(const char *s)
-{
-    static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-        s++;
-    size_t len = strlen(s);
-    while (len > 0 &&
-           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' || s[len - 1] == '\r'))
-        len--;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (len == strlen(words[i]) && strncasecmp(s, words[i], len) == 0)
-            return true;
-    return false;
-}
-
 /* The text of a {"String": {"sval": ...}} node, or NULL. */
 static const char *string_node(json_t *node)
 {
@@ -443,10 +426,7 @@ static bool walk_body(parser_t *p, json_t *v, bool *unsafe)
             if (body_operator_unsafe(p->c, child))
                 *unsafe = true;
         } else if (strcmp(key, "TypeCast") == 0) {
-            json_t *a_const = json_object_get(json_object_get(child, "arg"), "A_Const");
-            const char *s =
-                json_string_value(json_object_get(json_object_get(a_const, "sval"), "sval"));
-            if (s != NULL && is_clock_word(s))
+            if (sqlparse_cast_reads_clock(child))
                 *unsafe = true;
         } else if (strcmp(key, "SortBy") == 0) {
             json_t *op = json_object_get(child, "useOp");

@@ -495,14 +495,13 @@ static void check_set(walk_t *w, json_t *set)
         w->info->session_state = true;
 }
 
-/* 'now'::timestamptz and friends read the clock while the text is analyzed by the server. */
-static void check_type_cast(walk_t *w, json_t *cast)
+bool sqlparse_cast_reads_clock(json_t *type_cast)
 {
     static const char *const clock_words[] = {"now", "today", "tomorrow", "yesterday"};
-    json_t *a_const = json_object_get(json_object_get(cast, "arg"), "A_Const");
+    json_t *a_const = json_object_get(json_object_get(type_cast, "arg"), "A_Const");
     const char *s = json_string_value(json_object_get(json_object_get(a_const, "sval"), "sval"));
     if (s == NULL)
-        return;
+        return false;
     while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
         s++;
     size_t len = strlen(s);
@@ -511,7 +510,15 @@ static void check_type_cast(walk_t *w, json_t *cast)
         len--;
     for (size_t i = 0; i < sizeof(clock_words) / sizeof(clock_words[0]); i++)
         if (len == strlen(clock_words[i]) && strncasecmp(s, clock_words[i], len) == 0)
-            mark_clock(w);
+            return true;
+    return false;
+}
+
+/* 'now'::timestamptz and friends read the clock while the text is analyzed by the server. */
+static void check_type_cast(walk_t *w, json_t *cast)
+{
+    if (sqlparse_cast_reads_clock(cast))
+        mark_clock(w);
 }
 
 static bool is_dml_node(const char *type)

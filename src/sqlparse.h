@@ -172,4 +172,11 @@ size_t sqlparse_strip_comments(const char *text, size_t len, char *out);
  */
 int sqlparse_comment_tags(const char *text, size_t len, sql_tag_t *out, int max);
 
+/*
+ * True when type_cast, a TypeCast node of libpg_query's JSON tree, casts one of the words
+ * 'now', 'today', 'tomorrow', 'yesterday' (any case, blanks around): PostgreSQL reads the
+ * clock when it analyzes such a cast.
+ */
+bool sqlparse_cast_reads_clock(json_t *type_cast);
+
 #endif /* PGTURBO_SQLPARSE_H */
