@@ -320,7 +320,12 @@ static void remove_dir(const char *dir)
         nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static pid_t spawn(const pgturbo_proc_t *p)
+/*
+ * Starts argv[0] (a path) as a child that dies with the test process, with stdin from
+ * /dev/null, stdout and stderr appended to log, and no signal blocked (the test process may
+ * block signals in threads).
+ */
+static pid_t spawn_child(char *const argv[], const char *log)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -330,7 +335,7 @@ static pid_t spawn(const pgturbo_proc_t *p)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
@@ -341,15 +346,20 @@ static pid_t spawn(const pgturbo_proc_t *p)
             dup2(devnull, STDIN_FILENO);
             close(devnull);
         }
-        /* The test process may block signals in threads; the daemon starts with none blocked. */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execl(PGTURBO_BIN, PGTURBO_BIN, "serve", p->ini, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", PGTURBO_BIN, strerror(errno));
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn(const pgturbo_proc_t *p)
+{
+    char *const argv[] = {PGTURBO_BIN, "serve", (char *)p->ini, NULL};
+    return spawn_child(argv, p->log);
 }
 
 static struct daemon_slot *slot_add(pid_t pid, const char *dir)
@@ -940,23 +950,10 @@ static pid_t spawn_redis(const harness_redis_t *r)
     char port[16], log[300];
     snprintf(port, sizeof(port), "%d", r->port);
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execl("/usr/bin/redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port,
-              "--save", "", "--appendonly", "no", "--dir", r->dir, "--logfile", log,
-              "--protected-mode", "no", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char *const argv[] = {"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", port,
+                          "--save", "", "--appendonly", "no", "--dir", (char *)r->dir,
+                          "--logfile", log, "--protected-mode", "no", NULL};
+    return spawn_child(argv, log);
 }
 
 /* Starts redis-server on r->port; true once it answers, false when it exited or timed out. */
