@@ -12,8 +12,10 @@
  * every new snapshot.
  *
  * The snapshot is read at most every CHECK_INTERVAL_MS while transactions wait, on a connection
- * opened at first need and kept. A failure of that connection ends the stream's session too:
- * the reconnect that follows reports every table changed and every waiting transaction visible
+ * opened at first need and kept. That connection sits idle between writes, so a server's
+ * idle_session_timeout (or a network in between) may have ended it: a read that fails on it is
+ * tried once more on a new one. Only when that fails too does the stream's session end: the
+ * reconnect that follows reports every table changed and every waiting transaction visible
  * once the new slot exists, which is when no transaction that ran before can still be running.
  */
 #include "cachelogical_link.h"
@@ -107,9 +109,13 @@ static bool check_now(cachelogical_t *l, char *err, size_t errlen)
 {
     PGresult *res;
     l->next_check = loop_clock_ms() + CHECK_INTERVAL_MS;
+    bool kept = l->side != NULL;
     if (!read_running(l, &res, err, errlen)) {
         cachelogical_visible_close(l);
-        return false;
+        if (!kept || !read_running(l, &res, err, errlen)) {
+            cachelogical_visible_close(l);
+            return false;
+        }
     }
     for (int i = l->n_invisible - 1; i >= 0; i--)
         if (visible_in(res, l->invisible[i].xid))

@@ -513,6 +513,21 @@ static void a_synchronous_commit_is_reported_before_it_is_visible(void **state)
     } while (st.invisible != 0 && harness_now_ms() < deadline);
     assert_int_equal(st.invisible, 0);
 
+    /* The snapshot connection ended while idle (idle_session_timeout would do the same): the
+     * next check opens a new one, and the stream goes on in the same session. */
+    char *ended = harness_query_value(conn, "SELECT count(pg_terminate_backend(pid)) "
+                                            "FROM pg_stat_activity WHERE application_name = "
+                                            "'pgturbo_cache_visibility'");
+    assert_string_equal(ended, "1");
+    free(ended);
+    harness_exec_ok(conn, "INSERT INTO users VALUES (303, 'sync')");
+    expect_next(c, "public|users");
+    wait_all_visible(c);
+    assert_string_equal(c->at_visible, "4");
+    cachelogical_status(l, &st);
+    assert_int_equal(st.reconnects, 0);
+    assert_true(st.connected);
+
     /* While the consumer still confirms: the commit waits for it. */
     harness_exec_ok(conn, "DELETE FROM users WHERE id BETWEEN 300 AND 399");
     stop_promptly(l);
