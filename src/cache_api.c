@@ -67,8 +67,7 @@ static json_t *redis_json(void)
         "published", (json_int_t)st.published, "publish_timeouts", (json_int_t)st.publish_timeouts,
         "publish_unsent", (json_int_t)st.publish_unsent, "received", (json_int_t)st.received,
         "commits_held", (json_int_t)atomic_load(&cache.holds), "gets", (json_int_t)st.gets, "hits",
-        (json_int_t)atomic_load(&cache.l2_hits), "misses",
-        (json_int_t)atomic_load(&cache.l2_misses), "get_errors", (json_int_t)st.get_errors, "puts",
+        (json_int_t)st.hits, "misses", (json_int_t)st.misses, "get_errors", (json_int_t)st.get_errors, "puts",
         (json_int_t)st.puts, "put_errors", (json_int_t)st.put_errors, "disconnects",
         (json_int_t)st.disconnects, "last_error", st.last_error);
 }

@@ -37,8 +37,6 @@
 #define GENERATION_NAMES   65536                      /* counters over all targets */
 #define LOGICAL_CHECK_MS   100 /* how often a worker asks whether a consumer is streaming */
 #define DDL_NAME           "\001ddl" /* published beside "": the catalog changed */
-#define MIN_LEASE_MS       50
-#define MAX_LEASE_MS       60000
 
 /* One database target (host:port/dbname): its catalog and its everything-counter. */
 typedef struct cache_ns {
@@ -136,7 +134,7 @@ typedef struct cache_globals {
     _Atomic uint64_t write_bumps, everything_bumps, fills, fills_dropped;
     const config_t *_Atomic cfg; /* the current config (retired ones live until exit) */
     cacheredis_t *redis;         /* the link to the instances sharing Redis, or NULL */
-    _Atomic uint64_t l2_hits, l2_misses, holds;
+    _Atomic uint64_t holds;
     /* Warms run (POST /api/v1/cache/warm); answers their internal clients recorded, from the
      * server or the L2; and lookups of theirs that found the answer current already. */
     _Atomic uint64_t warms, warmed, warm_fresh;

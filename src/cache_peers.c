@@ -18,6 +18,8 @@
 
 _Static_assert(MAX_WRITES + 2 <= CACHEREDIS_MAX_DEPS, "a publish carries a transaction's writes");
 _Static_assert(MAX_DEPS <= CACHEREDIS_MAX_DEPS, "an L2 read carries what a read depends on");
+_Static_assert(sizeof(((cache_ns_t *)NULL)->target) <= CACHEREDIS_TARGET_LEN,
+               "every database target can be published");
 
 /* Counters a transaction of the logical stream marks at most; past them, everything. */
 #define LOGICAL_TXN_MAX (MAX_NAMES + 1)
@@ -132,8 +134,8 @@ static void *logical_commit(void *arg, const cachelogical_table_t *tables, int n
         cachegen_begin_pending(t->counters[i]);
         names[i] = named ? cachegen_name(t->counters[i]) : "";
     }
-    atomic_fetch_add_explicit(named ? &cache.write_bumps : &cache.everything_bumps,
-                              (uint64_t)t->n, memory_order_relaxed);
+    atomic_fetch_add_explicit(named ? &cache.write_bumps : &cache.everything_bumps, (uint64_t)t->n,
+                              memory_order_relaxed);
     publish_and_wait(ns, names, t->n);
     return t;
 }
@@ -282,9 +284,11 @@ int cache_start_redis(const config_t *cfg, char *err, size_t errlen)
     memcpy(rc.password, cfg->cache_redis_password, strlen(cfg->cache_redis_password) + 1);
     snprintf(rc.host, sizeof(rc.host), "%s", cfg->cache_redis_host);
     snprintf(rc.prefix, sizeof(rc.prefix), "%s", cfg->cache_redis_prefix);
-    if (cfg->cache_redis_lease < MIN_LEASE_MS || cfg->cache_redis_lease > MAX_LEASE_MS) {
-        snprintf(err, errlen, "cache_redis_lease must be between %d and %d ms", MIN_LEASE_MS,
-                 MAX_LEASE_MS);
+    /* Checked here too, for a message that names the setting rather than the host. */
+    if (cfg->cache_redis_lease < CACHEREDIS_MIN_LEASE_MS ||
+        cfg->cache_redis_lease > CACHEREDIS_MAX_LEASE_MS) {
+        snprintf(err, errlen, "cache_redis_lease must be between %d and %d ms",
+                 CACHEREDIS_MIN_LEASE_MS, CACHEREDIS_MAX_LEASE_MS);
         return -1;
     }
     rc.lease_ms = (int)cfg->cache_redis_lease;
@@ -439,13 +443,11 @@ static void l2_returned(worker_t *worker, void *arg)
     cc->l2_read = true;
     cc->l2_hash = w->hash;
     if (w->result == CACHEREDIS_HIT) {
-        atomic_fetch_add_explicit(&cache.l2_hits, 1, memory_order_relaxed);
         /* Rejected when a generation moved since the read was planned: then it goes on. */
         int rc = cachestore_put(cache.store, w->hash, w->key, w->key_len, w->value, w->value_len,
                                 w->deps, w->n_deps, cache_now_ms() + w->ttl_ms, w->rule);
         (void)rc;
     } else if (w->result == CACHEREDIS_MISS) {
-        atomic_fetch_add_explicit(&cache.l2_misses, 1, memory_order_relaxed);
         free(cc->l2_gens);
         cc->l2_gens = w->gens;
         w->gens = NULL;

@@ -780,9 +780,9 @@ static bool valid_config(const cacheredis_config_t *cfg, char *err, size_t errle
         snprintf(err, errlen,
                  "cache redis: the prefix is not 1 to %zu letters, digits and \"_.:-\"",
                  PREFIX_LEN - 1);
-    else if (cfg->lease_ms < 50 || cfg->lease_ms > 600000)
-        snprintf(err, errlen, "cache redis: the lease of %d ms is not 50 ms to 10 minutes",
-                 cfg->lease_ms);
+    else if (cfg->lease_ms < CACHEREDIS_MIN_LEASE_MS || cfg->lease_ms > CACHEREDIS_MAX_LEASE_MS)
+        snprintf(err, errlen, "cache redis: the lease of %d ms is not %d to %d ms", cfg->lease_ms,
+                 CACHEREDIS_MIN_LEASE_MS, CACHEREDIS_MAX_LEASE_MS);
     else
         return true;
     return false;

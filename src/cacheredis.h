@@ -72,9 +72,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHEREDIS_MAX_DEPS   32  /* relnames of one get or put */
-#define CACHEREDIS_NAME_LEN   64  /* a relname with its NUL (NAMEDATALEN) */
-#define CACHEREDIS_TARGET_LEN 320 /* a database target with its NUL */
+#define CACHEREDIS_MAX_DEPS     32  /* relnames of one get or put */
+#define CACHEREDIS_NAME_LEN     64  /* a relname with its NUL (NAMEDATALEN) */
+#define CACHEREDIS_TARGET_LEN   336 /* a database target (host:port/dbname) with its NUL */
+#define CACHEREDIS_MIN_LEASE_MS 50
+#define CACHEREDIS_MAX_LEASE_MS 60000
 
 typedef struct cacheredis cacheredis_t;
 
@@ -84,7 +86,7 @@ typedef struct cacheredis_config {
     char password[128]; /* "" = no AUTH */
     int db;             /* SELECT'ed when not 0 */
     char prefix[64];    /* of every key and channel, e.g. "pgturbo": letters, digits, "_.:-" */
-    int lease_ms;       /* 500; 50 to 600000 */
+    int lease_ms;       /* 500; CACHEREDIS_MIN_LEASE_MS to CACHEREDIS_MAX_LEASE_MS */
 } cacheredis_config_t;
 
 /*

@@ -131,7 +131,6 @@ struct cacheredis {
     int64_t lost_at;       /* when the last session was lost (or the link started) */
     int64_t subscribed_at; /* when the current subscription was confirmed */
     int64_t next_ping, last_alive;
-    bool ever_up;          /* a session was up once */
     bool down_logged;      /* the current outage has had its log line */
     bool warned_malformed; /* this session logged a message that does not parse */
     bool warned_peers;     /* the peer table was found full */
