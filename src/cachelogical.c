@@ -54,10 +54,9 @@
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS   30000
 
-
 /* How the connection shows in pg_stat_activity and pg_stat_replication, unless the connection
  * string says otherwise. */
-#define APPLICATION_NAME "pgturbo_cache" /* unless the connection string names another */
+#define APPLICATION_NAME "pgturbo_cache"
 
 /* XLogData: 'w', WAL start, WAL end and send time, then the data. Primary keepalive: 'k', WAL
  * end, send time and whether a reply is wanted. Standby status update: 'r', the written,
@@ -632,7 +631,8 @@ static void stream(cachelogical_t *l, char *err, size_t errlen)
         if (n == -1) {
             PGresult *res;
             if (cachelogical_await(l, l->conn, &res, "the server ended the stream", err, errlen)) {
-                cachelogical_describe_result(err, errlen, "the server ended the stream", res, l->conn);
+                cachelogical_describe_result(err, errlen, "the server ended the stream", res,
+                                             l->conn);
                 PQclear(res);
             }
             return;
@@ -773,7 +773,8 @@ static bool valid_prefix(const char *prefix)
 {
     size_t n = strlen(prefix);
 
-    return n > 0 && n <= CACHELOGICAL_PREFIX_MAX && strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+    return n > 0 && n <= CACHELOGICAL_PREFIX_MAX &&
+           strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
 cachelogical_t *cachelogical_start(const char *conninfo, const char *slot_prefix,

@@ -49,10 +49,10 @@ typedef struct cachelogical_table {
  *
  * commit(arg, tables, n): a transaction committed that inserted into, updated, deleted from or
  * truncated the n distinct tables given (valid only during the call; n may be 0 for one that
- * only emitted logical messages), or tables == NULL and n
- * == 0 when changes may have been missed (after every connect, the first one too, and for a
- * transaction that changed more than CACHELOGICAL_MAX_TABLES tables or whose changes could not
- * be read): the caller must then treat every table as changed. It is called before the
+ * only emitted logical messages), or tables == NULL and n == 0 when changes may have been
+ * missed (after every connect, the first one too, and for a transaction that changed more
+ * than CACHELOGICAL_MAX_TABLES tables or whose changes could not be read): the caller must then
+ * treat every table as changed. It is called before the
  * consumer confirms the transaction to the server, so a commit that waits for the consumer as
  * a synchronous standby returns to its client only after. Returns a token (NULL allowed).
  *
@@ -103,8 +103,8 @@ typedef struct cachelogical_status {
  * cannot be started.
  */
 __attribute__((warn_unused_result)) cachelogical_t *
-cachelogical_start(const char *conninfo, const char *slot_prefix, const cachelogical_callbacks_t *cb,
-                   char *err, size_t errlen);
+cachelogical_start(const char *conninfo, const char *slot_prefix,
+                   const cachelogical_callbacks_t *cb, char *err, size_t errlen);
 
 /* Stops the thread, promptly, whatever it is waiting for, reports every token not yet visible
  * as visible, closes its connections (the server drops the temporary slot with them) and frees

@@ -29,13 +29,11 @@
 
 static PGconn *direct;
 
-static json_t *cache_api(int admin_port);
-
 /* A figure of the test database's object in the cache API (or of its member object, when
  * member is not NULL): a number, a boolean as 0 or 1, or -1 when there is none. */
 static long long database_figure(int admin_port, const char *member, const char *key)
 {
-    json_t *api = cache_api(admin_port);
+    json_t *api = harness_cache_get(admin_port, TOKEN);
     long long figure = -1;
     size_t i;
     json_t *db;
@@ -57,18 +55,6 @@ static bool database_flag(int admin_port, const char *member, const char *flag)
     return database_figure(admin_port, member, flag) == 1;
 }
 
-/* Reads through c until the daemon has (again) read the catalog: after a start, or a DDL. */
-static void wait_for_catalog(PGconn *c, int admin_port)
-{
-    long long deadline = harness_now_ms() + 10000;
-    do {
-        if (harness_now_ms() > deadline)
-            fail_msg("the catalog of %s was not read within 10 s", DB);
-        harness_exec_ok(c, "SELECT count(*) FROM pg_class");
-        harness_sleep_ms(20);
-    } while (!database_flag(admin_port, NULL, "catalog_loaded"));
-}
-
 /*
  * Starts pgturbo with an admin API and the [cache] lines given (a rule at least), and waits
  * until it has read the test database's catalog: the first read of a database asks for it,
@@ -85,7 +71,7 @@ static void start_mode(pgturbo_proc_t *p, int *admin_port, const char *mode,
              *admin_port, TOKEN, mode, cache_lines);
     harness_start_pgturbo(p, extra, NULL);
     PGconn *c = harness_connect(p->port, DB, NULL);
-    wait_for_catalog(c, *admin_port);
+    harness_cache_wait_catalog(c, *admin_port, TOKEN, DB);
     PQfinish(c);
 }
 
@@ -113,24 +99,6 @@ static void expect_read(PGconn *conn, const char *sql, const char *want)
 static void set_directly(const char *sql)
 {
     harness_exec_ok(direct, sql);
-}
-
-/* GET /api/v1/cache; release with json_decref. */
-static json_t *cache_api(int admin_port)
-{
-    harness_response_t r = harness_http(admin_port, "GET", "/api/v1/cache", "Bearer " TOKEN);
-    if (r.status != 200)
-        fail_msg("GET /api/v1/cache: %d %.300s", r.status, r.body);
-    json_error_t e;
-    json_t *j = json_loads(r.body, 0, &e);
-    harness_response_free(&r);
-    assert_non_null(j);
-    return j;
-}
-
-static long long total(json_t *api, const char *key)
-{
-    return (long long)json_integer_value(json_object_get(json_object_get(api, "totals"), key));
 }
 
 static int setup(void **state)
@@ -162,9 +130,9 @@ static void test_cached_read_until_a_write_through_pgturbo(void **state)
     expect_read(c, q, "one"); /* stored */
     set_directly("UPDATE items SET v = 'uno' WHERE id = 1");
     expect_read(c, q, "one"); /* from the cache */
-    json_t *api = cache_api(admin);
-    assert_true(total(api, "hits") >= 1);
-    assert_true(total(api, "entries") >= 1);
+    json_t *api = harness_cache_get(admin, TOKEN);
+    assert_true(harness_cache_total(api, "hits") >= 1);
+    assert_true(harness_cache_total(api, "entries") >= 1);
     json_decref(api);
     harness_exec_ok(c, "UPDATE items SET v = 'eins' WHERE id = 1");
     expect_read(c, q, "eins");
@@ -477,9 +445,9 @@ static void test_bounds_and_compression(void **state)
         assert_int_equal(strlen(v), 6400);
         free(v);
     }
-    json_t *api = cache_api(admin);
-    assert_true(total(api, "entries") <= 100);
-    assert_true(total(api, "evictions") >= 200 - 1);
+    json_t *api = harness_cache_get(admin, TOKEN);
+    assert_true(harness_cache_total(api, "entries") <= 100);
+    assert_true(harness_cache_total(api, "evictions") >= 200 - 1);
     json_decref(api);
     /* The last ones are in; their answers are whole after decompression. */
     char *first = harness_query_value(c, "SELECT body FROM bitems WHERE id = 300");
@@ -487,7 +455,7 @@ static void test_bounds_and_compression(void **state)
     assert_string_equal(first, again);
     free(first);
     free(again);
-    api = cache_api(admin);
+    api = harness_cache_get(admin, TOKEN);
     double ratio =
         json_real_value(json_object_get(json_object_get(api, "totals"), "compression_ratio"));
     assert_true(ratio > 1.5);
@@ -591,21 +559,21 @@ static void warm_refills_the_most_hit_answers(const char *mode)
     /* The two most hit: both stale, both recorded again. */
     assert_warm(warm(admin, 2), 2, 2, 2, 0, 0, 0);
     set_directly("UPDATE witems SET v = 'behind pgturbo'");
-    json_t *api = cache_api(admin);
-    long long hits = total(api, "hits");
-    assert_int_equal(total(api, "warms"), 1);
-    assert_int_equal(total(api, "warmed"), 2);
+    json_t *api = harness_cache_get(admin, TOKEN);
+    long long hits = harness_cache_total(api, "hits");
+    assert_int_equal(harness_cache_total(api, "warms"), 1);
+    assert_int_equal(harness_cache_total(api, "warmed"), 2);
     json_decref(api);
     expect_read(c, simple, "one+");
     expect_extended_read(c, "2", "two+");
-    api = cache_api(admin);
-    assert_int_equal(total(api, "hits") - hits, 2);
+    api = harness_cache_get(admin, TOKEN);
+    assert_int_equal(harness_cache_total(api, "hits") - hits, 2);
     json_decref(api);
     /* Nothing written since: the two are current; the tagged entry is not run. */
     assert_warm(warm(admin, 20), 20, 3, 0, 2, 1, 0);
-    api = cache_api(admin);
-    assert_int_equal(total(api, "warms"), 2);
-    assert_int_equal(total(api, "warm_fresh"), 2);
+    api = harness_cache_get(admin, TOKEN);
+    assert_int_equal(harness_cache_total(api, "warms"), 2);
+    assert_int_equal(harness_cache_total(api, "warm_fresh"), 2);
     json_decref(api);
     PQfinish(c);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
@@ -678,7 +646,7 @@ static void test_warm_skips_a_user_gone_from_the_config(void **state)
     pgturbo_proc_t p;
     harness_start_pgturbo(&p, extra, NULL);
     PGconn *c = harness_connect(p.port, DB, "password=pw");
-    wait_for_catalog(c, admin);
+    harness_cache_wait_catalog(c, admin, TOKEN, DB);
     PGconn *w = harness_connect(p.port, DB, "user=warmer password=pw2");
     const char *q = "SELECT v FROM uitems";
     expect_read(w, q, "one");
@@ -702,7 +670,7 @@ static void wait_for_fresh_link(int admin_port)
 {
     long long deadline = harness_now_ms() + 10000;
     for (;;) {
-        json_t *api = cache_api(admin_port);
+        json_t *api = harness_cache_get(admin_port, TOKEN);
         bool fresh = json_is_true(json_object_get(json_object_get(api, "redis"), "fresh"));
         json_decref(api);
         if (fresh)
@@ -715,7 +683,7 @@ static void wait_for_fresh_link(int admin_port)
 
 static long long redis_total(int admin_port, const char *key)
 {
-    json_t *api = cache_api(admin_port);
+    json_t *api = harness_cache_get(admin_port, TOKEN);
     long long n =
         (long long)json_integer_value(json_object_get(json_object_get(api, "redis"), key));
     json_decref(api);
@@ -884,7 +852,7 @@ static void test_logical_invalidation_of_direct_writes(void **state)
     pgturbo_proc_t p;
     harness_start_pgturbo_databases(&p, extra, entry);
     PGconn *first = connect_via(&p);
-    wait_for_catalog(first, admin);
+    harness_cache_wait_catalog(first, admin, TOKEN, DB);
     PQfinish(first);
     long long deadline = harness_now_ms() + 10000;
     while (!database_flag(admin, "logical", "streaming")) {
@@ -899,8 +867,8 @@ static void test_logical_invalidation_of_direct_writes(void **state)
     harness_exec_ok(writer, "SET synchronous_commit = on");
     PGconn *c = connect_via(&p);
     const char *q = "SELECT v FROM litems WHERE id = 1";
-    json_t *api = cache_api(admin);
-    long long hits_before = total(api, "hits");
+    json_t *api = harness_cache_get(admin, TOKEN);
+    long long hits_before = harness_cache_total(api, "hits");
     json_decref(api);
     char sql[64], want[16];
     for (int i = 1; i <= 200; i++) {
@@ -912,8 +880,8 @@ static void test_logical_invalidation_of_direct_writes(void **state)
         expect_read(c, q, want); /* filled ... */
         expect_read(c, q, want); /* ... and answered from memory */
     }
-    api = cache_api(admin);
-    assert_true(total(api, "hits") - hits_before >= 190);
+    api = harness_cache_get(admin, TOKEN);
+    assert_true(harness_cache_total(api, "hits") - hits_before >= 190);
     json_decref(api);
     PQfinish(writer);
     PQfinish(c);

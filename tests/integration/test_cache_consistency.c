@@ -12,7 +12,8 @@
  *    the cache answers most reads between two writes: a run in which it answered few would
  *    prove nothing, and is failed.
  *
- *    The same checker runs in four configurations:
+ *    The same checker runs in four configurations, and once more as 2 with Redis killed and
+ *    started again a quarter into the run:
  *     1. one instance, no Redis;
  *     2. two instances sharing a Redis (cache_redis_host), which invalidate each other's
  *        answers and each wait for the other's acknowledgement before a commit reaches its
@@ -47,7 +48,7 @@
 
 #define COUNTERS        8
 #define READERS         4
-#define WRITERS         3 /* through pgturbo; configuration 3 adds one straight to PostgreSQL */
+#define WRITERS         3 /* through pgturbo; configuration 4 adds one straight to PostgreSQL */
 #define READS_WANTED    200000 /* per configuration */
 #define READS_PER_WRITE 150
 #define RUN_LIMIT_MS    60000 /* a run that has not read READS_WANTED by then fails */
@@ -586,6 +587,40 @@ static void assert_shared(const pair_t *p)
     assert_true(redis_figure(&p->b, "received") > 0);
 }
 
+/* A figure of the instance's logical consumer of the test database; -1 when there is none. */
+static long long logical_figure(const instance_t *in, const char *key)
+{
+    json_t *api = harness_cache_get(in->admin, TOKEN);
+    long long n = -1;
+    size_t i;
+    json_t *db;
+    json_array_foreach(json_object_get(api, "databases"), i, db)
+    {
+        const char *target = json_string_value(json_object_get(db, "target"));
+        json_t *v = json_object_get(json_object_get(db, "logical"), key);
+        if (target != NULL && strstr(target, "/" DB) != NULL && v != NULL)
+            n = json_is_boolean(v) ? json_is_true(v) : (long long)json_integer_value(v);
+    }
+    json_decref(api);
+    return n;
+}
+
+/* Each instance's consumer streamed the run's commits and has none left waiting to be
+ * visible (so the run was checked with logical invalidation, not Redis alone). */
+static void assert_logical_streamed(const pair_t *p)
+{
+    const instance_t *both[] = {&p->a, &p->b};
+    for (int i = 0; i < 2; i++) {
+        assert_true(logical_figure(both[i], "transactions") > 0);
+        long long deadline = harness_now_ms() + 10000;
+        while (logical_figure(both[i], "invisible") != 0) {
+            if (harness_now_ms() > deadline)
+                fail_msg("instance %d: commits still waiting to be visible", i);
+            harness_sleep_ms(20);
+        }
+    }
+}
+
 static void test_two_instances_sharing_redis(void **state)
 {
     skip_without_redis();
@@ -626,6 +661,7 @@ static void test_two_instances_redis_and_logical(void **state)
     pair_start(&p, "cache_invalidation = logical\n");
     check("two instances, Redis, logical", &p.a, &p.b, false, NULL);
     assert_shared(&p);
+    assert_logical_streamed(&p);
     pair_stop(&p);
 }
 
@@ -640,6 +676,8 @@ static void test_two_instances_redis_logical_and_a_direct_writer(void **state)
     pair_t p;
     pair_start(&p, "cache_invalidation = logical\n");
     check("two instances, Redis, logical, a direct writer", &p.a, &p.b, true, NULL);
+    assert_shared(&p);
+    assert_logical_streamed(&p);
     pair_stop(&p);
 }
 
