@@ -602,12 +602,13 @@ static int lookup(client_t *c, const uint8_t *prefix, size_t prefix_len)
         buf_truncate(&c->out, before); /* the prefix goes: nothing was answered */
         return rc < 0 ? -1 : 0;
     }
-    if (c->internal) {
-        /* Right after an L2 read of this key, the hit is what the L2 just gave memory. */
-        bool from_l2 = cc->l2_read && cc->l2_hash == hash;
+    /* Right after an L2 read of this key, the hit is what the L2 just gave memory. That read
+     * is used up: a later miss of the same key asks Redis again. */
+    bool from_l2 = cc->l2_read && cc->l2_hash == hash;
+    cc->l2_read = false;
+    if (c->internal)
         atomic_fetch_add_explicit(from_l2 ? &cache.warmed : &cache.warm_fresh, 1,
                                   memory_order_relaxed);
-    }
     if (proto_build_ready(&c->out, 'I') < 0)
         return -1;
     return 1;

@@ -722,6 +722,13 @@ static void test_warm_stores_in_the_l2(void **state)
     PGconn *other = connect_via(&b);
     expect_read(other, q, "two");
     assert_int_equal(redis_total(admin_b, "hits") - l2_hits, 1);
+    /* After a write, the same client's next read of the same text misses memory: it asks the
+     * L2 again (the L2 read before is used up) and stores what the server answers there. */
+    harness_exec_ok(c, "UPDATE l2items SET v = 'three'");
+    long long gets_b = redis_total(admin_b, "gets"), puts_b = redis_total(admin_b, "puts");
+    expect_read(other, q, "three");
+    assert_int_equal(redis_total(admin_b, "gets") - gets_b, 1);
+    assert_int_equal(redis_total(admin_b, "puts") - puts_b, 1);
     PQfinish(other);
     PQfinish(c);
     assert_int_equal(harness_stop_pgturbo(&a, 10), 0);
