@@ -150,16 +150,20 @@ json_t *cache_snapshot(void)
                      rules_json(cfg), "databases", targets_json(), "redis", redis_json());
 }
 
-/* Bumps and drops the entries of one relname in every target. */
+/* Bumps and drops the entries of one relname in every target, and tells the other instances
+ * of each target in use (they or the L2 may hold answers of it that this one never read). */
 static size_t clear_table(const char *table)
 {
     size_t n = 0;
     for (uint32_t i = 1; i <= MAX_NAMESPACES; i++) {
-        cachegen_counter_t *counter = cachegen_find(cache.gens, i, table);
-        if (counter == NULL)
+        if (atomic_load_explicit(&cache.ns[i].all, memory_order_acquire) == NULL)
             continue;
-        cachegen_bump(counter);
-        n += cachestore_remove_dep(cache.store, counter);
+        cachegen_counter_t *counter = cachegen_find(cache.gens, i, table);
+        if (counter != NULL) {
+            cachegen_bump(counter);
+            n += cachestore_remove_dep(cache.store, counter);
+        }
+        cache_publish_cleared(&cache.ns[i], table);
     }
     return n;
 }
@@ -173,8 +177,10 @@ size_t cache_clear(const char *schema, const char *table)
     if (schema == NULL) {
         for (int i = 1; i <= MAX_NAMESPACES; i++) {
             cachegen_counter_t *all = atomic_load_explicit(&cache.ns[i].all, memory_order_acquire);
-            if (all != NULL)
-                cachegen_bump(all);
+            if (all == NULL)
+                continue;
+            cachegen_bump(all);
+            cache_publish_cleared(&cache.ns[i], "");
         }
         return cachestore_clear(cache.store);
     }

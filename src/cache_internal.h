@@ -189,6 +189,10 @@ bool cache_ns_allows(cache_ns_t *ns, int64_t now);
  * it (waiter may be NULL). */
 void cache_publish_writes(const cache_writes_t *w, client_t *waiter);
 
+/* Tells the other instances, and the L2's generations, that relname ("" = everything) of the
+ * namespace was cleared by hand (cache_clear), without waiting; nothing without Redis. */
+void cache_publish_cleared(cache_ns_t *ns, const char *relname);
+
 /* Asks Redis for the read whose key (hash) is in c's key buffer: CACHE_WAIT, or 0 when it
  * cannot ask. */
 int cache_l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t hash);

@@ -427,6 +427,16 @@ void cache_publish_writes(const cache_writes_t *w, client_t *waiter)
     }
 }
 
+void cache_publish_cleared(cache_ns_t *ns, const char *relname)
+{
+    if (cache.redis == NULL)
+        return;
+    char target[sizeof(ns->target)];
+    ns_target(ns, target, sizeof(target));
+    if (cacheredis_publish(cache.redis, target, &relname, 1, published, NULL) < 0)
+        log_error("cache: out of memory publishing a clear of %s to the other instances", target);
+}
+
 /* An L2 read came back to its worker: a HIT goes into memory, where the read finds it when
  * the client's input is read again; a MISS leaves its generations for the fill. */
 static void l2_returned(worker_t *worker, void *arg)

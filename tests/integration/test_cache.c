@@ -465,6 +465,16 @@ static void test_bounds_and_compression(void **state)
     set_directly("DROP TABLE bitems");
 }
 
+/* POST /api/v1/cache/clear[?query] on the instance whose admin API is on admin_port. */
+static void clear(int admin_port, const char *query)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/cache/clear%s", query);
+    harness_response_t r = harness_http(admin_port, "POST", path, "Bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    harness_response_free(&r);
+}
+
 /* POST /api/v1/cache/clear drops answers by table and all of them. */
 static void test_clear_through_the_api(void **state)
 {
@@ -478,16 +488,11 @@ static void test_clear_through_the_api(void **state)
     expect_read(c, q, "1");
     set_directly("UPDATE citems SET v = 2");
     expect_read(c, q, "1");
-    harness_response_t r =
-        harness_http(admin, "POST", "/api/v1/cache/clear?table=citems", "Bearer " TOKEN);
-    assert_int_equal(r.status, 200);
-    harness_response_free(&r);
+    clear(admin, "?table=citems");
     expect_read(c, q, "2");
     set_directly("UPDATE citems SET v = 3");
     expect_read(c, q, "2");
-    r = harness_http(admin, "POST", "/api/v1/cache/clear", "Bearer " TOKEN);
-    assert_int_equal(r.status, 200);
-    harness_response_free(&r);
+    clear(admin, "");
     expect_read(c, q, "3");
     PQfinish(c);
     assert_int_equal(harness_stop_pgturbo(&p, 10), 0);
@@ -737,6 +742,61 @@ static void test_warm_stores_in_the_l2(void **state)
     set_directly("DROP TABLE l2items");
 }
 
+/*
+ * With cache_redis_host, a clear on one instance reaches the L2 and the other instances: after
+ * a change behind pgturbo's back, neither instance answers the old rows from its memory or
+ * from Redis.
+ */
+static void test_clear_reaches_the_l2_and_other_instances(void **state)
+{
+    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
+        skip();
+    set_directly("CREATE TABLE clitems (id int PRIMARY KEY, v text);"
+                 "INSERT INTO clitems VALUES (1, 'one')");
+    harness_redis_t redis;
+    harness_start_redis(&redis);
+    char lines[256];
+    snprintf(lines, sizeof(lines),
+             "clitems = 60\ncache_redis_host = 127.0.0.1\ncache_redis_port = %d", redis.port);
+    pgturbo_proc_t a, b;
+    int admin_a, admin_b;
+    start(&a, &admin_a, lines);
+    start(&b, &admin_b, lines);
+    wait_for_fresh_link(admin_a);
+    wait_for_fresh_link(admin_b);
+    PGconn *ca = connect_via(&a), *cb = connect_via(&b);
+    const char *q = "SELECT v FROM clitems WHERE id = 1";
+    const char *expected[] = {"two", "three"};
+    const char *updates[] = {"UPDATE clitems SET v = 'two'", "UPDATE clitems SET v = 'three'"};
+    const char *how[] = {"?table=clitems", ""};
+    for (int i = 0; i < 2; i++) {
+        expect_read(cb, q, i == 0 ? "one" : "two"); /* b from the server, then memory */
+        expect_read(cb, q, i == 0 ? "one" : "two");
+        set_directly(updates[i]);
+        clear(admin_a, how[i]);
+        /* a forgot, and must not take the old answer back from the L2 */
+        expect_read(ca, q, expected[i]);
+        /* b heard it: its memory no longer answers */
+        long long deadline = harness_now_ms() + 5000;
+        for (;;) {
+            char *v = harness_query_value(cb, q);
+            bool fresh = v != NULL && strcmp(v, expected[i]) == 0;
+            free(v);
+            if (fresh)
+                break;
+            if (harness_now_ms() > deadline)
+                fail_msg("instance b still answers the rows from before the clear (%s)", how[i]);
+            harness_sleep_ms(20);
+        }
+    }
+    PQfinish(ca);
+    PQfinish(cb);
+    assert_int_equal(harness_stop_pgturbo(&a, 10), 0);
+    assert_int_equal(harness_stop_pgturbo(&b, 10), 0);
+    harness_stop_redis(&redis);
+    set_directly("DROP TABLE clitems");
+}
+
 /* POST /api/v1/cache/warm takes top from 1 to 1000 and the admin token alone. */
 static void test_warm_checks_top_and_token(void **state)
 {
@@ -915,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_warm_counts_a_read_that_now_fails),
         cmocka_unit_test(test_warm_skips_a_user_gone_from_the_config),
         cmocka_unit_test(test_warm_stores_in_the_l2),
+        cmocka_unit_test(test_clear_reaches_the_l2_and_other_instances),
         cmocka_unit_test(test_low_hit_ratio_raises_an_alert),
         cmocka_unit_test_teardown(test_logical_invalidation_of_direct_writes,
                                   reset_synchronous_standby),
