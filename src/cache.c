@@ -437,10 +437,13 @@ static bool add_dep(read_plan_t *p, uint32_t ns, const char *name)
     for (int i = 0; i < p->n_deps; i++)
         if (p->deps[i].counter == counter)
             return true;
-    if (p->n_deps == MAX_DEPS)
+    uint64_t seen = cachegen_read(counter);
+    /* A table a reported commit changed, not yet visible: an answer read now could not be
+     * kept (cachestore_put refuses it), so none is recorded or asked of Redis. */
+    if (p->n_deps == MAX_DEPS || cachegen_is_pending(seen))
         return false;
     p->deps[p->n_deps].counter = counter;
-    p->deps[p->n_deps].seen = cachegen_read(counter);
+    p->deps[p->n_deps].seen = seen;
     p->n_deps++;
     return true;
 }

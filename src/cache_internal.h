@@ -78,7 +78,6 @@ typedef struct redis_wait {
     struct redis_wait *next, *prev; /* the client's list */
     worker_t *worker;
     client_t *client; /* NULL once the client went */
-    bool is_read;
     /* An L2 read: the key, what the read depends on locally, and what Redis answered. */
     uint64_t hash;
     uint8_t *key;

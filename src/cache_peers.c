@@ -357,14 +357,13 @@ static void hand_back(redis_wait_t *w, void (*fn)(worker_t *worker, void *arg))
                   w->worker->id);
 }
 
-static redis_wait_t *wait_new(client_t *c, bool is_read)
+static redis_wait_t *wait_new(client_t *c)
 {
     redis_wait_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
     w->worker = c->worker;
     w->client = c;
-    w->is_read = is_read;
     return w;
 }
 
@@ -414,7 +413,7 @@ void cache_publish_writes(const cache_writes_t *w, client_t *waiter)
         names[n++] = cachegen_name(w->counters[i]);
     if (w->ddl)
         names[n++] = DDL_NAME;
-    redis_wait_t *wait = waiter != NULL && waiter->cache != NULL ? wait_new(waiter, false) : NULL;
+    redis_wait_t *wait = waiter != NULL && waiter->cache != NULL ? wait_new(waiter) : NULL;
     if (cacheredis_publish(cache.redis, target, names, n, published, wait) < 0) {
         log_error("cache: out of memory publishing a write of %s to the other instances", target);
         free(wait);
@@ -490,7 +489,7 @@ static void l2_got(void *arg, cacheredis_result_t result, const uint8_t *value, 
 int cache_l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t hash)
 {
     cache_client_t *cc = c->cache;
-    redis_wait_t *w = wait_new(c, true);
+    redis_wait_t *w = wait_new(c);
     if (w == NULL || (w->key = malloc(buf_len(&cc->key))) == NULL) {
         free(w);
         return 0;

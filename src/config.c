@@ -1229,9 +1229,13 @@ static void show_cache_rules(const config_t *cfg, config_show_fn fn, void *arg)
 static void show_settings(const setting_t *table, size_t n, const config_t *cfg,
                           const config_t *defaults, config_show_fn fn, void *arg)
 {
-    /* Read at start only; admin_listen is also read when a reload turns the API on. */
-    static const char *const fixed[] = {"listen_addr", "listen_port", "workers", "tcp_defer_accept",
-                                        "admin_listen"};
+    /* Read at start only; admin_listen is also read when a reload turns the API on. The
+     * cache's Redis link and logical consumers start with the daemon too. */
+    static const char *const fixed[] = {
+        "listen_addr",      "listen_port",        "workers",
+        "tcp_defer_accept", "admin_listen",       "cache_invalidation",
+        "cache_redis_host", "cache_redis_port",   "cache_redis_password",
+        "cache_redis_db",   "cache_redis_prefix", "cache_redis_lease"};
     char value[CONFIG_PATH_LEN], dflt[CONFIG_PATH_LEN];
 
     for (size_t i = 0; i < n; i++) {
