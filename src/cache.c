@@ -20,8 +20,8 @@
  * closing).
  *
  * What other writers report (the logical stream, the instances sharing Redis) is in
- * cache_peers.c, the admin API's figures and clears in cache_api.c; cache_internal.h holds
- * what the three share.
+ * cache_peers.c, the admin API's figures and clears in cache_api.c, the warm in cache_warm.c;
+ * cache_internal.h holds what they share.
  */
 #include "cache_internal.h"
 

@@ -192,6 +192,9 @@ void cache_publish_writes(const cache_writes_t *w, client_t *waiter);
  * namespace was cleared by hand (cache_clear), without waiting; nothing without Redis. */
 void cache_publish_cleared(cache_ns_t *ns, const char *relname);
 
+/* Copies the namespace's target (host:port/dbname, "" while unused) into out, under its lock. */
+void cache_ns_target(cache_ns_t *ns, char *out, size_t len);
+
 /* Asks Redis for the read whose key (hash) is in c's key buffer: CACHE_WAIT, or 0 when it
  * cannot ask. */
 int cache_l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t hash);

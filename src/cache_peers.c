@@ -43,7 +43,7 @@ static void wait_unlink(cache_client_t *cc, redis_wait_t *w)
     w->next = w->prev = NULL;
 }
 
-static void ns_target(cache_ns_t *ns, char *out, size_t len)
+void cache_ns_target(cache_ns_t *ns, char *out, size_t len)
 {
     pthread_mutex_lock(&ns->lock);
     snprintf(out, len, "%s", ns->target);
@@ -110,7 +110,7 @@ static void *logical_commit(void *arg, const cachelogical_table_t *tables, int n
     logical_txn_t *t = calloc(1, sizeof(*t));
     if (t == NULL) {
         char target[sizeof(ns->target)];
-        ns_target(ns, target, sizeof(target));
+        cache_ns_target(ns, target, sizeof(target));
         log_error("cache logical: out of memory: every answer of %s is dropped", target);
         cache_bump_everything(ns);
         const char *everything[] = {""};
@@ -334,7 +334,7 @@ static void publish_and_wait(cache_ns_t *ns, const char **names, int n)
         n = 1;
     }
     char target[sizeof(ns->target)];
-    ns_target(ns, target, sizeof(target));
+    cache_ns_target(ns, target, sizeof(target));
     sync_publish_t p = {.done = false};
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.cond, NULL);
@@ -404,7 +404,7 @@ static void published(void *arg)
 void cache_publish_writes(const cache_writes_t *w, client_t *waiter)
 {
     char target[sizeof(cache.ns[0].target)];
-    ns_target(&cache.ns[w->ns], target, sizeof(target));
+    cache_ns_target(&cache.ns[w->ns], target, sizeof(target));
     const char *names[MAX_WRITES + 1];
     int n = 0;
     if (w->everything)
@@ -431,7 +431,7 @@ void cache_publish_cleared(cache_ns_t *ns, const char *relname)
     if (cache.redis == NULL)
         return;
     char target[sizeof(ns->target)];
-    ns_target(ns, target, sizeof(target));
+    cache_ns_target(ns, target, sizeof(target));
     if (cacheredis_publish(cache.redis, target, &relname, 1, published, NULL) < 0)
         log_error("cache: out of memory publishing a clear of %s to the other instances", target);
 }
@@ -506,7 +506,7 @@ int cache_l2_read(client_t *c, cache_ns_t *ns, const read_plan_t *p, uint64_t ha
     for (int i = 0; i < p->n_deps; i++)
         names[i] = p->deps[i].counter == all ? "" : cachegen_name(p->deps[i].counter);
     char target[sizeof(ns->target)];
-    ns_target(ns, target, sizeof(target));
+    cache_ns_target(ns, target, sizeof(target));
     if (cacheredis_get(cache.redis, hash, w->key, w->key_len, target, names, p->n_deps, l2_got, w) <
         0) {
         wait_free(w);

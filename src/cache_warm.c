@@ -290,10 +290,7 @@ static bool target_of(uint32_t id, char *out)
 {
     if (id == 0 || id > MAX_NAMESPACES)
         return false;
-    cache_ns_t *ns = &cache.ns[id];
-    pthread_mutex_lock(&ns->lock);
-    memcpy(out, ns->target, sizeof(ns->target));
-    pthread_mutex_unlock(&ns->lock);
+    cache_ns_target(&cache.ns[id], out, sizeof(cache.ns[id].target));
     return out[0] != '\0';
 }
 
