@@ -695,26 +695,52 @@ static long long redis_total(int admin_port, const char *key)
     return n;
 }
 
+/* Two instances sharing a Redis, each caching table for 60 s. */
+typedef struct redis_pair {
+    harness_redis_t redis;
+    pgturbo_proc_t proc[2];
+    int admin[2];
+} redis_pair_t;
+
+/* Creates table (id int PRIMARY KEY, v text) with the row (1, 'one'), starts Redis and both
+ * instances, and waits until both trust their memory. Skips without Redis. */
+static void redis_pair_start(redis_pair_t *pair, const char *table)
+{
+    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
+        skip();
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE %s (id int PRIMARY KEY, v text); INSERT INTO %s VALUES (1, 'one')",
+             table, table);
+    set_directly(sql);
+    harness_start_redis(&pair->redis);
+    char lines[256];
+    snprintf(lines, sizeof(lines), "%s = 60\ncache_redis_host = 127.0.0.1\ncache_redis_port = %d",
+             table, pair->redis.port);
+    for (int i = 0; i < 2; i++)
+        start(&pair->proc[i], &pair->admin[i], lines);
+    for (int i = 0; i < 2; i++)
+        wait_for_fresh_link(pair->admin[i]);
+}
+
+static void redis_pair_stop(redis_pair_t *pair, const char *table)
+{
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(harness_stop_pgturbo(&pair->proc[i], 10), 0);
+    harness_stop_redis(&pair->redis);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
+    set_directly(sql);
+}
+
 /* With cache_redis_host, a warm stores its answers in the L2 too: another instance sharing
  * the Redis gets the warm's answer from there, not from PostgreSQL. */
 static void test_warm_stores_in_the_l2(void **state)
 {
-    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
-        skip();
-    set_directly("CREATE TABLE l2items (id int PRIMARY KEY, v text);"
-                 "INSERT INTO l2items VALUES (1, 'one')");
-    harness_redis_t redis;
-    harness_start_redis(&redis);
-    char lines[256];
-    snprintf(lines, sizeof(lines),
-             "l2items = 60\ncache_redis_host = 127.0.0.1\ncache_redis_port = %d", redis.port);
-    pgturbo_proc_t a, b;
-    int admin_a, admin_b;
-    start(&a, &admin_a, lines);
-    start(&b, &admin_b, lines);
-    wait_for_fresh_link(admin_a);
-    wait_for_fresh_link(admin_b);
-    PGconn *c = connect_via(&a);
+    redis_pair_t pair;
+    redis_pair_start(&pair, "l2items");
+    int admin_a = pair.admin[0], admin_b = pair.admin[1];
+    PGconn *c = connect_via(&pair.proc[0]);
     const char *q = "SELECT v FROM l2items WHERE id = 1";
     expect_read(c, q, "one");
     expect_read(c, q, "one");
@@ -724,7 +750,7 @@ static void test_warm_stores_in_the_l2(void **state)
     assert_int_equal(redis_total(admin_a, "puts") - puts, 1);
     set_directly("UPDATE l2items SET v = 'behind pgturbo'");
     long long l2_hits = redis_total(admin_b, "hits");
-    PGconn *other = connect_via(&b);
+    PGconn *other = connect_via(&pair.proc[1]);
     expect_read(other, q, "two");
     assert_int_equal(redis_total(admin_b, "hits") - l2_hits, 1);
     /* After a write, the same client's next read of the same text misses memory: it asks the
@@ -736,10 +762,7 @@ static void test_warm_stores_in_the_l2(void **state)
     assert_int_equal(redis_total(admin_b, "puts") - puts_b, 1);
     PQfinish(other);
     PQfinish(c);
-    assert_int_equal(harness_stop_pgturbo(&a, 10), 0);
-    assert_int_equal(harness_stop_pgturbo(&b, 10), 0);
-    harness_stop_redis(&redis);
-    set_directly("DROP TABLE l2items");
+    redis_pair_stop(&pair, "l2items");
 }
 
 /*
@@ -749,22 +772,10 @@ static void test_warm_stores_in_the_l2(void **state)
  */
 static void test_clear_reaches_the_l2_and_other_instances(void **state)
 {
-    if (getenv("PGTURBO_TEST_SKIP_REDIS") != NULL)
-        skip();
-    set_directly("CREATE TABLE clitems (id int PRIMARY KEY, v text);"
-                 "INSERT INTO clitems VALUES (1, 'one')");
-    harness_redis_t redis;
-    harness_start_redis(&redis);
-    char lines[256];
-    snprintf(lines, sizeof(lines),
-             "clitems = 60\ncache_redis_host = 127.0.0.1\ncache_redis_port = %d", redis.port);
-    pgturbo_proc_t a, b;
-    int admin_a, admin_b;
-    start(&a, &admin_a, lines);
-    start(&b, &admin_b, lines);
-    wait_for_fresh_link(admin_a);
-    wait_for_fresh_link(admin_b);
-    PGconn *ca = connect_via(&a), *cb = connect_via(&b);
+    redis_pair_t pair;
+    redis_pair_start(&pair, "clitems");
+    int admin_a = pair.admin[0];
+    PGconn *ca = connect_via(&pair.proc[0]), *cb = connect_via(&pair.proc[1]);
     const char *q = "SELECT v FROM clitems WHERE id = 1";
     const char *expected[] = {"two", "three"};
     const char *updates[] = {"UPDATE clitems SET v = 'two'", "UPDATE clitems SET v = 'three'"};
@@ -791,10 +802,7 @@ static void test_clear_reaches_the_l2_and_other_instances(void **state)
     }
     PQfinish(ca);
     PQfinish(cb);
-    assert_int_equal(harness_stop_pgturbo(&a, 10), 0);
-    assert_int_equal(harness_stop_pgturbo(&b, 10), 0);
-    harness_stop_redis(&redis);
-    set_directly("DROP TABLE clitems");
+    redis_pair_stop(&pair, "clitems");
 }
 
 /* POST /api/v1/cache/warm takes top from 1 to 1000 and the admin token alone. */
