@@ -633,7 +633,14 @@ static void lose_session(cacheredis_t *r, int64_t now)
     atomic_store_explicit(&r->fresh_until, 0, memory_order_release);
     close_session(r, false);
     r->resets_pending = 0;
-    set_state(r, LINK_DOWN);
+    r->state = LINK_DOWN;
+    /* One update, so that a reader never sees the link down and the loss not yet counted. */
+    pthread_mutex_lock(&r->lock);
+    r->status.connected = false;
+    if (was_up)
+        r->status.disconnects++;
+    snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", r->why);
+    pthread_mutex_unlock(&r->lock);
     if (was_up) {
         r->lost_at = now;
         r->retry_delay = RETRY_FIRST_MS;
@@ -650,12 +657,6 @@ static void lose_session(cacheredis_t *r, int64_t now)
         log_debug("cache redis: %s: %s", r->where, r->why);
     r->down_logged = true;
     r->retry_delay = r->retry_delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_delay * 2;
-
-    pthread_mutex_lock(&r->lock);
-    if (was_up)
-        r->status.disconnects++;
-    snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", r->why);
-    pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- the thread ---- */
